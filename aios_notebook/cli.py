@@ -1,0 +1,59 @@
+"""The ``aios-notebook`` command: serve | record | replay | backtest | report | demo.
+
+The only module that wires every layer together. Each subcommand has an ``_add_<name>`` that
+declares its options and a ``_run_<name>`` that imports its layer lazily (so ``aios-notebook
+--help`` stays fast) and returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["build_parser", "main"]
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the reference AIOS v2 server (WebSocket + REST)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
+    p.add_argument("--token", default=None, help="auth token (default: a random one, printed at start)")
+    p.add_argument("--seed", type=int, default=7, help="workload seed (default 7)")
+    p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second (default 1)")
+    p.add_argument("--heartbeat", type=float, default=30.0, help="ping interval in wall seconds (default 30)")
+    p.add_argument("--scenario", default="steady", help="workload scenario (default steady)")
+    p.add_argument("--labels", default=None, metavar="FILE", help="write the scenario's ground-truth labels (JSON) here")
+    p.set_defaults(run=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from .server.cli import run_serve  # owned by the server layer: argument handling stays here
+
+    return run_serve(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``aios-notebook`` command."""
+    parser = argparse.ArgumentParser(
+        prog="aios-notebook",
+        description="Jupyter kit for the AIOS v2 event stream.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    _add_serve(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script and of ``python -m aios_notebook``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

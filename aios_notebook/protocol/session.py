@@ -1,0 +1,660 @@
+"""Sans-I/O connection logic for both ends of an AIOS v2 WebSocket.
+
+Like python-websockets' protocol objects, these classes do no I/O and never sleep: the I/O layer
+feeds them frames and the time, and sends what they queue. The client (``client.py``) and the
+reference server (``server/``) run the very same rules, so they cannot drift apart, and most of the
+protocol is tested without a socket.
+
+Client side::
+
+    session = ClientSession(subscriptions)
+    session.connection_opened(token)          # queues auth, then the subscriptions
+    for text in session.data_to_send(): send(text)
+    for event in session.receive(frame):       # Delivered, Duplicate, Malformed, GapDetected ...
+        ...
+    if session.check_alive(now) is not None:  # ConnectionDead: stale heartbeat
+        reconnect()
+
+Server side::
+
+    session = ServerSession(client_id="c1", token_check=check)
+    session.opened()                           # queues connected
+    for request in session.receive(frame):     # ResyncRequest, DagRunRequest, CloseRequest ...
+        ...
+    session.tick()                             # heartbeat pings, auth timeout
+    if session.wants(event, data): send(frame)
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .codec import Decoded, Message, decode, encode, format_timestamp, parse_timestamp
+from .models import (
+    CLIENT_EVENTS,
+    CLOSE_AUTH_FAILED,
+    CLOSE_AUTH_TIMEOUT,
+    CLOSE_GOING_AWAY,
+    CLOSE_TOO_BIG,
+    DEFAULT_HEARTBEAT,
+    MAX_FRAME_BYTES,
+    PROTOCOL_NAME,
+    SERVER_CAPABILITIES,
+    STREAM_EVENTS,
+)
+from .subscriptions import Filters, Subscriptions
+
+__all__ = [
+    "AuthFailed",
+    "AuthRejected",
+    "Authenticated",
+    "ClientSession",
+    "CloseRequest",
+    "ConnectionDead",
+    "ConnectionInfo",
+    "DagRunRequest",
+    "Delivered",
+    "Duplicate",
+    "GapDetected",
+    "Malformed",
+    "ResyncFinished",
+    "ResyncRequest",
+    "ServerNotice",
+    "ServerSession",
+    "SubscriptionChanged",
+]
+
+_SEEN_WINDOW = 200_000  # seqs remembered for de-duplication; older ones count as already seen
+STALE_FACTOR = 2.5
+
+
+# ----------------------------------------------------------------------------------------------
+# what the client session reports
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """A new event of the stream (or an unknown but readable event): hand it to the store."""
+
+    decoded: Decoded
+    replayed: bool = False
+
+    @property
+    def message(self) -> Message:
+        assert self.decoded.message is not None
+        return self.decoded.message
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """An event whose seq was already delivered (resync replay overlapping the live stream)."""
+
+    decoded: Decoded
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """A frame with problems. ``decoded.message`` may still be usable (then it is also Delivered)."""
+
+    decoded: Decoded
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """The server's ``connected`` message: who we are and what the server can do."""
+
+    client_id: str | None
+    capabilities: frozenset[str]
+    heartbeat_interval: float | None
+    server_time: Any = None
+    protocol: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    client_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFailed:
+    """The server refused the token (error auth_failed or close 4401): do not reconnect."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerNotice:
+    """A connection-scoped error reply or connection_error from the server."""
+
+    event: str
+    code: str | None
+    message: str
+    decoded: Decoded
+
+
+@dataclass(frozen=True, slots=True)
+class GapDetected:
+    """Part of the stream is missing: event time ``start`` to ``end`` (aware datetimes or None)."""
+
+    start: Any
+    end: Any
+    reason: str
+    since_seq: int | None = None
+    until_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncFinished:
+    from_seq: int | None
+    to_seq: int | None
+    replayed: int
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionDead:
+    """No frame for longer than the heartbeat allows: close and reconnect."""
+
+    silent_for: float
+    limit: float
+
+
+ClientEvent = (
+    Delivered | Duplicate | Malformed | ConnectionInfo | Authenticated | AuthFailed | ServerNotice
+    | GapDetected | ResyncFinished
+)
+
+
+class ClientSession:
+    """The client's side of the protocol, across reconnects.
+
+    It remembers what the user subscribed to (types, filters, legacy DAG runs) and restores it on every
+    new connection, after auth; then asks for a resync from the last seq when the server offers it, and
+    reports a gap when it does not or cannot fill the range. Messages asked for while disconnected are
+    kept and sent in order after the subscriptions.
+
+    Time: ``clock`` is a zero-argument function of monotonic seconds (``time.monotonic`` by default).
+    """
+
+    def __init__(
+        self,
+        subscriptions: Subscriptions | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        default_heartbeat: float = DEFAULT_HEARTBEAT,
+        stale_factor: float = STALE_FACTOR,
+    ) -> None:
+        self.subscriptions = subscriptions or Subscriptions()
+        self._clock = clock
+        self.default_heartbeat = default_heartbeat
+        self.stale_factor = stale_factor
+        self._outgoing: list[str] = []
+        self._pending: list[str] = []  # asked for while disconnected
+        self.open = False
+        self.auth_failed = False
+        self.connections = 0
+        self.info: ConnectionInfo | None = None
+        self.heartbeat_interval: float | None = None  # known once advertised or a ping arrived
+        self.last_frame_at: float | None = None
+        self.last_seq: int | None = None
+        self.last_event_time: Any = None  # event time (aware datetime) of the newest delivered event
+        self._seen: set[int] = set()
+        self._seen_order: deque[int] = deque()
+        self._seen_floor = -1
+        self._open_gap: tuple[Any, str, int | None] | None = None  # (start, reason, since_seq)
+        self._awaiting_capabilities = False
+        self._resync_requested_from: int | None = None
+
+    # -- what the user asks for -------------------------------------------------------------
+    def subscribe(self, types: Iterable[str], filters: Mapping[str, Any] | Filters | None = None) -> list[str]:
+        """Subscribe to ``types`` (sent now if connected, else on connect); returns unknown types."""
+        types = list(types)
+        parsed = filters if isinstance(filters, Filters) else Filters.parse(filters)[0]
+        unknown = self.subscriptions.subscribe(types, parsed)
+        data: dict[str, Any] = {"types": types}
+        if parsed.to_wire():
+            data["filters"] = parsed.to_wire()
+        self._send_or_keep("subscribe", data)
+        return unknown
+
+    def unsubscribe(self, types: Iterable[str]) -> list[str]:
+        types = list(types)
+        unknown = self.subscriptions.unsubscribe(types)
+        self._send_or_keep("unsubscribe", {"types": types})
+        return unknown
+
+    def subscribe_dag_run(self, run_id: str) -> None:
+        self.subscriptions.add_dag_run(run_id)
+        self._send_or_keep("subscribe_dag_run", {"run_id": run_id})
+
+    def send(self, event: str, data: Mapping[str, Any] | None = None) -> None:
+        """Any other client message: sent now if connected, else kept for the next connection."""
+        self._send_or_keep(event, dict(data or {}))
+
+    def _send_or_keep(self, event: str, data: dict[str, Any]) -> None:
+        text = encode(event, data)
+        if self.open:
+            self._outgoing.append(text)
+        elif event not in ("subscribe", "unsubscribe", "subscribe_dag_run"):
+            # subscription changes are already in self.subscriptions and restored on connect
+            self._pending.append(text)
+
+    # -- connection lifecycle ---------------------------------------------------------------
+    def connection_opened(self, token: str) -> None:
+        """A new socket is open: queue auth, the subscriptions, then what was kept while offline."""
+        reconnect = self.connections > 0
+        self.connections += 1
+        self.open = True
+        self.auth_failed = False
+        self.info = None
+        self.heartbeat_interval = None
+        self.last_frame_at = self._clock()
+        self._outgoing = [encode("auth", {"token": token})]
+        self._outgoing.extend(encode(e, d) for e, d in self.subscriptions.to_messages())
+        self._outgoing.extend(self._pending)
+        self._pending = []
+        self._resync_requested_from = None
+        # the resync (or the gap) is decided when the server says what it can do
+        self._awaiting_capabilities = reconnect
+
+    def connection_closed(self, code: int | None = None, reason: str = "") -> list[ClientEvent]:
+        """The socket closed. Returns AuthFailed for close 4401."""
+        self.open = False
+        self._outgoing = []
+        if code == CLOSE_AUTH_FAILED:
+            self.auth_failed = True
+            return [AuthFailed(reason or "the server closed the connection with 4401 (wrong token)")]
+        return []
+
+    def data_to_send(self) -> list[str]:
+        """The frames to send now, in order."""
+        out, self._outgoing = self._outgoing, []
+        return out
+
+    def check_alive(self, now: float | None = None) -> ConnectionDead | None:
+        """Stale heartbeat check: only for servers that showed they send pings."""
+        if not self.open or self.heartbeat_interval is None or self.last_frame_at is None:
+            return None
+        now = self._clock() if now is None else now
+        limit = self.stale_factor * self.heartbeat_interval
+        silent = now - self.last_frame_at
+        return ConnectionDead(silent, limit) if silent > limit else None
+
+    def next_check(self) -> float | None:
+        """Monotonic time at which ``check_alive`` could next report a dead connection."""
+        if self.heartbeat_interval is None or self.last_frame_at is None:
+            return None
+        return self.last_frame_at + self.stale_factor * self.heartbeat_interval
+
+    # -- frames in ----------------------------------------------------------------------------
+    def receive(self, frame: str | bytes) -> list[ClientEvent]:
+        """Feed one frame; returns what happened."""
+        self.last_frame_at = self._clock()
+        decoded = decode(frame)
+        message = decoded.message
+        events: list[ClientEvent] = []
+        if decoded.problems:
+            events.append(Malformed(decoded))
+        if message is None:
+            return events
+        handler = _CLIENT_HANDLERS.get(message.event)
+        if handler is not None:
+            handler(self, decoded, message, events)
+        else:
+            self._deliver(decoded, message, events)
+        return events
+
+    def _deliver(self, decoded: Decoded, message: Message, events: list[ClientEvent]) -> None:
+        if self._awaiting_capabilities and message.event in STREAM_EVENTS:
+            # a reconnect to a server that never said it can resync: what we missed is a gap
+            self._awaiting_capabilities = False
+            self._start_gap("reconnected to a server without resync")
+        seq = message.seq
+        if seq is not None:
+            if seq <= self._seen_floor or seq in self._seen:
+                events.append(Duplicate(decoded))
+                return
+            self._remember(seq)
+            if self.last_seq is None or seq > self.last_seq:
+                self.last_seq = seq
+        when = parse_timestamp(message.data.get("timestamp"))
+        if self._open_gap is not None and message.event in STREAM_EVENTS:
+            start, reason, since = self._open_gap
+            self._open_gap = None
+            events.append(GapDetected(start, when, reason, since, seq))
+        if when is not None and (self.last_event_time is None or when > self.last_event_time):
+            self.last_event_time = when
+        events.append(Delivered(decoded, replayed=self._resync_requested_from is not None))
+
+    def _remember(self, seq: int) -> None:
+        self._seen.add(seq)
+        self._seen_order.append(seq)
+        if len(self._seen_order) > _SEEN_WINDOW:
+            old = self._seen_order.popleft()
+            self._seen.discard(old)
+            self._seen_floor = max(self._seen_floor, old)
+
+    def _start_gap(self, reason: str) -> None:
+        if self._open_gap is None:
+            self._open_gap = (self.last_event_time, reason, self.last_seq)
+
+    def _on_connected(self, decoded: Decoded, message: Message, events: list[ClientEvent]) -> None:
+        data = message.data
+        caps = data.get("capabilities")
+        capabilities = frozenset(c for c in caps if isinstance(c, str)) if isinstance(caps, list) else frozenset()
+        interval = data.get("heartbeat_interval")
+        if isinstance(interval, (int, float)) and not isinstance(interval, bool) and interval > 0:
+            self.heartbeat_interval = float(interval)
+        else:
+            interval = None
+        self.info = ConnectionInfo(
+            data.get("client_id") if isinstance(data.get("client_id"), str) else None,
+            capabilities,
+            float(interval) if interval is not None else None,
+            data.get("server_time"),
+            data.get("protocol") if isinstance(data.get("protocol"), str) else None,
+        )
+        events.append(self.info)
+        if self._awaiting_capabilities:
+            self._awaiting_capabilities = False
+            if "resync" in capabilities and self.last_seq is not None:
+                self._resync_requested_from = self.last_seq
+                self._outgoing.append(encode("resync", {"since_seq": self.last_seq}))
+            else:
+                self._start_gap("reconnected to a server without resync")
+
+    def _on_ping(self, decoded: Decoded, message: Message, events: list[ClientEvent]) -> None:
+        if self.heartbeat_interval is None:
+            self.heartbeat_interval = self.default_heartbeat
+        if self.info is not None and "pong" in self.info.capabilities:
+            self._outgoing.append(encode("pong", {"timestamp": format_timestamp(time.time())}))
+
+    def _on_authenticated(self, decoded: Decoded, message: Message, events: list[ClientEvent]) -> None:
+        client_id = message.data.get("client_id")
+        events.append(Authenticated(client_id if isinstance(client_id, str) else None))
+
+    def _on_error(self, decoded: Decoded, message: Message, events: list[ClientEvent]) -> None:
+        code = message.data.get("code")
+        code = code if isinstance(code, str) else None
+        text = message.data.get("message")
+        text = text if isinstance(text, str) else ""
+        if code == "auth_failed":
+            self.auth_failed = True
+            events.append(AuthFailed(text or "the server refused the token"))
+            return
+        if message.seq is not None or code == "processing_error":
+            self._deliver(decoded, message, events)  # part of the stream
+            return
+        events.append(ServerNotice("error", code, text, decoded))
+
+    def _on_connection_error(self, decoded: Decoded, message: Message, events: list[ClientEvent]) -> None:
+        code = message.data.get("code")
+        text = message.data.get("message")
+        events.append(
+            ServerNotice("connection_error", code if isinstance(code, str) else None,
+                         text if isinstance(text, str) else "", decoded)
+        )
+
+    def _on_resync_complete(self, decoded: Decoded, message: Message, events: list[ClientEvent]) -> None:
+        data = message.data
+        complete = data.get("complete") is not False
+        from_seq = data.get("from_seq") if isinstance(data.get("from_seq"), int) else None
+        to_seq = data.get("to_seq") if isinstance(data.get("to_seq"), int) else None
+        replayed = data.get("replayed") if isinstance(data.get("replayed"), int) else 0
+        since = self._resync_requested_from
+        self._resync_requested_from = None
+        if not complete:
+            # the buffer no longer held the start of the range: the events between what we had
+            # and the first replayed one are lost; the gap closes at the next delivered event
+            gap = GapDetected(self.last_event_time, None, "resync incomplete: the server's buffer had moved on", since, from_seq)
+            events.append(gap)
+        events.append(ResyncFinished(from_seq, to_seq, replayed, complete))
+
+
+_CLIENT_HANDLERS: dict[str, Callable[[ClientSession, Decoded, Message, list[Any]], None]] = {
+    "connected": ClientSession._on_connected,
+    "ping": ClientSession._on_ping,
+    "authenticated": ClientSession._on_authenticated,
+    "error": ClientSession._on_error,
+    "connection_error": ClientSession._on_connection_error,
+    "resync_complete": ClientSession._on_resync_complete,
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# what the server session asks its I/O layer to do
+@dataclass(frozen=True, slots=True)
+class AuthRejected:
+    """A wrong token: the error reply is queued; close with ``CloseRequest`` that follows."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionChanged:
+    """The connection's subscriptions changed (the server may regroup it by signature)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncRequest:
+    """Replay buffered events with seq > ``since_seq`` that match, then call ``resync_complete``."""
+
+    since_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class DagRunRequest:
+    """Legacy subscribe_dag_run: send the run's dag_run_status and dag_run_progress now, or
+    ``session.error("not_found", ...)`` when the run is unknown."""
+
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CloseRequest:
+    code: int
+    reason: str = ""
+
+
+ServerRequest = AuthRejected | SubscriptionChanged | ResyncRequest | DagRunRequest | CloseRequest
+
+
+@dataclass
+class ServerSession:
+    """The server's side of one connection: auth, subscriptions, heartbeat, error replies.
+
+    Frames of the shared stream are not queued here (the server encodes each event once per group of
+    connections with the same ``subscriptions.signature()``); ``wants`` says whether this connection
+    gets an event.
+    """
+
+    client_id: str
+    token_check: Callable[[str], bool]
+    heartbeat: float = DEFAULT_HEARTBEAT
+    auth_timeout: float = 10.0
+    capabilities: tuple[str, ...] = SERVER_CAPABILITIES
+    clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time
+    subscriptions: Subscriptions = field(default_factory=Subscriptions)
+    authenticated: bool = False
+    closed: bool = False
+    _outgoing: list[str] = field(default_factory=list)
+    _opened_at: float = 0.0
+    _next_ping: float = 0.0
+
+    def opened(self) -> None:
+        """The socket is open: queue ``connected``."""
+        now = self.clock()
+        self._opened_at = now
+        self._next_ping = now + self.heartbeat
+        self._outgoing.append(
+            encode(
+                "connected",
+                {
+                    "client_id": self.client_id,
+                    "server_time": format_timestamp(self.wall_clock()),
+                    "protocol": PROTOCOL_NAME,
+                    "capabilities": list(self.capabilities),
+                    "heartbeat_interval": self.heartbeat,
+                },
+            )
+        )
+
+    def data_to_send(self) -> list[str]:
+        out, self._outgoing = self._outgoing, []
+        return out
+
+    def wants(self, event: str, data: Mapping[str, Any]) -> bool:
+        return self.authenticated and not self.closed and self.subscriptions.matches(event, data)
+
+    def error(self, code: str, message: str, details: Mapping[str, Any] | None = None) -> None:
+        """Queue an error reply (connection-scoped, no seq)."""
+        data: dict[str, Any] = {"code": code, "message": message, "timestamp": format_timestamp(self.wall_clock())}
+        if details:
+            data["details"] = dict(details)
+        self._outgoing.append(encode("error", data))
+
+    def send(self, event: str, data: Mapping[str, Any], seq: int | None = None) -> None:
+        """Queue any message for this connection only (e.g. the subscribe_dag_run snapshot)."""
+        self._outgoing.append(encode(event, dict(data), seq))
+
+    def resync_complete(self, from_seq: int, to_seq: int, replayed: int, complete: bool) -> None:
+        self._outgoing.append(
+            encode("resync_complete", {"from_seq": from_seq, "to_seq": to_seq, "replayed": replayed, "complete": complete})
+        )
+
+    def shutdown(self) -> CloseRequest:
+        """Server going away: queue connection_error server_shutdown; close with 1001."""
+        self._outgoing.append(
+            encode("connection_error", {"code": "server_shutdown", "message": "the server is shutting down",
+                                        "timestamp": format_timestamp(self.wall_clock())})
+        )
+        self.closed = True
+        return CloseRequest(CLOSE_GOING_AWAY, "server shutdown")
+
+    def tick(self) -> list[ServerRequest]:
+        """Call at least at ``next_deadline()``: pings, and the auth timeout."""
+        if self.closed:
+            return []
+        now = self.clock()
+        if not self.authenticated and now - self._opened_at >= self.auth_timeout:
+            self.error("auth_timeout", f"no auth within {self.auth_timeout:g} s")
+            self.closed = True
+            return [CloseRequest(CLOSE_AUTH_TIMEOUT, "auth timeout")]
+        if now >= self._next_ping:
+            self._next_ping = now + self.heartbeat
+            self._outgoing.append(encode("ping", {"timestamp": format_timestamp(self.wall_clock())}))
+        return []
+
+    def next_deadline(self) -> float:
+        if not self.authenticated:
+            return min(self._next_ping, self._opened_at + self.auth_timeout)
+        return self._next_ping
+
+    def receive(self, frame: str | bytes) -> list[ServerRequest]:
+        """Feed one client frame; error replies are queued, requests for the I/O layer returned."""
+        if self.closed:
+            return []
+        size = len(frame.encode("utf-8") if isinstance(frame, str) else frame)
+        if size > MAX_FRAME_BYTES:
+            self.closed = True
+            return [CloseRequest(CLOSE_TOO_BIG, "frame over 1 MiB")]
+        decoded = decode(frame, sender="client", check=False)
+        message = decoded.message
+        if message is None or message.event not in CLIENT_EVENTS:
+            why = decoded.describe() or "unknown message"
+            self.error("invalid_message", why[:200])
+            return []
+        if not self.authenticated:
+            if message.event != "auth":
+                self.error("not_authenticated", f"send auth before {message.event}")
+                return []
+            return self._auth(message)
+        handler = _SERVER_HANDLERS[message.event]
+        return handler(self, message)
+
+    def _auth(self, message: Message) -> list[ServerRequest]:
+        token = message.data.get("token")
+        if isinstance(token, str) and self.token_check(token):
+            self.authenticated = True
+            self._outgoing.append(
+                encode("authenticated", {"client_id": self.client_id, "timestamp": format_timestamp(self.wall_clock())})
+            )
+            return []
+        self.error("auth_failed", "invalid token")
+        self.closed = True
+        return [AuthRejected(), CloseRequest(CLOSE_AUTH_FAILED, "auth failed")]
+
+    def _on_auth(self, message: Message) -> list[ServerRequest]:
+        return []  # already authenticated: a second auth is harmless
+
+    def _types_of(self, message: Message) -> list[str] | None:
+        types = message.data.get("types")
+        if isinstance(types, str):
+            types = [types]
+        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+            self.error("invalid_message", f"{message.event}: 'types' must be a list of strings")
+            return None
+        return types
+
+    def _on_subscribe(self, message: Message) -> list[ServerRequest]:
+        types = self._types_of(message)
+        if types is None:
+            return []
+        filters, problems = Filters.parse(message.data.get("filters"))
+        if problems:
+            self.error("invalid_subscription", "; ".join(problems), {"filters": message.data.get("filters")})
+        unknown = self.subscriptions.subscribe(types, filters)
+        if unknown:
+            self.error("invalid_subscription", f"unknown subscription types {unknown}", {"types": unknown})
+        return [SubscriptionChanged()]
+
+    def _on_unsubscribe(self, message: Message) -> list[ServerRequest]:
+        types = self._types_of(message)
+        if types is None:
+            return []
+        unknown = self.subscriptions.unsubscribe(types)
+        if unknown:
+            self.error("invalid_subscription", f"unknown subscription types {unknown}", {"types": unknown})
+        return [SubscriptionChanged()]
+
+    def _on_subscribe_dag_run(self, message: Message) -> list[ServerRequest]:
+        run_id = message.data.get("run_id")
+        if not isinstance(run_id, str) or not run_id:
+            self.error("invalid_message", "subscribe_dag_run needs a run_id string")
+            return []
+        return [DagRunRequest(run_id)]
+
+    def _on_pong(self, message: Message) -> list[ServerRequest]:
+        return []
+
+    def _on_resync(self, message: Message) -> list[ServerRequest]:
+        since = message.data.get("since_seq")
+        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+            self.error("invalid_message", "resync needs since_seq, a non-negative integer")
+            return []
+        return [ResyncRequest(since)]
+
+
+_SERVER_HANDLERS: dict[str, Callable[[ServerSession, Message], list[ServerRequest]]] = {
+    "auth": ServerSession._on_auth,
+    "subscribe": ServerSession._on_subscribe,
+    "unsubscribe": ServerSession._on_unsubscribe,
+    "subscribe_dag_run": ServerSession._on_subscribe_dag_run,
+    "pong": ServerSession._on_pong,
+    "resync": ServerSession._on_resync,
+}
+
+
+def constant_time_equal(expected: str) -> Callable[[str], bool]:
+    """A token check that compares in constant time."""
+    expected_bytes = expected.encode("utf-8")
+
+    def check(token: str) -> bool:
+        return hmac.compare_digest(token.encode("utf-8"), expected_bytes)
+
+    return check
+
+
+__all__ += ["constant_time_equal"]
