@@ -18,7 +18,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the reference AIOS v2 server (WebSocket + REST)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
-    p.add_argument("--token", default=None, help="auth token (default: a random one, printed at start)")
+    p.add_argument("--token", default=None,
+                   help="auth token (default: $AIOS_TOKEN, else a random one, printed at start)")
     p.add_argument("--seed", type=int, default=7, help="workload seed (default 7)")
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second (default 1)")
     p.add_argument("--heartbeat", type=float, default=30.0, help="ping interval in wall seconds (default 30)")
@@ -28,9 +29,30 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    import os
+
     from .server.cli import run_serve  # owned by the server layer: argument handling stays here
 
+    if args.token is None:
+        args.token = os.environ.get("AIOS_TOKEN") or None
     return run_serve(args)
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the reference server + JupyterLab on the live dashboard")
+    p.add_argument("--port", type=int, default=0, help="reference server port (default: a free one)")
+    p.add_argument("--lab-port", type=int, default=8888, help="JupyterLab port (default 8888)")
+    p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per wall second (default 60)")
+    p.add_argument("--scenario", default="steady", help="workload scenario (default steady)")
+    p.add_argument("--seed", type=int, default=7, help="workload seed (default 7)")
+    p.add_argument("--no-lab", action="store_true", help="start only the reference server")
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_serve(sub)
+    _add_demo(sub)
     return parser
 
 

@@ -1,0 +1,136 @@
+"""The lenient decoder, the encoder and timestamps (no I/O)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+import pytest
+
+from aios_notebook.protocol import SERVER_EVENTS, SUBSCRIPTION_TYPES, decode, encode
+from aios_notebook.protocol.codec import format_timestamp, parse_timestamp
+from aios_notebook.protocol.models import PUBLISHED_SERVER_EVENTS, TYPE_OF_EVENT
+
+# the published examples of websocket-events.md, verbatim
+PUBLISHED = {
+    "processing_job_status": {"job_id": "job-12345", "run_id": "run-67890", "type": "pdf", "status": "processing", "progress": 45, "filename": "document.pdf", "started_at": "2023-01-01T00:00:00Z", "estimated_completion": "2023-01-01T00:05:00Z", "current_step": "text_extraction", "timestamp": "2023-01-01T00:02:30Z"},
+    "processing_job_completed": {"job_id": "job-12345", "run_id": "run-67890", "type": "pdf", "status": "completed", "progress": 100, "completed_at": "2023-01-01T00:05:00Z", "result": {"extracted_text": "Document content...", "summary": "Brief summary...", "entities": ["entity1", "entity2"], "insights": ["insight1", "insight2"]}, "timestamp": "2023-01-01T00:05:00Z"},
+    "processing_job_failed": {"job_id": "job-12345", "run_id": "run-67890", "type": "pdf", "status": "failed", "error": "Failed to extract text: Invalid PDF format", "failed_at": "2023-01-01T00:03:00Z", "retry_count": 2, "can_retry": True, "timestamp": "2023-01-01T00:03:00Z"},
+    "agent_status_update": {"agent_id": "content_mind_01", "name": "Content Mind", "type": "analysis", "status": "working", "current_task": "Analyzing PDF document for key insights", "progress": 75, "performance": {"tasks_completed": 145, "average_processing_time": 2.3, "success_rate": 98.5}, "timestamp": "2023-01-01T00:00:00Z"},
+    "agent_task_completed": {"agent_id": "digest_agent_02", "task_id": "task-789", "job_id": "job-12345", "task_type": "text_summarization", "duration": 45.2, "result": {"summary": "Generated summary...", "confidence": 0.94}, "timestamp": "2023-01-01T00:02:45Z"},
+    "agent_error": {"agent_id": "summary_agent_03", "error": "Connection timeout to language model", "severity": "warning", "can_retry": True, "affected_jobs": ["job-12345", "job-12346"], "timestamp": "2023-01-01T00:01:30Z"},
+    "knowledge_item_created": {"item_id": "kb-item-456", "title": "Q4 Financial Analysis Report", "type": "analysis", "source_job": "job-12345", "tags": ["finance", "quarterly", "analysis"], "created_at": "2023-01-01T00:05:00Z", "timestamp": "2023-01-01T00:05:00Z"},
+    "knowledge_item_updated": {"item_id": "kb-item-456", "updated_fields": ["content", "tags"], "updated_at": "2023-01-01T00:06:00Z", "timestamp": "2023-01-01T00:06:00Z"},
+    "insight_generated": {"insight_id": "insight-789", "title": "Processing Volume Increase Detected", "description": "Document processing volume has increased by 45% this week", "type": "trend", "confidence": 0.92, "metadata": {"metric": "volume", "change": "+45%", "period": "week", "affected_categories": ["pdf", "audio"]}, "created_at": "2023-01-01T00:07:00Z", "timestamp": "2023-01-01T00:07:00Z"},
+    "dashboard_metrics_update": {"total_processed": 1247, "processing_time": 2.8, "success_rate": 97.3, "active_agents": 3, "knowledge_items": 892, "changes": {"total_processed": "+5", "success_rate": "+0.2"}, "timestamp": "2023-01-01T00:08:00Z"},
+    "dag_run_status": {"dag_id": "example_dag", "run_id": "manual__2023-01-01T00:00:00+00:00", "status": "running", "started_at": "2023-01-01T00:00:00Z", "timestamp": "2023-01-01T00:00:00Z"},
+    "step_status": {"dag_id": "example_dag", "run_id": "manual__2023-01-01T00:00:00+00:00", "step_id": "extract_data", "status": "success", "start_time": "2023-01-01T00:00:00Z", "end_time": "2023-01-01T00:05:00Z", "duration": 300000, "retry_count": 0, "error": None, "timestamp": "2023-01-01T00:05:00Z"},
+    "dag_run_progress": {"dag_id": "example_dag", "run_id": "manual__2023-01-01T00:00:00+00:00", "total_steps": 4, "completed_steps": 2, "running_steps": 1, "failed_steps": 0, "pending_steps": 1, "completion_percentage": 50.0, "timestamp": "2023-01-01T00:05:00Z"},
+    "connected": {"client_id": "client-123", "server_time": "2023-01-01T00:00:00Z"},
+    "ping": {"timestamp": "2023-01-01T00:00:00Z"},
+    "error": {"code": "processing_error", "message": "Failed to process document", "details": {"job_id": "job-12345", "error_type": "validation_error", "retry_available": True}, "timestamp": "2023-01-01T00:02:00Z"},
+    "connection_error": {"code": "websocket_error", "message": "Connection unstable, reconnecting...", "timestamp": "2023-01-01T00:01:00Z"},
+}
+
+
+def test_models_cover_the_published_document() -> None:
+    assert set(PUBLISHED) == set(PUBLISHED_SERVER_EVENTS)
+    assert len(PUBLISHED_SERVER_EVENTS) == 17
+    for spec_name, data in PUBLISHED.items():
+        assert set(data) <= set(SERVER_EVENTS[spec_name].fields), spec_name
+    assert {e for events in SUBSCRIPTION_TYPES.values() for e in events} == set(TYPE_OF_EVENT)
+
+
+@pytest.mark.parametrize("event", sorted(PUBLISHED))
+def test_published_examples_decode_cleanly(event: str) -> None:
+    decoded = decode(encode(event, PUBLISHED[event]))
+    assert decoded.ok, decoded.describe()
+    assert decoded.message is not None
+    assert decoded.message.event == event
+    assert decoded.message.data == PUBLISHED[event]
+
+
+def test_seq_round_trips() -> None:
+    decoded = decode(encode("ping", {"timestamp": "2023-01-01T00:00:00Z"}, seq=42))
+    assert decoded.message is not None and decoded.message.seq == 42
+
+
+@pytest.mark.parametrize(
+    ("frame", "kind", "usable"),
+    [
+        ("not json at all", "not_json", False),
+        ("[1, 2]", "not_object", False),
+        ('"text"', "not_object", False),
+        ('{"data": {}}', "missing_event", False),
+        ('{"event": 5, "data": {}}', "missing_event", False),
+        ('{"event": "mystery", "data": {}}', "unknown_event", True),
+        ('{"event": "ping"}', "bad_data", True),
+        ('{"event": "ping", "data": null}', "bad_data", True),
+        ('{"event": "ping", "data": [1]}', "bad_data", True),
+        ('{"event": "ping", "data": {}, "seq": "7"}', "bad_seq", True),
+        ('{"event": "dag_run_status", "run_id": "r1", "data": {"status": "running"}}', "extra_keys", True),
+        ('{"event": "processing_job_status", "data": {"job_id": "j", "status": "x", "progress": "half"}}', "field_type", True),
+        ('{"event": "processing_job_status", "data": {"status": "x"}}', "missing_field", True),
+        (b'{"event": "ping", "data": {}}', "binary_frame", True),
+        (b"\xff\xfe\x00", "binary_frame", False),
+        ('{"event": "ping", "data": {"timestamp": "yesterday"}}', "field_type", True),
+        ("[" * 100_000, "not_json", False),
+    ],
+)
+def test_malformed_frames_are_described_never_raised(frame: str | bytes, kind: str, usable: bool) -> None:
+    decoded = decode(frame)
+    assert kind in {p.kind for p in decoded.problems}, decoded.problems
+    assert (decoded.message is not None) is usable
+    assert decoded.describe()
+
+
+def test_fields_beside_data_are_folded_in() -> None:
+    decoded = decode('{"event": "dag_run_status", "run_id": "r1", "timestamp": 5, "data": {"status": "running", "timestamp": "2023-01-01T00:00:00Z"}}')
+    assert decoded.message is not None
+    assert decoded.message.data["run_id"] == "r1"
+    # data wins over the copy beside it
+    assert decoded.message.data["timestamp"] == "2023-01-01T00:00:00Z"
+    assert decoded.message.extra == {"run_id": "r1", "timestamp": 5}
+
+
+def test_client_messages_are_known_to_the_server_side() -> None:
+    assert decode('{"event": "auth", "data": {"token": "t"}}', sender="client").ok
+    assert not decode('{"event": "processing_job_status", "data": {}}', sender="client").ok
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2023-01-01T00:00:00Z", "2023-01-01T00:00:00+00:00", "2023-01-01T01:00:00+01:00",
+     "2023-01-01T00:00:00", 1672531200, 1672531200.0, 1672531200000],
+)
+def test_timestamps_in_every_accepted_form(value: object) -> None:
+    assert parse_timestamp(value) == datetime(2023, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("value", [None, True, "", "soon", float("nan"), [], {}])
+def test_unreadable_timestamps_are_none(value: object) -> None:
+    assert parse_timestamp(value) is None
+
+
+def test_format_timestamp_is_utc_with_z() -> None:
+    assert format_timestamp(datetime(2023, 1, 1, 1, 0, tzinfo=timezone.utc)) == "2023-01-01T01:00:00.000Z"
+    assert format_timestamp(1672531200.5) == "2023-01-01T00:00:00.500Z"
+    assert parse_timestamp(format_timestamp(1672531200.25)).timestamp() == 1672531200.25
+
+
+def test_encode_is_compact_json() -> None:
+    text = encode("subscribe", {"types": ("agents",)})
+    assert json.loads(text) == {"event": "subscribe", "data": {"types": ["agents"]}}
+    assert " " not in text
+
+
+def test_protocol_imports_no_heavy_modules() -> None:
+    code = (
+        "import sys, aios_notebook.protocol, aios_notebook;"
+        "heavy = [m for m in ('pandas', 'websockets', 'aiohttp', 'ipywidgets', 'plotly', 'asyncio') if m in sys.modules];"
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
