@@ -12,27 +12,7 @@ import pytest
 from aios_notebook.protocol import SERVER_EVENTS, SUBSCRIPTION_TYPES, decode, encode
 from aios_notebook.protocol.codec import format_timestamp, parse_timestamp
 from aios_notebook.protocol.models import PUBLISHED_SERVER_EVENTS, TYPE_OF_EVENT
-
-# the published examples of websocket-events.md, verbatim
-PUBLISHED = {
-    "processing_job_status": {"job_id": "job-12345", "run_id": "run-67890", "type": "pdf", "status": "processing", "progress": 45, "filename": "document.pdf", "started_at": "2023-01-01T00:00:00Z", "estimated_completion": "2023-01-01T00:05:00Z", "current_step": "text_extraction", "timestamp": "2023-01-01T00:02:30Z"},
-    "processing_job_completed": {"job_id": "job-12345", "run_id": "run-67890", "type": "pdf", "status": "completed", "progress": 100, "completed_at": "2023-01-01T00:05:00Z", "result": {"extracted_text": "Document content...", "summary": "Brief summary...", "entities": ["entity1", "entity2"], "insights": ["insight1", "insight2"]}, "timestamp": "2023-01-01T00:05:00Z"},
-    "processing_job_failed": {"job_id": "job-12345", "run_id": "run-67890", "type": "pdf", "status": "failed", "error": "Failed to extract text: Invalid PDF format", "failed_at": "2023-01-01T00:03:00Z", "retry_count": 2, "can_retry": True, "timestamp": "2023-01-01T00:03:00Z"},
-    "agent_status_update": {"agent_id": "content_mind_01", "name": "Content Mind", "type": "analysis", "status": "working", "current_task": "Analyzing PDF document for key insights", "progress": 75, "performance": {"tasks_completed": 145, "average_processing_time": 2.3, "success_rate": 98.5}, "timestamp": "2023-01-01T00:00:00Z"},
-    "agent_task_completed": {"agent_id": "digest_agent_02", "task_id": "task-789", "job_id": "job-12345", "task_type": "text_summarization", "duration": 45.2, "result": {"summary": "Generated summary...", "confidence": 0.94}, "timestamp": "2023-01-01T00:02:45Z"},
-    "agent_error": {"agent_id": "summary_agent_03", "error": "Connection timeout to language model", "severity": "warning", "can_retry": True, "affected_jobs": ["job-12345", "job-12346"], "timestamp": "2023-01-01T00:01:30Z"},
-    "knowledge_item_created": {"item_id": "kb-item-456", "title": "Q4 Financial Analysis Report", "type": "analysis", "source_job": "job-12345", "tags": ["finance", "quarterly", "analysis"], "created_at": "2023-01-01T00:05:00Z", "timestamp": "2023-01-01T00:05:00Z"},
-    "knowledge_item_updated": {"item_id": "kb-item-456", "updated_fields": ["content", "tags"], "updated_at": "2023-01-01T00:06:00Z", "timestamp": "2023-01-01T00:06:00Z"},
-    "insight_generated": {"insight_id": "insight-789", "title": "Processing Volume Increase Detected", "description": "Document processing volume has increased by 45% this week", "type": "trend", "confidence": 0.92, "metadata": {"metric": "volume", "change": "+45%", "period": "week", "affected_categories": ["pdf", "audio"]}, "created_at": "2023-01-01T00:07:00Z", "timestamp": "2023-01-01T00:07:00Z"},
-    "dashboard_metrics_update": {"total_processed": 1247, "processing_time": 2.8, "success_rate": 97.3, "active_agents": 3, "knowledge_items": 892, "changes": {"total_processed": "+5", "success_rate": "+0.2"}, "timestamp": "2023-01-01T00:08:00Z"},
-    "dag_run_status": {"dag_id": "example_dag", "run_id": "manual__2023-01-01T00:00:00+00:00", "status": "running", "started_at": "2023-01-01T00:00:00Z", "timestamp": "2023-01-01T00:00:00Z"},
-    "step_status": {"dag_id": "example_dag", "run_id": "manual__2023-01-01T00:00:00+00:00", "step_id": "extract_data", "status": "success", "start_time": "2023-01-01T00:00:00Z", "end_time": "2023-01-01T00:05:00Z", "duration": 300000, "retry_count": 0, "error": None, "timestamp": "2023-01-01T00:05:00Z"},
-    "dag_run_progress": {"dag_id": "example_dag", "run_id": "manual__2023-01-01T00:00:00+00:00", "total_steps": 4, "completed_steps": 2, "running_steps": 1, "failed_steps": 0, "pending_steps": 1, "completion_percentage": 50.0, "timestamp": "2023-01-01T00:05:00Z"},
-    "connected": {"client_id": "client-123", "server_time": "2023-01-01T00:00:00Z"},
-    "ping": {"timestamp": "2023-01-01T00:00:00Z"},
-    "error": {"code": "processing_error", "message": "Failed to process document", "details": {"job_id": "job-12345", "error_type": "validation_error", "retry_available": True}, "timestamp": "2023-01-01T00:02:00Z"},
-    "connection_error": {"code": "websocket_error", "message": "Connection unstable, reconnecting...", "timestamp": "2023-01-01T00:01:00Z"},
-}
+from aios_notebook.testing import PUBLISHED_EXAMPLES as PUBLISHED
 
 
 def test_models_cover_the_published_document() -> None:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from aios_notebook.protocol import encode
-from aios_notebook.protocol.models import CLOSE_AUTH_FAILED, CLOSE_AUTH_TIMEOUT, CLOSE_GOING_AWAY, CLOSE_TOO_BIG
+from aios_notebook.protocol.models import (
+    CLOSE_AUTH_FAILED,
+    CLOSE_AUTH_TIMEOUT,
+    CLOSE_GOING_AWAY,
+    CLOSE_TOO_BIG,
+)
 from aios_notebook.protocol.session import (
     AuthFailed,
     AuthRejected,
@@ -23,6 +28,7 @@ from aios_notebook.protocol.session import (
     constant_time_equal,
 )
 from aios_notebook.protocol.subscriptions import Filters, Subscriptions
+from aios_notebook.testing import exchange
 
 
 class Ticker:
@@ -41,22 +47,6 @@ def server(clock: Ticker, **kw: object) -> ServerSession:
     return session
 
 
-def pump(client: ClientSession, srv: ServerSession) -> tuple[list[object], list[object]]:
-    """Exchange frames until both sides are quiet; returns (client events, server requests)."""
-    client_events: list[object] = []
-    requests: list[object] = []
-    for _ in range(10):
-        to_client = srv.data_to_send()
-        to_server = client.data_to_send()
-        if not to_client and not to_server:
-            break
-        for frame in to_client:
-            client_events.extend(client.receive(frame))
-        for frame in to_server:
-            requests.extend(srv.receive(frame))
-    return client_events, requests
-
-
 def event(name: str, seq: int, ts: str = "2026-01-05T00:00:00Z", **data: object) -> str:
     return encode(name, {"timestamp": ts, **data}, seq=seq)
 
@@ -71,7 +61,7 @@ def test_auth_first_then_subscriptions_and_server_routes_by_them() -> None:
     assert first[0] == encode("auth", {"token": "secret"})
     client._outgoing = first  # put them back for the exchange
     srv = server(clock)
-    events, _ = pump(client, srv)
+    events, _ = exchange(client, srv)
     assert isinstance(events[0], ConnectionInfo) and "resync" in events[0].capabilities
     assert srv.authenticated
     assert srv.wants("agent_error", {"agent_id": "a1"})
@@ -86,7 +76,7 @@ def test_wrong_token_is_auth_failed_and_close_4401() -> None:
     client = ClientSession()
     client.connection_opened("wrong")
     srv = server(clock)
-    events, requests = pump(client, srv)
+    events, requests = exchange(client, srv)
     assert any(isinstance(e, AuthFailed) for e in events)
     assert client.auth_failed
     assert AuthRejected() in requests and CloseRequest(CLOSE_AUTH_FAILED, "auth failed") in requests
@@ -120,7 +110,7 @@ def test_heartbeat_pings_and_pong() -> None:
     srv = server(clock, heartbeat=5.0)
     client = ClientSession(clock=clock)
     client.connection_opened("secret")
-    pump(client, srv)
+    exchange(client, srv)
     clock.now += 5.0
     srv.tick()
     assert srv.next_deadline() == clock.now + 5.0
@@ -175,14 +165,14 @@ def test_dedup_by_seq_and_resync_after_reconnect() -> None:
     client = ClientSession(clock=clock)
     client.subscribe(["agents"])
     client.connection_opened("secret")
-    pump(client, server(clock))
+    exchange(client, server(clock))
     out = client.receive(event("agent_error", 5, agent_id="a1"))
     assert isinstance(out[0], Delivered)
     assert isinstance(client.receive(event("agent_error", 5, agent_id="a1"))[0], Duplicate)
     client.connection_closed(1006)
     client.connection_opened("secret")
     srv = server(clock)
-    pump(client, srv)
+    exchange(client, srv)
     # after the subscriptions, the client asked for everything after seq 5
     assert srv.receive(encode("resync", {"since_seq": 5})) == [ResyncRequest(5)]
     replayed = [client.receive(event("agent_error", s, agent_id="a1")) for s in (7, 6, 7)]
