@@ -1,0 +1,401 @@
+"""Reading recordings: fast, streaming, and loud about damage.
+
+A recording is read in large chunks (gzip decompressed incrementally, so a file cut short by a
+crash still yields everything before the cut) and handed out as :class:`FrameBatch` columns.
+Lines written by :mod:`.writer` take a fast path (no full ``json.loads`` of the line: the frame's
+string literal is unescaped directly); anything else falls back to ``json.loads``.
+
+Damage is never silently mis-read: a missing, empty, torn, non-JSON or gzip-corrupt file raises
+:class:`~aios_notebook.exceptions.CorruptLog` naming the file and the line. With
+``on_error="skip"`` the reader keeps what it can (everything before a gzip fault, every good line
+around a bad one), lists each problem in ``reader.problems`` and warns once per file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import glob
+import json
+import os
+import warnings
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from json.decoder import scanstring  # the C string-literal scanner behind json.loads
+from pathlib import Path
+from typing import IO, Any, Literal, NamedTuple
+
+from ..exceptions import AIOSWarning, ConfigurationError, CorruptLog, RecordingError
+from .format import FORMAT_VERSION, HEADER_KEY
+
+__all__ = [
+    "FrameBatch",
+    "RecordedFrame",
+    "RecordingHeader",
+    "RecordingReader",
+    "read_frames",
+    "resolve_paths",
+]
+
+OnError = Literal["raise", "skip"]
+
+_CHUNK = 4 << 20  # bytes read (or decompressed) at a time
+_GZIP_MAGIC = b"\x1f\x8b"
+_FRAME_KEY = '","frame":"'
+_BINARY_KEY = '","binary":"'
+_SNIPPET = 60
+
+
+@dataclass(frozen=True)
+class RecordingHeader:
+    """The header line of one recording file."""
+
+    path: Path
+    version: int
+    url: str | None
+    started_at: str | None
+    types: list[str] | None
+    part: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class RecordedFrame(NamedTuple):
+    """One frame of a recording: when it was received (ISO-Z) and the frame (str, or bytes if binary)."""
+
+    received_at: str
+    frame: str | bytes
+
+
+@dataclass
+class FrameBatch:
+    """Consecutive frames of one file, as columns (what the bulk loader and replay consume)."""
+
+    path: Path
+    first_line: int
+    received_at: list[str]
+    frames: list[str | bytes]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+def resolve_paths(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """The files named by a path, a glob pattern, or a list of them (in the order given; globs sorted).
+
+    Raises:
+        CorruptLog: a named file does not exist, or a pattern matches nothing.
+    """
+    items = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    if not items:
+        raise ConfigurationError("no recording given")
+    paths: list[Path] = []
+    for item in items:
+        text = os.fspath(item)
+        if glob.has_magic(text):
+            matches = sorted(glob.glob(text))
+            if not matches:
+                raise CorruptLog(text, 0, "no recording matches this pattern")
+            paths.extend(Path(m) for m in matches)
+        else:
+            path = Path(text)
+            if not path.exists():
+                raise CorruptLog(text, 0, "no such file")
+            if path.is_dir():
+                raise CorruptLog(text, 0, "is a folder, not a recording (give a file or a glob)")
+            paths.append(path)
+    return paths
+
+
+class RecordingReader:
+    """Reads one recording, its rotated parts, or several recordings (a glob or a list).
+
+    Files are read in the order of their headers' ``started_at`` then ``part`` (so the parts of a
+    rotated recording, and recordings of consecutive days, come back in time order).
+
+    Args:
+        source: a path, a glob pattern, or a list of paths.
+        on_error: ``"raise"`` (the default) raises :class:`CorruptLog` at the first problem;
+            ``"skip"`` keeps every good line, records the problems in ``problems`` and warns.
+    """
+
+    def __init__(self, source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+                 on_error: OnError = "raise") -> None:
+        if on_error not in ("raise", "skip"):
+            raise ConfigurationError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+        self.on_error = on_error
+        self.problems: list[CorruptLog] = []
+        paths = resolve_paths(source)
+        headers = {path: self._peek_header(path) for path in paths}
+        if len(paths) > 1:
+            paths.sort(key=lambda p: (headers[p].started_at or "" if headers[p] else "", headers[p].part if headers[p] else 0, str(p)))
+        self.paths = paths
+        self._headers = headers
+
+    @property
+    def headers(self) -> list[RecordingHeader]:
+        """The header of every file that has one, in reading order."""
+        return [h for p in self.paths if (h := self._headers[p]) is not None]
+
+    def __iter__(self) -> Iterator[RecordedFrame]:
+        for batch in self.batches():
+            yield from map(RecordedFrame, batch.received_at, batch.frames)
+
+    def batches(self) -> Iterator[FrameBatch]:
+        """Every frame of every file, in columns of up to a few thousand frames."""
+        for path in self.paths:
+            yield from _FileReader(path, self).batches()
+
+    def count(self) -> int:
+        """Number of frames (reads everything)."""
+        return sum(len(b) for b in self.batches())
+
+    # -- problems -------------------------------------------------------------------------
+    def _problem(self, path: Path, line: int, reason: str) -> None:
+        problem = CorruptLog(str(path), line, reason)
+        if self.on_error == "raise":
+            raise problem
+        self.problems.append(problem)
+        warnings.warn(f"skipped: {problem}", AIOSWarning, stacklevel=4)
+
+    def _peek_header(self, path: Path) -> RecordingHeader | None:
+        # only to order files: damage is reported when the file is read
+        try:
+            with _open(path) as handle:
+                first = handle.readline(1 << 16)
+            obj = json.loads(first)
+        except (OSError, EOFError, ValueError, zlib.error):
+            return None
+        return _header(path, obj)
+
+
+def read_frames(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+                on_error: OnError = "raise") -> Iterator[RecordedFrame]:
+    """Every frame of a recording (or glob / list of them), in order: ``(received_at, frame)``."""
+    return iter(RecordingReader(source, on_error))
+
+
+def _open(path: Path) -> IO[bytes]:
+    import gzip
+
+    handle = open(path, "rb")  # noqa: SIM115 (returned)
+    if handle.read(2) == _GZIP_MAGIC:
+        handle.seek(0)
+        return gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[return-value]
+    handle.seek(0)
+    return handle
+
+
+def _header(path: Path, obj: Any) -> RecordingHeader | None:
+    if not isinstance(obj, dict) or HEADER_KEY not in obj:
+        return None
+    version = obj.get(HEADER_KEY)
+    types = obj.get("types")
+    part = obj.get("part")
+    known = {HEADER_KEY, "url", "started_at", "types", "part"}
+    return RecordingHeader(
+        path=path,
+        version=version if isinstance(version, int) else 0,
+        url=obj.get("url") if isinstance(obj.get("url"), str) else None,
+        started_at=obj.get("started_at") if isinstance(obj.get("started_at"), str) else None,
+        types=[t for t in types if isinstance(t, str)] if isinstance(types, list) else None,
+        part=part if isinstance(part, int) else 0,
+        extra={k: v for k, v in obj.items() if k not in known},
+    )
+
+
+def _snippet(text: str) -> str:
+    return repr(text if len(text) <= _SNIPPET else text[:_SNIPPET] + "...")
+
+
+class _FileReader:
+    """Reads one file into batches; reports problems through the owning reader."""
+
+    def __init__(self, path: Path, owner: RecordingReader) -> None:
+        self.path = path
+        self.owner = owner
+        self.line = 0  # lines fully read so far
+
+    def batches(self) -> Iterator[FrameBatch]:
+        carry = ""
+        started = False  # the first line (the header) has been seen
+        for chunk, problem in self._chunks():
+            lines = (carry + chunk).split("\n")
+            carry = lines.pop()
+            if lines and not started:
+                started = True
+                if self._first_line(lines[0]):
+                    lines = lines[1:]
+            if lines:
+                batch = self._parse(lines)
+                if batch.frames:
+                    yield batch
+            if problem is not None:
+                # the stream broke: the text after the last newline goes with it
+                if carry:
+                    problem += f"; line {self.line + 1} is torn: {_snippet(carry)}"
+                self._report(self.line + 1, problem)
+                return
+        if not started and not carry:
+            self._report(1, "empty file: no header line")
+            return
+        if carry:  # no newline at the end: a complete line, or one torn by a crash
+            if not started and self._first_line(carry):
+                return
+            batch = self._parse([carry], last=True)
+            if batch.frames:
+                yield batch
+
+    # -- low level ------------------------------------------------------------------------
+    def _report(self, line: int, reason: str) -> None:
+        self.owner._problem(self.path, line, reason)
+
+    def _chunks(self) -> Iterator[tuple[str, str | None]]:
+        """Text chunks; a chunk with a problem (a gzip or UTF-8 fault) is the file's last."""
+        try:
+            handle = open(self.path, "rb")  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            yield "", f"cannot read: {exc.strerror or exc}"
+            return
+        with handle:
+            gzipped = handle.read(2) == _GZIP_MAGIC
+            handle.seek(0)
+            decoder = codecs.getincrementaldecoder("utf-8")()
+            for data, problem in self._gunzip(handle) if gzipped else self._plain(handle):
+                try:
+                    text = decoder.decode(data, final=problem is not None)
+                except UnicodeDecodeError as exc:
+                    # keep the text before the bad byte; exc.object includes the decoder's buffer
+                    yield bytes(exc.object[: exc.start]).decode("utf-8", "replace"), (
+                        f"not UTF-8 text ({exc.reason}): a binary or damaged file"
+                    )
+                    return
+                yield text, problem
+                if problem is not None:
+                    return
+            try:
+                tail = decoder.decode(b"", final=True)
+            except UnicodeDecodeError as exc:
+                yield "", f"not UTF-8 text at the end of the file ({exc.reason})"
+                return
+            if tail:
+                yield tail, None
+
+    @staticmethod
+    def _plain(handle: IO[bytes]) -> Iterator[tuple[bytes, str | None]]:
+        while data := handle.read(_CHUNK):
+            yield data, None
+
+    @staticmethod
+    def _gunzip(handle: IO[bytes]) -> Iterator[tuple[bytes, str | None]]:
+        decompressor = zlib.decompressobj(wbits=31)
+        while True:
+            data = handle.read(_CHUNK)
+            if not data:
+                break
+            while data:
+                try:
+                    out = decompressor.decompress(data)
+                except zlib.error as exc:
+                    yield b"", f"gzip data corrupt ({exc})"
+                    return
+                if out:
+                    yield out, None
+                if decompressor.eof:
+                    data = decompressor.unused_data
+                    # concatenated gzip members are one stream (as gzip -d reads them);
+                    # trailing zero padding is tolerated, as gzip does
+                    if data.strip(b"\x00"):
+                        decompressor = zlib.decompressobj(wbits=31)
+                    else:
+                        data = b""
+                        decompressor = None  # type: ignore[assignment]
+                        break
+                else:
+                    data = b""
+            if decompressor is None:
+                break
+        if decompressor is not None and not decompressor.eof:
+            tail = decompressor.flush()
+            if tail:
+                yield tail, None
+            yield b"", "gzip stream ends without its trailer (truncated: cut short while recording?)"
+
+    def _first_line(self, line: str) -> bool:
+        """Check the first line: True when it is the header (consumed), False to read it as a frame."""
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            obj = None
+        header = _header(self.path, obj)
+        if header is not None:
+            if not 1 <= header.version <= FORMAT_VERSION:
+                raise RecordingError(
+                    f"{self.path}: recording format version {header.version!r}; this kit reads version {FORMAT_VERSION}"
+                )
+            self.line = 1
+            return True
+        if isinstance(obj, dict) and "t" in obj:
+            self._report(1, "no header line: the recording starts with a frame")
+            return False
+        self.line = 1
+        self._report(1, f"not an aios recording: the first line is no header: {_snippet(line)}")
+        return True  # consumed (reported, not read as a frame)
+
+    def _parse(self, lines: list[str], last: bool = False) -> FrameBatch:
+        received: list[str] = []
+        frames: list[str | bytes] = []
+        first_line = self.line + 1
+        add_t = received.append
+        add_f = frames.append
+        for text in lines:
+            self.line += 1
+            # fast path: exactly the shape the writer produces
+            if text.startswith('{"t":"'):
+                cut = text.find(_FRAME_KEY, 6)
+                if cut > 0:
+                    try:
+                        frame, end = scanstring(text, cut + len(_FRAME_KEY))
+                    except ValueError:
+                        end = -1
+                    if end > 0 and text[end:] == "}":
+                        add_t(text[6:cut])
+                        add_f(frame)
+                        continue
+            row = self._slow_line(text, last)
+            if row is not None:
+                add_t(row[0])
+                add_f(row[1])
+        return FrameBatch(self.path, first_line, received, frames)
+
+    def _slow_line(self, text: str, last: bool) -> tuple[str, str | bytes] | None:
+        stripped = text.strip()
+        if not stripped:
+            self._report(self.line, "blank line")
+            return None
+        try:
+            obj = json.loads(stripped)
+        except ValueError as exc:
+            if last:
+                self._report(self.line, f"torn last line (cut short while recording?): {_snippet(stripped)}")
+            else:
+                self._report(self.line, f"not JSON ({exc.msg}): {_snippet(stripped)}")
+            return None
+        if not isinstance(obj, dict) or not isinstance(obj.get("t"), str):
+            if isinstance(obj, dict) and HEADER_KEY in obj:
+                return None  # a header in the middle: a concatenated recording (cat a b > c)
+            self._report(self.line, f"not a frame line (needs 't' and 'frame' or 'binary'): {_snippet(stripped)}")
+            return None
+        frame = obj.get("frame")
+        if isinstance(frame, str):
+            return obj["t"], frame
+        encoded = obj.get("binary")
+        if isinstance(encoded, str):
+            try:
+                return obj["t"], base64.b64decode(encoded, validate=True)
+            except (binascii.Error, ValueError):
+                self._report(self.line, "binary frame is not valid base64")
+                return None
+        self._report(self.line, f"not a frame line (needs 't' and 'frame' or 'binary'): {_snippet(stripped)}")
+        return None
