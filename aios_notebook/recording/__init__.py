@@ -8,7 +8,14 @@
 from __future__ import annotations
 
 from .format import FORMAT_VERSION, public_url
-from .reader import FrameBatch, RecordedFrame, RecordingHeader, RecordingReader, read_frames, resolve_paths
+from .reader import (
+    FrameBatch,
+    RecordedFrame,
+    RecordingHeader,
+    RecordingReader,
+    read_frames,
+    resolve_paths,
+)
 from .writer import Recorder, RecordingWriter, part_path
 
 __all__ = [
