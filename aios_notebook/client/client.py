@@ -1,0 +1,412 @@
+"""``AIOSClient``: the public, thread-safe face of the client (the I/O is in ``connection.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import ssl as ssl_module
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from ..exceptions import ConfigurationError, ConnectionLost, redact
+from ..protocol.models import SERVER_EVENTS, SUBSCRIPTION_TYPES
+from ..protocol.session import ClientSession, ConnectionInfo
+from ..protocol.subscriptions import Filters
+from .connection import DEFAULT_MAX_SIZE, ConnectionOptions, Engine, TokenSource
+from .delivery import CallbackDispatcher, Event, EventQueue, Handle
+from .stats import ClientStats
+
+__all__ = ["DEFAULT_TYPES", "STATES", "AIOSClient"]
+
+DEFAULT_TYPES: tuple[str, ...] = ("processing_jobs", "agents", "knowledge", "insights", "dags")
+STATES = ("connecting", "connected", "reconnecting", "auth_failed", "closed")
+
+_running: weakref.WeakSet[AIOSClient] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    # the I/O threads are daemons: close their sockets cleanly before the interpreter goes
+    for client in list(_running):
+        client.stop(timeout=2.0)
+
+
+def _check_types(types: Iterable[str] | str, what: str = "types") -> list[str]:
+    if isinstance(types, str):
+        types = [types]
+    try:
+        names = list(types)
+    except TypeError:
+        raise ConfigurationError(f"{what} must be a list of subscription types, got {type(types).__name__}") from None
+    unknown = [t for t in names if t not in SUBSCRIPTION_TYPES]
+    if unknown:
+        raise ConfigurationError(f"unknown subscription types {unknown}; known types: {sorted(SUBSCRIPTION_TYPES)}")
+    return names
+
+
+def _check_filters(filters: Mapping[str, Any] | None) -> Filters:
+    parsed, problems = Filters.parse(filters)
+    if problems:
+        raise ConfigurationError("bad filters: " + "; ".join(problems))
+    return parsed
+
+
+class AIOSClient:
+    """A live connection to an AIOS v2 WebSocket that feeds an ``EventStore``.
+
+    Args:
+        url: ``ws://`` or ``wss://`` address of the server's WebSocket, e.g. ``ws://host:8000/ws``.
+        token: the auth token, or a function (plain or async) returning it, called at every
+            (re)connect so that an expiring token can be refreshed. Never shown anywhere.
+        types: subscription types to subscribe to on every connection.
+        filters: filters for those types (``{"run_id": ...}``, ``{"agent_ids": [...]}``).
+        store: the ``EventStore`` to feed; a new one when None.
+        ssl: an ``ssl.SSLContext`` for ``wss://`` (certificates are verified by default).
+        max_size: largest frame accepted from the server, in bytes (16 MiB; None: no limit).
+        max_reconnects: give up after this many attempts in a row that gave no healthy
+            connection (None: forever). Then ``state`` is ``"closed"`` and ``wait_for`` raises
+            ``ConnectionLost``.
+        reconnect_delay, max_reconnect_delay, jitter: backoff: the first delay, the cap, and the
+            relative random spread of each delay.
+        healthy_after: seconds a connection must last to reset the backoff.
+        open_timeout: seconds allowed for the TCP/TLS/WebSocket handshake.
+        ping_interval, ping_timeout: the WebSocket protocol's own keepalive (None: off); this is
+            what finds a dead connection on servers that never send the ``ping`` event.
+        close_timeout: seconds to wait for the closing handshake.
+        websocket_options: more keyword arguments for ``websockets.asyncio.client.connect``
+            (e.g. ``additional_headers``, ``proxy``).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: TokenSource,
+        types: Iterable[str] = DEFAULT_TYPES,
+        filters: Mapping[str, Any] | None = None,
+        store: Any = None,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        max_reconnects: int | None = None,
+        reconnect_delay: float = 1.0,
+        max_reconnect_delay: float = 30.0,
+        jitter: float = 0.2,
+        healthy_after: float = 5.0,
+        open_timeout: float = 10.0,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        close_timeout: float = 5.0,
+        websocket_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
+            shown = redact(url) if isinstance(url, str) else type(url).__name__
+            raise ConfigurationError(f"url must start with ws:// or wss://, got {shown!r}")
+        if ssl is not None and not url.startswith("wss://"):
+            raise ConfigurationError("an ssl context was given for a ws:// url: use wss://")
+        if token is None or (isinstance(token, str) and not token) or not (isinstance(token, str) or callable(token)):
+            raise ConfigurationError("token must be a non-empty string or a function returning one "
+                                     "(pass token=... or set AIOS_TOKEN)")
+        options = ConnectionOptions(
+            ssl=ssl, max_size=max_size, open_timeout=open_timeout, ping_interval=ping_interval,
+            ping_timeout=ping_timeout, close_timeout=close_timeout, reconnect_delay=reconnect_delay,
+            max_reconnect_delay=max_reconnect_delay, jitter=jitter, healthy_after=healthy_after,
+            max_reconnects=max_reconnects, websocket_options=dict(websocket_options or {}),
+        )
+        options.check()
+        session = ClientSession()
+        session.subscribe(_check_types(types), _check_filters(filters))
+        if store is None:
+            from ..store import EventStore  # pandas: imported only when a client is made
+
+            store = EventStore()
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(threading.Lock())
+        self._version = 0  # bumped (under _changed) by the I/O thread after each frame or state change
+        self._dispatcher = CallbackDispatcher()
+        self._engine = Engine(url, token, session, store, options, self._dispatcher, self._notify)
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._first_queue: EventQueue | None = None
+        self._on_stop: list[Callable[[], Any]] = []
+        self.simulator: Any = None  # the embedded reference server, when connect() started one
+
+    # -- read-only views ----------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """The server address (anything that looks like a secret in it masked)."""
+        return self._engine.safe_url
+
+    @property
+    def state(self) -> str:
+        """``"connecting"``, ``"connected"``, ``"reconnecting"``, ``"auth_failed"`` or ``"closed"``."""
+        return self._engine.state
+
+    @property
+    def store(self) -> Any:
+        """The ``EventStore`` this client feeds."""
+        return self._engine.store
+
+    @property
+    def stats(self) -> ClientStats:
+        """A snapshot of the connection's counters (see ``ClientStats``)."""
+        dispatcher = self._dispatcher
+        return self._engine.stats.snapshot(self.state, callback_errors=dispatcher.failures, dropped=dispatcher.dropped)
+
+    @property
+    def server_info(self) -> ConnectionInfo | None:
+        """What the server said in ``connected`` (client_id, capabilities, heartbeat), if anything."""
+        return self._engine.session.info
+
+    @property
+    def subscriptions(self) -> dict[str, Any]:
+        """The current subscriptions: ``{"types": {type: filters}, "dag_runs": [...]}``."""
+        subs = self._engine.session.subscriptions
+        return {"types": {k: f.to_wire() for k, f in subs.types.items()}, "dag_runs": sorted(subs.dag_runs)}
+
+    @property
+    def callback_errors(self) -> list[str]:
+        """The last exceptions raised by ``on()`` callbacks, one line each."""
+        return list(self._dispatcher.errors)
+
+    @property
+    def running(self) -> bool:
+        """Whether the I/O thread is running (connected or trying to be)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> AIOSClient:
+        """Start the connection on a background thread and return at once (the client itself).
+
+        Safe in a notebook cell, IPython, a plain script or inside a running asyncio loop: the I/O
+        has its own thread and loop, and the caller's loop is not touched. Calling it again while
+        running does nothing; after ``stop()`` or an auth failure it starts again (the
+        subscriptions are kept and the missed range is resynced).
+        """
+        with self._lock:
+            if self.running:
+                return self
+            self._engine.accepted.clear()
+            self._engine.state = "connecting"
+            started = threading.Event()
+            self._thread = threading.Thread(target=self._thread_main, args=(started,), name="aios-client-io", daemon=True)
+            self._thread.start()
+            started.wait()
+            _running.add(self)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close the connection and end the I/O thread (waits up to ``timeout`` seconds)."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            if loop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop is already closing
+                    loop.call_soon_threadsafe(self._engine.request_stop)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        self._dispatcher.stop(timeout)
+        _running.discard(self)
+        for stop in self._on_stop:
+            with contextlib.suppress(Exception):  # an embedded server failing to stop must not hide ours
+                stop()
+
+    def _thread_main(self, started: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        with self._lock:
+            self._loop = loop
+        started.set()
+        try:
+            loop.run_until_complete(self._engine.run())
+        except BaseException as exc:  # never a traceback from this thread: keep it for the caller
+            self._engine.failure = ConnectionLost(f"the client's I/O loop failed: {type(exc).__name__}: {exc}")
+            self._engine.state = "closed"
+        finally:
+            with self._lock:
+                self._loop = None
+            # run what other threads scheduled before they saw the loop go (subscribe() ...)
+            loop.run_until_complete(asyncio.sleep(0))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            self._notify()
+
+    def __enter__(self) -> AIOSClient:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> AIOSClient:
+        # buffer from the start so the first ``events()`` misses nothing
+        self._first_queue = EventQueue(asyncio.get_running_loop(), 10_000)
+        self._first_queue.claimed = False
+        self._add_queue(self._first_queue)
+        return self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+    # -- subscriptions ----------------------------------------------------------------------------
+    def _call(self, method: Callable[..., Any], *args: Any) -> None:
+        """Run a session method on the I/O loop (or directly when no loop runs)."""
+        with self._lock:
+            loop = self._loop
+            if loop is not None:
+                try:
+                    loop.call_soon_threadsafe(self._engine.apply, method, args)
+                    return
+                except RuntimeError:  # the loop closed under us: nothing else touches the session now
+                    pass
+            method(*args)
+
+    def subscribe(self, types: Iterable[str] | str, filters: Mapping[str, Any] | None = None) -> None:
+        """Subscribe to ``types`` (with ``filters`` replacing theirs); sent now or on reconnect."""
+        self._call(self._engine.session.subscribe, _check_types(types), _check_filters(filters))
+
+    def unsubscribe(self, types: Iterable[str] | str) -> None:
+        """Stop receiving ``types``; sent now or on reconnect."""
+        self._call(self._engine.session.unsubscribe, _check_types(types))
+
+    def subscribe_dag_run(self, run_id: str) -> None:
+        """Receive the DAG events of one run (legacy), on top of the other subscriptions."""
+        if not isinstance(run_id, str) or not run_id:
+            raise ConfigurationError(f"run_id must be a non-empty string, got {run_id!r}")
+        self._call(self._engine.session.subscribe_dag_run, run_id)
+
+    # -- user code ----------------------------------------------------------------------------------
+    def on(self, event: str, callback: Callable[[Event], Any]) -> Handle:
+        """Call ``callback(event)`` for each new ``event`` (``"*"``: every event); returns a Handle.
+
+        Callbacks run on one thread of their own ("aios-callbacks"), in arrival order, after the
+        event is in the store, so a slow callback never stalls the connection. An exception in a
+        callback is caught, counted in ``stats.callback_errors`` and kept in ``callback_errors``.
+        """
+        if event != "*" and event not in SERVER_EVENTS:
+            raise ConfigurationError(f"unknown event {event!r}: use '*' or one of {sorted(SERVER_EVENTS)}")
+        if not callable(callback):
+            raise ConfigurationError(f"callback must be callable, got {type(callback).__name__}")
+        return self._dispatcher.add(event, callback)
+
+    def add_frame_listener(self, listener: Callable[[str | bytes, Any], Any]) -> Handle:
+        """Call ``listener(frame, received_at)`` for every frame as received (on the I/O thread).
+
+        For recorders: ``frame`` is the text (or bytes) exactly as it came, ``received_at`` an
+        aware UTC datetime. Keep it fast: it runs on the I/O thread. Returns a Handle.
+        """
+        if not callable(listener):
+            raise ConfigurationError(f"listener must be callable, got {type(listener).__name__}")
+        engine = self._engine
+        with self._lock:
+            engine.frame_listeners = (*engine.frame_listeners, listener)
+
+        def remove() -> None:
+            with self._lock:
+                engine.frame_listeners = tuple(x for x in engine.frame_listeners if x is not listener)
+
+        return Handle(remove)
+
+    # -- waiting --------------------------------------------------------------------------------
+    def _notify(self) -> None:
+        with self._changed:
+            self._version += 1
+            self._changed.notify_all()
+
+    def _raise_failure(self) -> None:
+        failure = self._engine.failure
+        if failure is not None:
+            raise type(failure)(str(failure))  # a fresh one: re-raising one object grows its traceback
+
+    def wait_for(self, predicate: Callable[[Any], Any], timeout: float = 30.0, *, interval: float = 0.05) -> Any:
+        """Block until ``predicate(store)`` is true; return its value.
+
+        Call it from the notebook (main thread) while the I/O thread ingests. The predicate is
+        evaluated at once, then after new frames arrive, at most every ``interval`` seconds.
+
+        Raises:
+            AuthError: the server refused the token.
+            ConnectionLost: the client gave up reconnecting (``max_reconnects``).
+            TimeoutError: not true within ``timeout`` seconds.
+            ConfigurationError: the client is not running and the predicate is false.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            self._raise_failure()
+            with self._changed:
+                version = self._version
+            result = predicate(self.store)
+            if result:
+                return result
+            self._raise_failure()
+            if not self.running:
+                raise ConfigurationError(f"the client is not running (state {self.state}): call client.start()")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"condition not met within {timeout:g} s (state {self.state}, "
+                                   f"{self._engine.stats.events_received} events received)")
+            with self._changed:
+                if self._version == version:
+                    self._changed.wait(remaining)
+            time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        """Block until the server accepted the auth; False on timeout (the client keeps trying).
+
+        A server that follows the published document says nothing when the token is right, so a
+        connection that saw no refusal within about a second counts as accepted.
+
+        Raises:
+            AuthError: the server refused the token.
+            ConnectionLost: the client gave up reconnecting.
+        """
+        deadline = time.monotonic() + timeout
+        while not self._engine.accepted.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
+            self._raise_failure()
+            if time.monotonic() >= deadline or not self.running:
+                self._raise_failure()
+                return False
+        self._raise_failure()
+        return True
+
+    # -- asyncio ------------------------------------------------------------------------------------
+    def _add_queue(self, queue: EventQueue) -> None:
+        with self._lock:
+            self._engine.queues = (*self._engine.queues, queue)
+
+    def _remove_queue(self, queue: EventQueue) -> None:
+        with self._lock:
+            self._engine.queues = tuple(q for q in self._engine.queues if q is not queue)
+
+    async def events(self, maxsize: int = 10_000) -> AsyncIterator[Event]:
+        """Iterate over new events as they arrive (``async for event in client.events()``).
+
+        Ends when the client stops; raises AuthError or ConnectionLost when it ends by those. At
+        most ``maxsize`` events wait for a slow loop body; past that the oldest are dropped and
+        counted in ``stats.dropped`` (the store still gets them all).
+        """
+        queue, self._first_queue = self._first_queue, None
+        if queue is None:
+            if not self.running:
+                self._raise_failure()
+                raise ConfigurationError("the client is not running: call client.start() or use 'async with'")
+            queue = EventQueue(asyncio.get_running_loop(), maxsize)
+            self._add_queue(queue)
+        queue.claimed = True
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                yield item
+        finally:
+            self._remove_queue(queue)
+
+    def __repr__(self) -> str:
+        stats = self._engine.stats
+        return (f"<AIOSClient {self.url} {self.state}: {stats.events_received} events, "
+                f"{stats.reconnects} reconnects, {stats.gaps} gaps>")
