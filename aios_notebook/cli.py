@@ -55,6 +55,69 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _add_record(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("record", help="record a server's stream into a JSONL file (lossless, frames as received)")
+    p.add_argument("url", help="the server's WebSocket, e.g. ws://127.0.0.1:8000/ws")
+    p.add_argument("--token-env", default="AIOS_TOKEN", metavar="VAR",
+                   help="environment variable holding the token (default AIOS_TOKEN; never pass a token on the command line)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the recording (.jsonl, or .jsonl.gz to compress)")
+    p.add_argument("--types", nargs="+", default=None, metavar="TYPE", help="subscription types (default: all)")
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
+    p.add_argument("--rotate-mb", type=float, default=None, metavar="MB", help="start a new part every MB megabytes")
+    p.add_argument("--flush-interval", type=float, default=1.0, metavar="S", help="seconds between flushes to disk (default 1)")
+    p.add_argument("--max-reconnects", type=int, default=None, metavar="N", help="give up after N failed reconnects in a row")
+    p.add_argument("--force", action="store_true", help="replace an existing recording")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(run=_run_record)
+
+
+def _run_record(args: argparse.Namespace) -> int:
+    from .recording.commands import run_record
+
+    return run_record(args)
+
+
+def _add_replay(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("replay", help="serve a recording over the AIOS v2 protocol, like the reference server")
+    p.add_argument("file", help="the recording (a file or a glob of rotated parts)")
+    p.add_argument("--speed", type=float, default=1.0, help="recorded seconds per wall second (default 1)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
+    p.add_argument("--token", default=None, help="auth token (default: AIOS_TOKEN, else a random one, printed at start)")
+    p.add_argument("--loop", action="store_true", help="start again from the beginning when the recording ends")
+    p.add_argument("--heartbeat", type=float, default=30.0, help="ping interval in wall seconds (default 30)")
+    p.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="a damaged recording: stop (raise) or skip the damage")
+    p.set_defaults(run=_run_replay)
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    import os
+
+    from .recording.commands import run_replay
+
+    if args.token is None:
+        args.token = os.environ.get("AIOS_TOKEN") or None
+    return run_replay(args)
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="execute a notebook with parameters and write a self-contained HTML report")
+    p.add_argument("notebook", help="the notebook, e.g. notebooks/04_weekly_report.ipynb")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the HTML report to write")
+    p.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
+                   help="a value for the notebook's parameters cell (repeatable)")
+    p.add_argument("--show-code", action="store_true", help="include the code cells (default: outputs only)")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds one cell may run (default 600)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from .reports import run_report
+
+    return run_report(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``aios-notebook`` command."""
     parser = argparse.ArgumentParser(
@@ -65,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_serve(sub)
     _add_demo(sub)
+    _add_record(sub)
+    _add_replay(sub)
+    _add_report(sub)
     return parser
 
 
