@@ -104,17 +104,27 @@ class RestClient:
         if session is not None and not session.closed:
             await session.close()
 
+    @property
+    def token(self) -> str | None:
+        """The token sent as ``Authorization: Bearer``; settable (a refreshed token)."""
+        return self._token
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        self._token = value
+
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            headers = {"Accept": "application/json"}
-            if self._token:
-                headers["Authorization"] = f"Bearer {self._token}"
             self._session = aiohttp.ClientSession(
-                headers=headers,
+                headers={"Accept": "application/json"},
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 raise_for_status=False,
             )
         return self._session
+
+    def _headers(self) -> dict[str, str] | None:
+        # per request, not on the session: the token may be refreshed between two calls
+        return {"Authorization": f"Bearer {self._token}"} if self._token else None
 
     def url(self, path: str) -> str:
         """The absolute URL of an API path such as ``/api/agents``."""
@@ -133,7 +143,7 @@ class RestClient:
         attempt = 0
         while True:
             try:
-                async with self._http().get(self.url(path), params=query) as response:
+                async with self._http().get(self.url(path), params=query, headers=self._headers()) as response:
                     if response.status in RETRY_STATUSES and attempt < self.retries:
                         delay = self._delay(attempt, response.headers.get("Retry-After"))
                     else:
@@ -166,7 +176,7 @@ class RestClient:
         )
         try:
             async with self._http().post(
-                self.url(path), json=json_body, data=form, timeout=timeout
+                self.url(path), json=json_body, data=form, timeout=timeout, headers=self._headers()
             ) as response:
                 return await self._answer(endpoint, response)
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:

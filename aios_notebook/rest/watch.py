@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Generator, Mapping
@@ -253,6 +254,7 @@ class RunWatch:
         self._task: asyncio.Task[RunState] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: int | None = None  # the thread of the loop that runs the watch
+        self._stopped = False
         if display == "auto":
             display = "widget" if in_notebook() else "text"
         self._view: _WidgetView | _TextView | None = None
@@ -297,18 +299,18 @@ class RunWatch:
                              f"still {self.state.status} after {self.timeout:g} s; stopped watching",
                              self.state.job_id, self.state.dag_id, self.state.updated_at)
         except asyncio.CancelledError:
-            self._future.cancel()
+            # the client stopped (or cancel()): waiters get a final state, not an exception
+            self._finish(self._stopped_state())
             raise
         except Exception as exc:  # a bug must not leave a waiter hanging forever
             state = RunState(self.run_id, "unknown", error=f"watch failed: {exc}")
         self._publish(state)
-        if not self._future.done():
-            self._future.set_result(state)
+        self._finish(state)
         return state
 
     async def _follow(self) -> RunState:
         misses = 0
-        while not self._future.cancelled():
+        while not self._stopped:
             remote: RunState | None = None
             try:
                 answer = await self._fetch()
@@ -322,13 +324,15 @@ class RunWatch:
                 if misses >= _MAX_MISSES:
                     return RunState(self.run_id, "unknown", self.state.progress, self.state.current_step,
                                     f"cannot follow the run: {exc}")
-            state = _newer(remote, self._local() if self._local else None)
+            # the store's frame may take a moment to build: off the loop, which carries the stream
+            local = await asyncio.to_thread(self._local) if self._local else None
+            state = _newer(remote, local)
             if state is not None:
                 self._publish(state)
                 if state.done:
                     return state
             await asyncio.sleep(self.interval)
-        return self.state
+        return self._stopped_state()
 
     def _publish(self, state: RunState) -> None:
         self.state = state
@@ -361,12 +365,38 @@ class RunWatch:
     def __await__(self) -> Generator[Any, None, RunState]:
         return asyncio.wrap_future(self._future).__await__()
 
+    def add_done_callback(self, callback: Callable[[RunWatch], Any]) -> None:
+        """Call ``callback(watch)`` once the watch has ended (on the thread that ends it)."""
+        self._future.add_done_callback(lambda _: callback(self))
+
     def cancel(self) -> None:
-        """Stop watching (the run itself goes on)."""
+        """Stop watching (the run itself goes on): waiters get a final state ``unknown``."""
+        self._stopped = True
         task, loop = self._task, self._loop
         if task is not None and loop is not None and not task.done():
-            loop.call_soon_threadsafe(task.cancel)
-        self._future.cancel()
+            with contextlib.suppress(RuntimeError):  # the loop is gone: the task went with it
+                loop.call_soon_threadsafe(task.cancel)
+        if task is None or loop is None or loop.is_closed():
+            self._finish(self._stopped_state())
+
+    async def aclose(self) -> None:
+        """Stop watching from the watch's own loop, and wait until it has stopped."""
+        self._stopped = True
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self._finish(self._stopped_state())
+
+    def _stopped_state(self) -> RunState:
+        state = self.state
+        return RunState(self.run_id, "unknown", state.progress, state.current_step, "stopped watching",
+                        state.job_id, state.dag_id, state.updated_at)
+
+    def _finish(self, state: RunState) -> None:
+        if not self._future.done():
+            with contextlib.suppress(concurrent.futures.InvalidStateError):  # a race with the loop
+                self._future.set_result(state)
 
     @property
     def widget(self) -> Any:

@@ -1,0 +1,323 @@
+"""The client's REST side: snapshots on connect and after gaps, and the calls the notebook makes.
+
+``AIOSClient`` owns one :class:`RestService`; its connection engine calls three hooks on the I/O
+loop, and none of them can raise or stall the stream:
+
+- ``before_connect(token, first)``: on the very first connection the snapshot is fetched *before*
+  the WebSocket opens (at most ``snapshot_wait`` seconds; past that it finishes in the background),
+  as the AIOS web UI does: the analyst sees every agent, running DAG and KPI at once, and there is no
+  live stream yet that waiting could hold up.
+- ``connected(reconnect)``: every later connection refreshes the snapshot in the background (the
+  resync fills the stream; the snapshot fixes whatever the server could not replay).
+- ``gap(event)``: a gap the server could not fill (``GapDetected``) refreshes it too.
+
+Snapshots never overlap: a request during a fetch runs once more after it. A failed snapshot is one
+errors row (kind ``snapshot``); a server without the REST API (404, or nothing listening while the
+WebSocket works) is noted once and snapshots stop: the client carries on with the WebSocket alone.
+
+The notebook's calls (``upload`` ...) run on the I/O loop when the client runs, else on a short-lived
+loop of their own, so they work before ``start()`` and after ``stop()`` too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from ..exceptions import APIError, AuthError, ConfigurationError, redact
+from .http import RestClient, rest_url_from_ws
+from .lookups import check_search, get_dag_run, search_knowledge
+from .snapshot import Snapshot, SnapshotUnavailable, fetch_snapshot, merge_into
+from .uploads import UploadResult, prepare_upload, prepare_url, submit_url, upload
+from .watch import RunState, RunWatch
+
+__all__ = ["RestService"]
+
+log = logging.getLogger("aios_notebook.client")
+
+T = TypeVar("T")
+
+
+class RestService:
+    """REST snapshots and calls for one client.
+
+    Args:
+        ws_url: the client's WebSocket URL (the REST base derives from it unless ``rest_url``).
+        token: an async function giving the current token (the client's token source).
+        store: the store snapshots merge into.
+        loop: a function giving the client's I/O loop while it runs (None otherwise).
+        rest_url: the REST base URL, when it is not the WebSocket's host.
+        snapshots: False: never fetch snapshots (uploads and lookups still work).
+        snapshot_wait: the longest the first connection waits for its snapshot, in seconds.
+        timeout: seconds per REST request.
+        retries: extra attempts of a GET after a 5xx or a connection error.
+    """
+
+    def __init__(
+        self,
+        ws_url: str,
+        token: Callable[[], Awaitable[str]],
+        store: Any,
+        loop: Callable[[], asyncio.AbstractEventLoop | None],
+        *,
+        rest_url: str | None = None,
+        snapshots: bool = True,
+        snapshot_wait: float = 5.0,
+        timeout: float = 10.0,
+        retries: int = 3,
+    ) -> None:
+        self.base_url = (rest_url or rest_url_from_ws(ws_url)).rstrip("/")
+        RestClient(self.base_url, timeout=timeout, retries=retries)  # checks the settings now
+        if not snapshot_wait >= 0:
+            raise ConfigurationError(f"snapshot_wait must be >= 0 s, got {snapshot_wait!r}")
+        self._token_source = token
+        self._token: str | None = None
+        self.store = store
+        self._loop = loop
+        self.snapshots = bool(snapshots)
+        self.snapshot_wait = float(snapshot_wait)
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.unavailable: str | None = None  # why snapshots stopped, once noted
+        self.last_snapshot: Snapshot | None = None
+        self.snapshots_taken = 0
+        self.snapshots_failed = 0
+        self._rest: RestClient | None = None  # lives on the I/O loop
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+        self._connected_once = False
+        self._first_done = False
+        self._watches: set[RunWatch] = set()
+
+    def __repr__(self) -> str:
+        return f"RestService({self.base_url!r}, snapshots={'off' if not self.snapshots else 'on'})"
+
+    def _client(self) -> RestClient:
+        if self._rest is None:
+            self._rest = RestClient(self.base_url, self._token, timeout=self.timeout, retries=self.retries)
+        return self._rest
+
+    def _set_token(self, token: str) -> None:
+        self._token = token
+        if self._rest is not None:
+            self._rest.token = token
+
+    # -- hooks, on the I/O loop (never raise) ---------------------------------------------------
+    async def before_connect(self, token: str, first: bool) -> None:
+        """Called before each WebSocket connect; the first one waits for its snapshot (bounded)."""
+        self._set_token(token)
+        if not first or self._first_done or not self._wanted():
+            return
+        self.request_snapshot("connect")
+        task = self._task
+        if task is not None and self.snapshot_wait > 0:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(task), self.snapshot_wait)
+
+    def connected(self, reconnect: bool) -> None:
+        """Called when a WebSocket connection is open: later connections refresh the snapshot."""
+        self._connected_once = True
+        if reconnect or not self._first_done:
+            self.request_snapshot("reconnect" if reconnect else "connect")
+
+    def gap(self, event: Any = None) -> None:
+        """Called for a gap the server could not fill: refresh the snapshot."""
+        self.request_snapshot("gap")
+
+    def _wanted(self) -> bool:
+        return self.snapshots and self.unavailable is None
+
+    def request_snapshot(self, reason: str) -> None:
+        """Fetch and merge a snapshot in the background (coalesced with one already running)."""
+        if not self._wanted():
+            return
+        if self._task is not None and not self._task.done():
+            self._again = True
+            return
+        self._task = asyncio.get_running_loop().create_task(self._snapshots(reason), name="aios-snapshot")
+
+    async def _snapshots(self, reason: str) -> None:
+        while True:
+            self._again = False
+            await self._snapshot_once(reason)
+            if not (self._again and self._wanted()):
+                return
+            reason = "gap"
+
+    async def _snapshot_once(self, reason: str) -> None:
+        try:
+            snapshot = await fetch_snapshot(self._client())
+            # merging hundreds of rows is work for pandas: off the loop, so frames keep flowing
+            await asyncio.to_thread(merge_into, self.store, snapshot)
+        except asyncio.CancelledError:
+            raise
+        except SnapshotUnavailable as exc:
+            if exc.status is None and not self._connected_once:
+                # nothing answers yet, the WebSocket neither: the server may still be starting
+                self._failed(f"snapshot on {reason} failed: {exc}")
+                return
+            self.unavailable = str(exc)
+            self._note(f"no REST API at {self.base_url} ({exc}): carrying on with the WebSocket alone")
+            return
+        except AuthError as exc:
+            self._failed(f"snapshot on {reason} refused: {exc}")
+            return
+        except Exception as exc:  # APIError, a store bug...: one row, the stream goes on
+            self._failed(f"snapshot on {reason} failed: {type(exc).__name__}: {exc}"
+                         if not isinstance(exc, APIError) else f"snapshot on {reason} failed: {exc}")
+            return
+        self.last_snapshot = snapshot
+        self.snapshots_taken += 1
+        self._first_done = True
+        if snapshot.problems:
+            self._failed(f"snapshot on {reason} is partial: " + "; ".join(snapshot.problems), count=False)
+
+    def _failed(self, message: str, count: bool = True) -> None:
+        if count:
+            self.snapshots_failed += 1
+        self._note(message)
+
+    def _note(self, message: str) -> None:
+        message = redact(message, self._token)
+        try:
+            self.store.add_error("snapshot", message)
+        except Exception as exc:  # the store failing must not reach the stream either
+            log.warning("AIOS: could not record a snapshot problem (%s): %s", type(exc).__name__, message)
+
+    async def close(self) -> None:
+        """Stop snapshots and watches, and close the HTTP session (at the end of the I/O loop)."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        for watch in list(self._watches):
+            await watch.aclose()
+        rest, self._rest = self._rest, None
+        if rest is not None:
+            await rest.close()
+
+    # -- calls from the notebook --------------------------------------------------------------------
+    def call(self, work: Callable[[RestClient], Awaitable[T]], timeout: float | None = None) -> T:
+        """Run ``work(rest)`` on the I/O loop (or a loop of its own) and return its result."""
+        loop = self._loop()
+        if loop is not None and loop.is_running():
+            if _on_loop(loop):
+                raise RuntimeError("a blocking REST call on the client's own I/O thread would deadlock it")
+
+            async def on_loop() -> T:
+                if self._token is None:
+                    self._set_token(await self._token_source())
+                return await work(self._client())
+
+            future = asyncio.run_coroutine_threadsafe(on_loop(), loop)
+            try:
+                return future.result(timeout)
+            except concurrent.futures.TimeoutError:
+                future.cancel()
+                raise TimeoutError(f"no answer from {self.base_url} within {timeout:g} s") from None
+        return _in_thread(self._standalone(work))
+
+    async def _standalone(self, work: Callable[[RestClient], Awaitable[T]]) -> T:
+        token = self._token or await self._token_source()
+        async with RestClient(self.base_url, token, timeout=self.timeout, retries=self.retries) as rest:
+            return await work(rest)
+
+    def upload(self, path: Any, kind: str | None = None, **options: Any) -> UploadResult:
+        prepared = prepare_upload(path, kind, **options)  # every check before any request
+        return self.call(lambda rest: upload(rest, prepared))
+
+    def submit_url(self, url: str, **options: Any) -> UploadResult:
+        prepared = prepare_url(url, **options)
+        return self.call(lambda rest: submit_url(rest, prepared))
+
+    def search_knowledge(self, q: Any = None, type: Any = None, tags: Any = None, limit: int = 20) -> Any:
+        check_search(q, type, tags, limit)
+        return self.call(lambda rest: search_knowledge(rest, q, type, tags, limit))
+
+    def get_dag_run(self, run_id: str) -> dict[str, Any]:
+        if not isinstance(run_id, str) or not run_id:
+            raise ConfigurationError(f"run_id must be a non-empty string, got {run_id!r}")
+        return self.call(lambda rest: get_dag_run(rest, run_id))
+
+    def refresh(self, timeout: float = 60.0) -> Snapshot:
+        """Fetch and merge a snapshot now, whatever the settings; returns it (raises on failure)."""
+
+        async def work(rest: RestClient) -> Snapshot:
+            snapshot = await fetch_snapshot(rest)
+            await asyncio.to_thread(merge_into, self.store, snapshot)
+            return snapshot
+
+        snapshot = self.call(work, timeout)
+        self.last_snapshot = snapshot
+        return snapshot
+
+    def watch(self, run_id: str, **options: Any) -> RunWatch:
+        loop = self._loop()
+        if loop is None or not loop.is_running():
+            raise ConfigurationError("watch needs a running client: call client.start() first")
+
+        async def fetch() -> Any:
+            if self._token is None:
+                self._set_token(await self._token_source())
+            return await get_dag_run(self._client(), run_id)
+
+        watch = RunWatch(run_id, fetch, local=lambda: self._local_state(run_id), **options)
+        self._watches.add(watch)
+        watch.add_done_callback(self._watches.discard)
+        return watch.start(loop)
+
+    def _local_state(self, run_id: str) -> RunState | None:
+        """The store's job row of the run (live events), if the store has one."""
+        try:
+            jobs = self.store.jobs
+            rows = jobs[jobs["run_id"] == run_id]
+        except Exception:  # a store without jobs, or mid-change: REST alone will do
+            return None
+        if rows.empty:
+            return None
+        from .watch import run_state
+
+        row = rows.iloc[-1]
+        fields = ("run_id", "job_id", "status", "progress", "current_step", "error", "updated_at")
+        cleaned = {k: (None if _missing(row.get(k)) else row.get(k)) for k in fields}
+        if cleaned.get("updated_at") is not None:
+            cleaned["updated_at"] = cleaned["updated_at"].isoformat()
+        return run_state(run_id, cleaned)
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(value != value) or value is None  # NaN, NaT, pd.NA compare unequal / raise
+    except (TypeError, ValueError):
+        return True
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def _in_thread(coro: Awaitable[T]) -> T:
+    """Run a coroutine to the end on a new loop in a helper thread (the caller's may be running)."""
+    result: list[Any] = []
+
+    def main() -> None:
+        try:
+            result.append((True, asyncio.run(coro)))  # type: ignore[arg-type]
+        except BaseException as exc:  # handed to the caller below
+            result.append((False, exc))
+
+    thread = threading.Thread(target=main, name="aios-rest-call", daemon=True)
+    thread.start()
+    thread.join()
+    ok, value = result[0]
+    if not ok:
+        raise value
+    return value
