@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import os
 import ssl as ssl_module
 import threading
 import time
@@ -80,6 +81,10 @@ class AIOSClient:
         close_timeout: seconds to wait for the closing handshake.
         websocket_options: more keyword arguments for ``websockets.asyncio.client.connect``
             (e.g. ``additional_headers``, ``proxy``).
+        rest_url: the REST API's base URL (default: from ``url``, ``ws://h:p/ws`` -> ``http://h:p``).
+        snapshots: fetch the current state over REST on connect and after a gap (issue 8).
+        snapshot_wait: the longest the first connection waits for its snapshot, in seconds.
+        rest_timeout: seconds per REST request.
     """
 
     def __init__(
@@ -102,6 +107,10 @@ class AIOSClient:
         ping_timeout: float | None = 20.0,
         close_timeout: float = 5.0,
         websocket_options: Mapping[str, Any] | None = None,
+        rest_url: str | None = None,
+        snapshots: bool = True,
+        snapshot_wait: float = 5.0,
+        rest_timeout: float = 10.0,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
             shown = redact(url) if isinstance(url, str) else type(url).__name__
@@ -134,6 +143,11 @@ class AIOSClient:
         self._first_queue: EventQueue | None = None
         self._on_stop: list[Callable[[], Any]] = []
         self.simulator: Any = None  # the embedded reference server, when connect() started one
+        from ..rest.service import RestService  # aiohttp: imported only when a client is made
+
+        self._rest = RestService(url, self._engine.current_token, store, lambda: self._loop, rest_url=rest_url,
+                                 snapshots=snapshots, snapshot_wait=snapshot_wait, timeout=rest_timeout)
+        self._engine.rest = self._rest
 
     # -- read-only views ----------------------------------------------------------------------
     @property
@@ -405,6 +419,51 @@ class AIOSClient:
                 yield item
         finally:
             self._remove_queue(queue)
+
+    # -- REST (issue 8): uploads, lookups, snapshots; see aios_notebook.rest ------------------------
+    @property
+    def rest_url(self) -> str:
+        """The REST API's base URL."""
+        return self._rest.base_url
+
+    @property
+    def last_snapshot(self) -> Any:
+        """The last REST snapshot merged into the store (a ``rest.Snapshot``), or None."""
+        return self._rest.last_snapshot
+
+    def upload(self, path: str | os.PathLike[str], kind: str | None = None, **options: Any) -> Any:
+        """Upload a pdf or audio file (kind from the extension unless given); returns job_id, run_id, status.
+
+        Options are the endpoint's: pdf ``extract_text``, ``generate_summary``; audio ``transcribe``,
+        ``summarize``. The file streams in chunks. Raises UploadError (before any request) for a
+        missing, unreadable or empty file, an unknown extension or option; AuthError; APIError.
+        """
+        return self._rest.upload(path, kind, **options)
+
+    def submit_url(self, url: str, **options: Any) -> Any:
+        """Submit a web page (options ``full_content``, ``generate_summary``); returns job_id, run_id, status."""
+        return self._rest.submit_url(url, **options)
+
+    def watch(self, run_id: str, *, display: str = "auto", interval: float = 0.5,
+              timeout: float | None = None) -> Any:
+        """Follow one run to completed or failed: a progress bar in a notebook, a text line in a script.
+
+        Returns a ``RunWatch`` at once: ``await`` it or call ``.wait()`` for the final ``RunState``.
+        """
+        return self._rest.watch(run_id, display=display, interval=interval, timeout=timeout)
+
+    def search_knowledge(self, q: str | None = None, type: str | None = None,
+                         tags: str | Iterable[str] | None = None, limit: int = 20) -> Any:
+        """Search the knowledge base over REST; a DataFrame, one row per item."""
+        return self._rest.search_knowledge(q, type, tags, limit)
+
+    def get_dag_run(self, run_id: str) -> dict[str, Any]:
+        """One DAG run with its steps, over REST."""
+        return self._rest.get_dag_run(run_id)
+
+    def refresh(self, timeout: float = 60.0) -> Any:
+        """Fetch the current state over REST now and merge it into the store; returns the snapshot."""
+        return self._rest.refresh(timeout)
 
     def __repr__(self) -> str:
         stats = self._engine.stats

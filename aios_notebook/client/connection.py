@@ -136,6 +136,7 @@ class Engine:
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.rest: Any = None  # the client's RestService (issue 8): snapshot hooks, never raise
 
     # -- called from the client, on the loop ------------------------------------------------
     def apply(self, method: Callable[..., Any], args: tuple[Any, ...]) -> None:
@@ -165,6 +166,8 @@ class Engine:
         finally:
             if self.state != "auth_failed":
                 self._set_state("closed")
+            if self.rest is not None:
+                await self.rest.close()
             for queue in self.queues:
                 queue.end(self.failure)
             self._changed()
@@ -177,6 +180,8 @@ class Engine:
             self._set_state("reconnecting" if self.stats.connections else "connecting")
             try:
                 token = await self._token()
+                if self.rest is not None:  # the first connect fetches the REST snapshot first
+                    await self.rest.before_connect(token, first=self.stats.connections == 0)
                 ws = await ws_connect(self.url, **self._websocket_kwargs())
             except asyncio.CancelledError:
                 raise
@@ -237,6 +242,10 @@ class Engine:
         kwargs.update(options.websocket_options)
         return kwargs
 
+    async def current_token(self) -> str:
+        """The token for REST calls: the last one used, else a fresh one from the source."""
+        return self.tokens[-1] if self.tokens else await self._token()
+
     async def _token(self) -> str:
         source = self._token_source
         if callable(source):
@@ -264,6 +273,8 @@ class Engine:
             stats.reconnects += 1
             self._record("reconnect", f"reconnected to {self.safe_url} (connection {stats.connections})")
         self._set_state("connected")
+        if self.rest is not None:
+            self.rest.connected(reconnect)
         self._wake.set()
         writer = asyncio.create_task(self._write(ws))
         watchdog = asyncio.create_task(self._watch(ws))
@@ -337,6 +348,8 @@ class Engine:
             elif isinstance(event, GapDetected):
                 stats.gaps += 1
                 self._store_call("add_gap", event.start, event.end, event.reason)
+                if self.rest is not None:
+                    self.rest.gap(event)
             elif isinstance(event, AuthFailed):
                 self._auth_rejection = event.reason
             elif isinstance(event, ResyncFinished):

@@ -122,8 +122,10 @@ class RestService:
     def connected(self, reconnect: bool) -> None:
         """Called when a WebSocket connection is open: later connections refresh the snapshot."""
         self._connected_once = True
-        if reconnect or not self._first_done:
-            self.request_snapshot("reconnect" if reconnect else "connect")
+        if reconnect:
+            self.request_snapshot("reconnect")
+        elif not self._first_done and (self._task is None or self._task.done()):
+            self.request_snapshot("connect")  # the one before connecting failed: try again
 
     def gap(self, event: Any = None) -> None:
         """Called for a gap the server could not fill: refresh the snapshot."""

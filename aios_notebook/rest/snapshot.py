@@ -191,6 +191,7 @@ def _knowledge(record: Mapping[str, Any]) -> dict[str, Any] | None:
         "created_at": record.get("created_at"),
         "updated_at": _first(record, "updated_at", "timestamp", "created_at"),
         "updated_fields": record.get("updated_fields"),
+        "update_count": record.get("update_count"),
     }
 
 
