@@ -40,6 +40,7 @@ __all__ = [
     "parse_parameters",
     "redact_notebook",
     "render_report",
+    "run_report",
     "staticize_figures",
 ]
 
@@ -72,13 +73,13 @@ def _aios_report_probe():
         for obj in gc.get_objects():
             module = type(obj).__dict__.get("__module__") if not isinstance(obj, type) else None
             if isinstance(module, str) and module.startswith("aios_notebook."):
-                for name in ("token", "_token"):
+                for name in ("token", "_token", "tokens"):
                     try:
                         value = getattr(obj, name, None)
                     except Exception:
                         value = None
-                    if isinstance(value, str) and value:
-                        found.add(value)
+                    values = value if isinstance(value, (list, tuple)) else [value]
+                    found.update(v for v in values if isinstance(v, str) and v)
     except Exception:
         pass
     print(json.dumps(sorted(found)))
@@ -390,3 +391,21 @@ def _write_notebook(nb: Any, path: Path) -> str:
 
     nbformat.write(nb, path)
     return str(path)
+
+
+def run_report(args: Any) -> int:
+    """``aios-notebook report NOTEBOOK -o FILE [-p NAME=VALUE ...]``: returns the exit code."""
+    import sys
+
+    try:
+        parameters = parse_parameters(args.parameter)
+        path = render_report(args.notebook, args.output, parameters, show_code=args.show_code,
+                             progress=not args.no_progress, timeout=args.timeout)
+    except ReportError as exc:
+        print(f"aios-notebook report: {exc}", file=sys.stderr)
+        return 1
+    except ConfigurationError as exc:
+        print(f"aios-notebook report: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}", file=sys.stderr)
+    return 0

@@ -42,6 +42,8 @@ __all__ = [
 OnError = Literal["raise", "skip"]
 
 _CHUNK = 4 << 20  # bytes read (or decompressed) at a time
+_GZIP_PIECE = 64 << 10  # compressed bytes fed to zlib at a time
+_GZIP_HOLD = 64 << 20  # decoded bytes of one gzip member held back until its CRC is checked
 _GZIP_MAGIC = b"\x1f\x8b"
 _FRAME_KEY = '","frame":"'
 _BINARY_KEY = '","binary":"'
@@ -145,7 +147,11 @@ class RecordingReader:
     def batches(self) -> Iterator[FrameBatch]:
         """Every frame of every file, in columns of up to a few thousand frames."""
         for path in self.paths:
-            yield from _FileReader(path, self).batches()
+            before = len(self.problems)
+            try:
+                yield from _FileReader(path, self).batches()
+            finally:
+                self._warn(self.problems[before:])
 
     def count(self) -> int:
         """Number of frames (reads everything)."""
@@ -157,7 +163,13 @@ class RecordingReader:
         if self.on_error == "raise":
             raise problem
         self.problems.append(problem)
-        warnings.warn(f"skipped: {problem}", AIOSWarning, stacklevel=4)
+
+    @staticmethod
+    def _warn(problems: list[CorruptLog]) -> None:
+        # one warning per file, however many lines were damaged
+        if problems:
+            more = f" (and {len(problems) - 1} more problem(s) in {problems[0].path})" if len(problems) > 1 else ""
+            warnings.warn(f"skipped: {problems[0]}{more}", AIOSWarning, stacklevel=3)
 
     def _peek_header(self, path: Path) -> RecordingHeader | None:
         # only to order files: damage is reported when the file is read
@@ -216,6 +228,8 @@ class _FileReader:
         self.path = path
         self.owner = owner
         self.line = 0  # lines fully read so far
+        self.gzipped = False
+        self.damaged = False  # a bad line in gzip data: what follows cannot be trusted
 
     def batches(self) -> Iterator[FrameBatch]:
         carry = ""
@@ -231,6 +245,8 @@ class _FileReader:
                 batch = self._parse(lines)
                 if batch.frames:
                     yield batch
+                if self.damaged:
+                    return
             if problem is not None:
                 # the stream broke: the text after the last newline goes with it
                 if carry:
@@ -251,6 +267,14 @@ class _FileReader:
     def _report(self, line: int, reason: str) -> None:
         self.owner._problem(self.path, line, reason)
 
+    def _report_line(self, reason: str) -> None:
+        if self.gzipped:
+            # the writer never compresses a bad line: this is damaged deflate data, and what it
+            # decodes into next may look valid while being wrong, so the file ends here
+            self.damaged = True
+            reason += "; the gzip data is damaged from here on: the rest of the file is not read"
+        self._report(self.line, reason)
+
     def _chunks(self) -> Iterator[tuple[str, str | None]]:
         """Text chunks; a chunk with a problem (a gzip or UTF-8 fault) is the file's last."""
         try:
@@ -259,7 +283,7 @@ class _FileReader:
             yield "", f"cannot read: {exc.strerror or exc}"
             return
         with handle:
-            gzipped = handle.read(2) == _GZIP_MAGIC
+            gzipped = self.gzipped = handle.read(2) == _GZIP_MAGIC
             handle.seek(0)
             decoder = codecs.getincrementaldecoder("utf-8")()
             for data, problem in self._gunzip(handle) if gzipped else self._plain(handle):
@@ -289,37 +313,48 @@ class _FileReader:
 
     @staticmethod
     def _gunzip(handle: IO[bytes]) -> Iterator[tuple[bytes, str | None]]:
+        """Decompressed data, released one gzip member at a time once its CRC has been checked.
+
+        The writer ends a member at every flush, so a member is about a second of frames. Damaged
+        deflate data decodes into wrong text until zlib notices (at the latest at the member's
+        CRC), so a member is held back until it checks out and dropped whole when it does not.
+        A truncated member (a crash, a cut file) is released: deflate decodes a prefix of its
+        input exactly, only the end is missing.
+        """
         decompressor = zlib.decompressobj(wbits=31)
-        while True:
-            data = handle.read(_CHUNK)
-            if not data:
-                break
+        held: list[bytes] = []
+        held_size = 0
+        finished = False
+        while not finished and (data := handle.read(_GZIP_PIECE)):
             while data:
                 try:
                     out = decompressor.decompress(data)
                 except zlib.error as exc:
-                    yield b"", f"gzip data corrupt ({exc})"
+                    lost = f"; {held_size:,} decoded bytes since the last verified member dropped" if held_size else ""
+                    yield b"", f"gzip data corrupt ({exc}){lost}"
                     return
                 if out:
-                    yield out, None
-                if decompressor.eof:
-                    data = decompressor.unused_data
-                    # concatenated gzip members are one stream (as gzip -d reads them);
-                    # trailing zero padding is tolerated, as gzip does
-                    if data.strip(b"\x00"):
-                        decompressor = zlib.decompressobj(wbits=31)
-                    else:
-                        data = b""
-                        decompressor = None  # type: ignore[assignment]
-                        break
+                    held.append(out)
+                    held_size += len(out)
+                if not decompressor.eof:
+                    if held_size > _GZIP_HOLD:
+                        # one huge member (written by another tool): it cannot all be held back
+                        yield b"".join(held), None
+                        held, held_size = [], 0
+                    break
+                yield b"".join(held), None  # this member's CRC and size checked out
+                held, held_size = [], 0
+                # concatenated members are one stream (as gzip -d reads them); trailing zero
+                # padding is tolerated, as gzip does
+                data = decompressor.unused_data
+                if data.strip(b"\x00"):
+                    decompressor = zlib.decompressobj(wbits=31)
                 else:
-                    data = b""
-            if decompressor is None:
-                break
-        if decompressor is not None and not decompressor.eof:
-            tail = decompressor.flush()
-            if tail:
-                yield tail, None
+                    finished = True
+                    break
+        if not finished:
+            held.append(decompressor.flush())
+            yield b"".join(held), None
             yield b"", "gzip stream ends without its trailer (truncated: cut short while recording?)"
 
     def _first_line(self, line: str) -> bool:
@@ -367,25 +402,27 @@ class _FileReader:
             if row is not None:
                 add_t(row[0])
                 add_f(row[1])
+            elif self.damaged:
+                break
         return FrameBatch(self.path, first_line, received, frames)
 
     def _slow_line(self, text: str, last: bool) -> tuple[str, str | bytes] | None:
         stripped = text.strip()
         if not stripped:
-            self._report(self.line, "blank line")
+            self._report_line("blank line")
             return None
         try:
             obj = json.loads(stripped)
         except ValueError as exc:
             if last:
-                self._report(self.line, f"torn last line (cut short while recording?): {_snippet(stripped)}")
+                self._report_line(f"torn last line (cut short while recording?): {_snippet(stripped)}")
             else:
-                self._report(self.line, f"not JSON ({exc.msg}): {_snippet(stripped)}")
+                self._report_line(f"not JSON ({exc.msg}): {_snippet(stripped)}")
             return None
         if not isinstance(obj, dict) or not isinstance(obj.get("t"), str):
             if isinstance(obj, dict) and HEADER_KEY in obj:
                 return None  # a header in the middle: a concatenated recording (cat a b > c)
-            self._report(self.line, f"not a frame line (needs 't' and 'frame' or 'binary'): {_snippet(stripped)}")
+            self._report_line(f"not a frame line (needs 't' and 'frame' or 'binary'): {_snippet(stripped)}")
             return None
         frame = obj.get("frame")
         if isinstance(frame, str):
@@ -395,7 +432,7 @@ class _FileReader:
             try:
                 return obj["t"], base64.b64decode(encoded, validate=True)
             except (binascii.Error, ValueError):
-                self._report(self.line, "binary frame is not valid base64")
+                self._report_line("binary frame is not valid base64")
                 return None
-        self._report(self.line, f"not a frame line (needs 't' and 'frame' or 'binary'): {_snippet(stripped)}")
+        self._report_line(f"not a frame line (needs 't' and 'frame' or 'binary'): {_snippet(stripped)}")
         return None

@@ -2,11 +2,13 @@
 
 Durability: lines go to a buffer and a timer thread flushes it to the OS every ``flush_interval``
 seconds (1 s by default), so a ``kill -9`` loses at most the last interval; flushing per line
-would cost a system call per frame. Gzip recordings are flushed with ``Z_SYNC_FLUSH``, so what was
-flushed can be decompressed even when the process dies before writing the gzip trailer (the
-reader then reports the missing trailer as a truncated stream).
+would cost a system call per frame. A gzip recording ends a gzip member at every flush (gzip
+files may hold many members, read as one stream): each second of frames carries its own CRC, so
+what was flushed before a crash is complete and verifiable, and the reader can tell a damaged
+member from good ones instead of decoding garbage.
 
-Rotation: with ``rotate_bytes``, a part that reaches that size on disk is closed and the next one
+Rotation: with ``rotate_bytes``, a part that reaches that size on disk (compressed size for
+``.gz``, which lags the data by the compressor's buffer, some tens of kB) is closed and the next one
 opened beside it (``rec.jsonl``, ``rec.part0001.jsonl``, ``rec.part0002.jsonl`` ...), each with
 its own header; ``EventStore.load("rec*.jsonl")`` reads them back in order.
 """
@@ -45,6 +47,11 @@ def _part_name(name: str, label: str) -> str:
     if not dot or not stem:
         stem, suffix = name, ""
     return f"{stem}.part{label}" + (f".{suffix}" if suffix else "") + (".gz" if gz else "")
+
+
+def _gzip_member(raw: IO[bytes]) -> IO[bytes]:
+    # mtime=0 and no name: the same frames give the same bytes
+    return gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)  # type: ignore[return-value]
 
 
 class RecordingWriter:
@@ -87,6 +94,7 @@ class RecordingWriter:
         self._closed_bytes = 0
         self._raw: IO[bytes] | None = None
         self._out: IO[bytes] | None = None
+        self._dirty = False  # written since the last flush
         self._claim(overwrite)
         self._open_part(0)
         self._stop = threading.Event()
@@ -123,6 +131,7 @@ class RecordingWriter:
             if self._out is None:
                 raise RecordingError(f"{self.path}: the recording is closed")
             self._out.write(line)
+            self._dirty = True
             self.events += 1
             if self.rotate_bytes is not None and self._part_size() >= self.rotate_bytes:
                 self._rotate()
@@ -130,10 +139,16 @@ class RecordingWriter:
     def flush(self) -> None:
         """Hand everything written so far to the operating system."""
         with self._lock:
-            if self._out is not None:
-                self._out.flush()  # GzipFile.flush uses Z_SYNC_FLUSH: decodable up to here
-                if self._raw is not self._out and self._raw is not None:
-                    self._raw.flush()
+            out, raw = self._out, self._raw
+            if out is None or raw is None:
+                return
+            if out is not raw and self._dirty:
+                # end the gzip member: its CRC lets the reader verify this second of frames on
+                # its own, so damage elsewhere in the file never garbles it
+                out.close()  # writes the member's trailer; the file itself stays open
+                self._out = _gzip_member(raw)
+            self._dirty = False
+            raw.flush()
 
     def close(self) -> None:
         """Flush, stop the timer and close the file (a gzip file gets its trailer)."""
@@ -170,8 +185,7 @@ class RecordingWriter:
         except OSError as exc:
             raise RecordingError(f"{path}: cannot write: {exc.strerror or exc}") from exc
         self._raw = raw
-        # mtime=0 and no name: the same frames give the same bytes
-        self._out = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if self.compress else raw
+        self._out = _gzip_member(raw) if self.compress else raw
         self.paths.append(path)
         started = self.started_at if part == 0 else datetime.now(timezone.utc)
         self._out.write(header_line(self.url, started, self.types, part).encode("ascii"))

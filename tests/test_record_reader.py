@@ -1,0 +1,210 @@
+"""Reading damaged recordings: every fault names the file and the line; on_error="skip" keeps the rest."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from aios_notebook.exceptions import AIOSWarning, ConfigurationError, CorruptLog, RecordingError
+from aios_notebook.recording import RecordingReader, RecordingWriter, read_frames
+
+FRAMES = [json.dumps({"event": "ping", "data": {"n": i, "pad": os.urandom(8).hex()}}) for i in range(2000)]
+
+
+def _recording(path: Path, frames: list[str] = FRAMES) -> Path:
+    with RecordingWriter(path, flush_interval=None) as writer:
+        for frame in frames:
+            writer.write(frame, 1_767_571_200.0)
+    return path
+
+
+def _skip(path: Path | str, match: str) -> tuple[list[str | bytes], list[CorruptLog]]:
+    with pytest.warns(AIOSWarning, match=match):
+        reader = RecordingReader(path, on_error="skip")
+        frames = [f.frame for f in reader]
+    return frames, reader.problems
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(CorruptLog, match="no such file") as info:
+        RecordingReader(tmp_path / "nope.jsonl")
+    assert info.value.path == str(tmp_path / "nope.jsonl")
+    with pytest.raises(CorruptLog, match="no such file"):
+        RecordingReader(tmp_path / "nope.jsonl", on_error="skip")  # nothing to keep: always an error
+
+
+def test_a_pattern_matching_nothing_is_named(tmp_path: Path) -> None:
+    with pytest.raises(CorruptLog, match="matches") as info:
+        RecordingReader(str(tmp_path / "*.jsonl"))
+    assert info.value.path.endswith("*.jsonl")
+
+
+def test_a_folder_or_nothing_at_all_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(CorruptLog, match="folder"):
+        RecordingReader(tmp_path)
+    with pytest.raises(ConfigurationError):
+        RecordingReader([])
+    with pytest.raises(ConfigurationError, match="on_error"):
+        RecordingReader(_recording(tmp_path / "r.jsonl"), on_error="ignore")  # type: ignore[arg-type]
+
+
+def test_an_empty_file_is_named_at_line_1(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"")
+    with pytest.raises(CorruptLog, match="empty file") as info:
+        list(read_frames(path))
+    assert (info.value.path, info.value.line) == (str(path), 1)
+    frames, problems = _skip(path, "empty file")
+    assert frames == [] and len(problems) == 1
+
+
+def test_an_empty_gzip_file_is_named_too(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl.gz"
+    path.write_bytes(gzip.compress(b""))
+    with pytest.raises(CorruptLog, match="empty file"):
+        list(read_frames(path))
+
+
+@pytest.mark.parametrize("cut", [2, 7, 30])
+def test_a_torn_last_line_is_named_and_what_came_before_is_kept(tmp_path: Path, cut: int) -> None:
+    path = _recording(tmp_path / "torn.jsonl")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - cut])  # the writer died inside the last line
+    with pytest.raises(CorruptLog, match="torn last line") as info:
+        list(read_frames(path))
+    assert info.value.line == len(FRAMES) + 1  # header is line 1
+    frames, problems = _skip(path, "torn last line")
+    assert frames == FRAMES[:-1]
+    assert [p.line for p in problems] == [len(FRAMES) + 1]
+
+
+def test_a_last_line_without_its_newline_but_whole_is_read(tmp_path: Path) -> None:
+    path = _recording(tmp_path / "r.jsonl")
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))
+    assert [f.frame for f in read_frames(path)] == FRAMES
+
+
+def test_a_non_json_line_is_named_and_the_lines_around_it_are_kept(tmp_path: Path) -> None:
+    path = _recording(tmp_path / "r.jsonl")
+    lines = path.read_text().splitlines(keepends=True)
+    lines[501] = "garbage {{{\n"  # line 502 of the file: the 501st frame
+    lines[800] = '{"frame": "no receive time"}\n'
+    path.write_text("".join(lines))
+    with pytest.raises(CorruptLog, match="not JSON") as info:
+        list(read_frames(path))
+    assert (info.value.path, info.value.line) == (str(path), 502)
+    assert str(info.value).startswith(f"{path}:502: ")
+    frames, problems = _skip(path, "r.jsonl:502")
+    assert [(p.line, p.reason.split(" (")[0].split(":")[0]) for p in problems] == [(502, "not JSON"), (801, "not a frame line")]
+    assert frames == FRAMES[:500] + FRAMES[501:799] + FRAMES[800:]
+
+
+def test_a_bad_base64_binary_frame_is_named(tmp_path: Path) -> None:
+    path = _recording(tmp_path / "r.jsonl", FRAMES[:3])
+    with path.open("a") as handle:
+        handle.write('{"t": "2026-01-05T00:00:00Z", "binary": "***"}\n')
+    with pytest.raises(CorruptLog, match="base64") as info:
+        list(read_frames(path))
+    assert info.value.line == 5
+
+
+def test_a_file_that_is_not_a_recording_is_named_at_line_1(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello\nworld\n")
+    with pytest.raises(CorruptLog, match="not an aios recording") as info:
+        list(read_frames(path))
+    assert info.value.line == 1
+
+
+def test_a_binary_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "image.jsonl"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 10)
+    with pytest.raises(CorruptLog, match=r"not UTF-8|not an aios recording"):
+        list(read_frames(path))
+
+
+def test_a_recording_without_header_is_reported_but_its_frames_kept(tmp_path: Path) -> None:
+    path = _recording(tmp_path / "r.jsonl", FRAMES[:10])
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[1:]))
+    with pytest.raises(CorruptLog, match="no header"):
+        list(read_frames(path))
+    frames, _ = _skip(path, "no header")
+    assert frames == FRAMES[:10]
+
+
+def test_a_newer_format_is_refused_whatever_on_error_says(tmp_path: Path) -> None:
+    path = tmp_path / "future.jsonl"
+    path.write_text('{"aios_recording": 2, "url": null}\n{"t": "2026-01-05T00:00:00Z", "frame": "x"}\n')
+    with pytest.raises(RecordingError, match="version 2"):
+        list(read_frames(path, on_error="skip"))
+
+
+@pytest.mark.parametrize("where", [0.3, 0.5, 0.7])
+def test_a_corrupt_gzip_stream_is_named_and_what_came_before_is_kept(tmp_path: Path, where: float) -> None:
+    frames = FRAMES * 10
+    path = tmp_path / "r.jsonl.gz"
+    with RecordingWriter(path, flush_interval=None) as writer:
+        for index, frame in enumerate(frames):
+            writer.write(frame, 1_767_571_200.0)
+            if index % 1000 == 999:
+                writer.flush()  # what the timer does every second: ends a gzip member
+    data = bytearray(path.read_bytes())
+    middle = int(len(data) * where)
+    data[middle : middle + 64] = bytes(64)  # a damaged disk block
+    path.write_bytes(bytes(data))
+    damaged = "gzip data (corrupt|is damaged)"
+    with pytest.raises(CorruptLog, match=damaged) as info:
+        list(read_frames(path))
+    assert info.value.path == str(path) and info.value.line > 2
+    # damaged deflate data decodes into wrong text until zlib notices: none of it is kept,
+    # every member before the damaged one is
+    kept, problems = _skip(path, damaged)
+    assert 0 < len(kept) < len(frames)
+    assert len(kept) % 1000 == 0
+    assert kept == frames[: len(kept)]
+    assert len(problems) == 1 and problems[0].line == len(kept) + 2
+
+
+def test_a_cut_gzip_file_is_named_and_what_came_before_is_kept(tmp_path: Path) -> None:
+    path = _recording(tmp_path / "r.jsonl.gz")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(CorruptLog, match="trailer"):
+        list(read_frames(path))
+    frames, problems = _skip(path, "trailer")
+    assert 0 < len(frames) < len(FRAMES) and frames == FRAMES[: len(frames)]
+    assert "torn" in problems[0].reason  # the cut went through a line: said so, not mis-read
+
+
+def test_concatenated_recordings_and_gzip_members_read_as_one(tmp_path: Path) -> None:
+    a = _recording(tmp_path / "a.jsonl.gz", FRAMES[:100])
+    b = _recording(tmp_path / "b.jsonl.gz", FRAMES[100:200])
+    both = tmp_path / "both.jsonl.gz"
+    both.write_bytes(a.read_bytes() + b.read_bytes())  # cat a.gz b.gz > both.gz
+    assert [f.frame for f in read_frames(both)] == FRAMES[:200]
+
+
+def test_lines_written_by_other_tools_take_the_slow_path(tmp_path: Path) -> None:
+    path = tmp_path / "handmade.jsonl"
+    rows = [
+        {"aios_recording": 1, "url": None, "started_at": "2026-01-05T00:00:00Z", "types": None},
+        {"frame": FRAMES[0], "t": "2026-01-05T00:00:00Z"},  # keys in another order
+        {"t": "2026-01-05T00:00:01Z", "frame": FRAMES[1], "note": "extra keys are fine"},
+    ]
+    text = "\r\n".join(json.dumps(row, indent=None, separators=(", ", ": ")) for row in rows) + "\r\n"
+    path.write_text(text)
+    got = list(read_frames(path))
+    assert [f.frame for f in got] == FRAMES[:2]
+    assert got[1].received_at == "2026-01-05T00:00:01Z"
+
+
+def test_a_large_recording_crosses_chunk_boundaries_intact(tmp_path: Path) -> None:
+    # lines with multi-byte characters straddle the reader's 4 MiB chunks
+    frames = [json.dumps({"event": "x", "data": {"s": "é☃" * (i % 700)}}, ensure_ascii=False) for i in range(12_000)]
+    path = _recording(tmp_path / "big.jsonl", frames)
+    assert path.stat().st_size > 8 << 20
+    assert [f.frame for f in read_frames(path)] == frames
