@@ -355,7 +355,7 @@ class RunWatch:
             TimeoutError: ``timeout`` seconds passed first (the watch goes on).
             RuntimeError: called on the loop that runs the watch (it would wait for itself).
         """
-        if self._thread is not None and self._thread == threading.get_ident():
+        if not self._future.done() and self._thread == threading.get_ident():
             raise RuntimeError("wait() on the watch's own event loop would block it: use `await watch`")
         try:
             return self._future.result(timeout)
