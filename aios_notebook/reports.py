@@ -50,6 +50,10 @@ _SECRET_ENV = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY)$", re.IGNORECA
 _MIN_SECRET = 4  # shorter values would mask ordinary text (and are not credentials worth the name)
 _MASK = "***"
 _PROBE_TAG = "aios-report-secret-probe"
+_SETUP_TAG = "aios-report-setup"
+# run in the kernel before the first cell: the kit's views show their static form (a report has
+# no kernel to drive live widgets)
+_SETUP = 'import os as _os\n_os.environ["AIOS_VIEWS_DISPLAY"] = "static"\ndel _os'
 
 # the lab template without anything fetched from the network; plotly.js inlined once instead
 _TEMPLATE = """{%- extends 'index.html.j2' -%}
@@ -143,7 +147,7 @@ def find_secrets(extra: Iterable[str | None] = (), environ: Mapping[str, str] | 
     env = os.environ if environ is None else environ
     values = {v for k, v in env.items() if _SECRET_ENV.search(k) and v}
     values.update(v for v in extra if v)
-    return sorted((v for v in values if len(v) >= _MIN_SECRET), key=len, reverse=True)
+    return sorted((v for v in values if len(v) >= _MIN_SECRET), key=lambda v: (-len(v), v))
 
 
 def _mask(value: Any, secrets: Sequence[str]) -> Any:
@@ -196,9 +200,18 @@ def staticize_figures(nb: Any) -> int:
                 converted += 1
             elif WIDGET_MIME in data:
                 data.pop(WIDGET_MIME)
-                data.pop("text/plain", None)
-                data["text/html"] = '<div class="aios-live-widget"><em>(a live widget: not part of the static report)</em></div>'
+                if "text/html" not in data:  # the kit's views carry a static fallback: kept
+                    data.pop("text/plain", None)
+                    data["text/html"] = '<div class="aios-live-widget"><em>(a live widget: not part of the static report)</em></div>'
     return converted
+
+
+def _draws_figures(nb: Any) -> bool:
+    """Whether any HTML output calls plotly.js (static views, figures written as HTML)."""
+    return any(
+        "Plotly.newPlot" in str(output.get("data", {}).get("text/html", ""))
+        for cell in nb.cells for output in cell.get("outputs", [])
+    )
 
 
 def export_html(nb: Any, *, show_code: bool = False, title: str | None = None) -> str:
@@ -220,7 +233,8 @@ def export_html(nb: Any, *, show_code: bool = False, title: str | None = None) -
         exclude_output_prompt=True,
         embed_images=True,
     )
-    resources = {"aios_plotly_js": plotly.offline.get_plotlyjs() if figures else ""}
+    # plotly.js once, in the head, before any figure's script runs
+    resources = {"aios_plotly_js": plotly.offline.get_plotlyjs() if figures or _draws_figures(nb) else ""}
     body, _ = exporter.from_notebook_node(nb, resources=resources)
     return body
 
@@ -351,17 +365,23 @@ def _parameters_cell(nb: Any) -> int | None:
 def _add_probe(nb: Any) -> None:
     import nbformat
 
-    cell = nbformat.v4.new_code_cell(_PROBE.strip())
-    cell.metadata["tags"] = [_PROBE_TAG]
-    nb.cells.append(cell)
+    setup = nbformat.v4.new_code_cell(_SETUP)
+    setup.metadata["tags"] = [_SETUP_TAG]
+    nb.cells.insert(0, setup)
+    probe = nbformat.v4.new_code_cell(_PROBE.strip())
+    probe.metadata["tags"] = [_PROBE_TAG]
+    nb.cells.append(probe)
 
 
 def _take_probe(nb: Any) -> list[str]:
-    """Remove the probe cell; return the secrets it printed (none if it did not run)."""
+    """Remove the cells added for the run; return the secrets the probe printed (none if it did not run)."""
     found: list[str] = []
     kept = []
     for cell in nb.cells:
-        if _PROBE_TAG in cell.get("metadata", {}).get("tags", []):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if _SETUP_TAG in tags:
+            continue
+        if _PROBE_TAG in tags:
             for output in cell.get("outputs", []):
                 if output.get("output_type") == "stream":
                     with contextlib.suppress(ValueError):
