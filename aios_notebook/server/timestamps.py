@@ -1,0 +1,49 @@
+"""Simulated time as integer milliseconds, and fast formatting of it.
+
+The workload keeps time in integer epoch milliseconds: heap keys compare exactly, and every
+timestamp it formats is the same string ``protocol.codec.format_timestamp`` gives for that instant
+(``YYYY-MM-DDTHH:MM:SS.mmmZ``), only several times faster, which matters at a million events.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+__all__ = ["DAY_MS", "HOUR_MS", "MINUTE_MS", "iso_ms", "ms_from_epoch", "run_id_ms"]
+
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+
+_day_prefix: dict[int, str] = {}
+
+
+def _prefix(day: int) -> str:
+    prefix = _day_prefix.get(day)
+    if prefix is None:
+        prefix = datetime.fromtimestamp(day * 86_400, tz=timezone.utc).strftime("%Y-%m-%dT")
+        if len(_day_prefix) > 4096:  # a long run crosses many days: keep the cache small
+            _day_prefix.clear()
+        _day_prefix[day] = prefix
+    return prefix
+
+
+def iso_ms(ms: int) -> str:
+    """Epoch milliseconds -> ``2026-01-05T14:03:07.250Z``."""
+    day, rest = divmod(ms, DAY_MS)
+    seconds, milli = divmod(rest, 1000)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    return f"{_prefix(day)}{hours:02d}:{minutes:02d}:{seconds:02d}.{milli:03d}Z"
+
+
+def run_id_ms(us: int) -> str:
+    """An Airflow manual run id for epoch microseconds: ``manual__2026-01-05T14:03:07.250001+00:00``."""
+    ms, micro = divmod(us, 1000)
+    text = iso_ms(ms)
+    return f"manual__{text[:-1]}{micro:03d}+00:00"
+
+
+def ms_from_epoch(seconds: float) -> int:
+    """Epoch seconds (float) -> integer milliseconds, rounded to the nearest."""
+    return round(seconds * 1000)
