@@ -160,8 +160,8 @@ class RestService:
             raise
         except SnapshotUnavailable as exc:
             if exc.status is None and not self._connected_once:
-                # nothing answers yet, the WebSocket neither: the server may still be starting
-                self._failed(f"snapshot on {reason} failed: {exc}")
+                # nothing answers, and the WebSocket has not answered yet either: the server may
+                # still be starting (its connection errors say so); try again once connected
                 return
             self.unavailable = str(exc)
             self._note(f"no REST API at {self.base_url} ({exc}): carrying on with the WebSocket alone")

@@ -39,10 +39,13 @@ _METRICS = ("total_processed", "processing_time", "success_rate", "active_agents
 _PERFORMANCE = ("tasks_completed", "average_processing_time", "success_rate")
 _RUN_COUNTS = ("total_steps", "completed_steps", "running_steps", "failed_steps", "pending_steps")
 _RUNNING = frozenset({"running", "queued", "processing", "up_for_retry", "scheduled"})
+# every endpoint answering one of these means there is no REST API here: nothing listens (None),
+# no such route (404, 405, 501), or a WebSocket-only server asking for an upgrade (426)
+_NO_API = frozenset({None, 404, 405, 426, 501})
 
 
 class SnapshotUnavailable(APIError):
-    """The server has no REST API (404 on the endpoints, or nothing listens): WebSocket alone."""
+    """The server has no REST API (every endpoint 404 / 426 / refused ...): WebSocket alone."""
 
 
 class _Store(Protocol):
@@ -257,7 +260,7 @@ async def fetch_snapshot(
             raise answer  # cancellation and the like are not a failed part
     failures = {name: a for name, a in answers.items() if isinstance(a, Exception)}
     if len(failures) == len(answers) and all(
-        isinstance(a, APIError) and a.status in (None, 404, 405) for a in failures.values()
+        isinstance(a, APIError) and a.status in _NO_API for a in failures.values()
     ):
         first = next(iter(failures.values()))
         assert isinstance(first, APIError)
