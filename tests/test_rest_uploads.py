@@ -149,7 +149,7 @@ def test_kind_overrides_the_extension(tmp_path: Path) -> None:
     prepared = prepare_upload(path, kind="pdf", extract_text=True, generate_summary=False)
     assert (prepared.kind, prepared.endpoint) == ("pdf", "/api/workflows/upload-pdf")
     assert prepared.fields == (("extract_text", "true"), ("generate_summary", "false"))
-    assert prepared.content_type == "application/octet-stream"
+    assert prepared.content_type == "application/pdf"
 
 
 def test_audio_from_extension(tmp_path: Path) -> None:

@@ -69,7 +69,9 @@ async def search_knowledge(
     columns = list(KNOWLEDGE_COLUMNS) + sorted({k for row in rows for k in row} - set(KNOWLEDGE_COLUMNS))
     frame = pd.DataFrame(rows, columns=columns)
     for column in ("created_at", "updated_at"):
-        frame[column] = pd.to_datetime(frame[column], utc=True, errors="coerce", format="ISO8601")
+        # the store's timestamp dtype (pandas 3 would pick microseconds)
+        parsed = pd.to_datetime(frame[column], utc=True, errors="coerce", format="ISO8601")
+        frame[column] = parsed.astype("datetime64[ns, UTC]")
     return frame
 
 

@@ -232,7 +232,9 @@ async def fetch_snapshot(
     knowledge_limit: int = 100,
     concurrency: int = 8,
 ) -> Snapshot:
-    """Fetch the current state over REST, each part concurrently and on its own.
+    """Fetch the current state over REST: the dashboard, then every other part concurrently.
+
+    Each part is fetched on its own: a failing one is named in ``problems`` and costs only itself.
 
     Raises:
         AuthError: the server refused the token (nothing else would work either).
@@ -244,15 +246,23 @@ async def fetch_snapshot(
         async with gate:
             return await rest.get(path, params)
 
+    # the dashboard first, alone: its server_time is then read before every other part, so dating
+    # the snapshot by it errs on the early side, where the merge rule can only favour events
+    answers: dict[str, Any] = {}
+    try:
+        answers["metrics"] = await get("/api/analytics/dashboard")
+    except AuthError:
+        raise
+    except Exception as exc:
+        answers["metrics"] = exc
     parts = {
         "agents": get("/api/agents"),
         "running": get("/api/workflows/dag-runs", status="running", limit=max(runs_limit, 500)),
         "recent": get("/api/workflows/dag-runs", limit=runs_limit),
-        "metrics": get("/api/analytics/dashboard"),
         "insights": get("/api/analytics/insights", limit=insights_limit),
         "knowledge": get("/api/knowledge/search", limit=knowledge_limit),
     }
-    answers = dict(zip(parts, await asyncio.gather(*parts.values(), return_exceptions=True), strict=True))
+    answers.update(zip(parts, await asyncio.gather(*parts.values(), return_exceptions=True), strict=True))
     for answer in answers.values():
         if isinstance(answer, AuthError):
             raise answer

@@ -48,6 +48,8 @@ ACCEPTED_EXTENSIONS: dict[str, dict[str, str]] = {
     },
 }
 
+_DEFAULT_TYPES = {"pdf": "application/pdf", "audio": "audio/mpeg"}
+
 #: kind -> (endpoint, options the endpoint takes besides the file)
 UPLOAD_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "pdf": ("/api/workflows/upload-pdf", ("extract_text", "generate_summary")),
@@ -158,7 +160,8 @@ def prepare_upload(path: str | os.PathLike[str], kind: str | None = None, **opti
             raise UploadError(f"cannot tell the kind of {file} ({shown}): pass kind='pdf' or kind='audio'; accepted extensions are {_accepted()}")
     endpoint, accepted = UPLOAD_OPTIONS[kind]
     _check_options(f"a {kind} upload", options, accepted)
-    content_type = ACCEPTED_EXTENSIONS[kind].get(suffix, "application/octet-stream")
+    # a kind given for an odd extension: the kind's usual type, which servers check the part for
+    content_type = ACCEPTED_EXTENSIONS[kind].get(suffix) or _DEFAULT_TYPES[kind]
     fields = tuple((name, _form_value(name, value)) for name, value in options.items() if value is not None)
     return PreparedUpload(file, kind, endpoint, content_type, size, fields)
 
