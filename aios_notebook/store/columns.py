@@ -1,0 +1,443 @@
+"""Column buffers: typed, growable, cheap to append to and to turn into pandas arrays.
+
+A column holds rows ``[0, len)`` in a NumPy buffer that doubles when full (or, for Arrow text
+in append-only tables, a list of immutable Arrow chunks), so an append costs the size of what is
+appended, never the size of the table. ``to_pandas(start, stop)`` always returns arrays the
+caller owns (a copy, or immutable Arrow data), so a DataFrame handed to a notebook can be
+modified freely without touching the store.
+
+Values come in as Arrow arrays of the kind's Arrow type (see :func:`arrow_type`), or as Python
+lists for ``obj`` columns, and are *encoded* into ``(values, missing)`` NumPy pairs first, once
+per batch, so that appending and in-place updates (latest-state tables) share one conversion.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "NAT",
+    "ArrowTextColumn",
+    "CategoryColumn",
+    "Column",
+    "Dictionary",
+    "Encoded",
+    "FloatColumn",
+    "MaskedColumn",
+    "ObjectColumn",
+    "arrow_type",
+    "make_column",
+    "normalize",
+]
+
+NAT = np.iinfo(np.int64).min  # pandas' NaT as int64 nanoseconds
+TS_TYPE = pa.timestamp("ns", tz="UTC")
+_UTC_DTYPE = pd.DatetimeTZDtype("ns", "UTC")
+_INITIAL = 1024
+
+#: (values, missing): missing is None when the values carry their own null (NaN, -1, NaT, None)
+Encoded = tuple[np.ndarray, "np.ndarray | None"]
+
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "cat": pa.string(),
+    "text": pa.string(),
+    "f64": pa.float64(),
+    "f32": pa.float64(),
+    "int32": pa.int64(),
+    "int64": pa.int64(),
+    "ts": TS_TYPE,
+    "bool": pa.bool_(),
+}
+
+
+def arrow_type(kind: str) -> pa.DataType | None:
+    """The Arrow type batches carry for ``kind`` (None for ``obj``: a Python list)."""
+    return _ARROW_TYPES.get(kind)
+
+
+def normalize(kind: str, value: Any, n: int) -> pa.Array | list:
+    """``value`` (Arrow array, Python list or None for all-missing) as the kind's batch type."""
+    if kind == "obj":
+        if value is None:
+            return [None] * n
+        if isinstance(value, (pa.Array, pa.ChunkedArray)):
+            return value.to_pylist()
+        return list(value)
+    target = _ARROW_TYPES[kind]
+    if value is None:
+        return pa.nulls(n, target)
+    if isinstance(value, pa.ChunkedArray):
+        value = value.combine_chunks()
+    if not isinstance(value, pa.Array):
+        if kind == "ts":  # Python values are int nanoseconds (or None)
+            return pa.array(value, pa.int64()).cast(TS_TYPE)
+        return pa.array(value, target)
+    if value.type != target:
+        value = value.cast(target)
+    return value
+
+
+def _grow(buffer: np.ndarray, needed: int, fill: Any) -> np.ndarray:
+    capacity = max(_INITIAL, len(buffer))
+    while capacity < needed:
+        capacity *= 2
+    if capacity == len(buffer):
+        return buffer
+    # a new buffer, never a resize in place: DataFrames handed out earlier may not see a change
+    grown = np.full(capacity, fill, dtype=buffer.dtype)
+    grown[: len(buffer)] = buffer
+    return grown
+
+
+def _code_dtype(categories: int) -> type:
+    # the dtype pandas itself picks for codes, so from_codes does not convert again
+    if categories < np.iinfo(np.int8).max:
+        return np.int8
+    if categories < np.iinfo(np.int16).max:
+        return np.int16
+    return np.int32
+
+
+class Dictionary:
+    """An append-only string -> code mapping: codes stay valid for the life of the store."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.values: list[str] = []
+        self._chunks: list[pa.Array] = []
+        self._built = 0
+        self._dtype: pd.CategoricalDtype | None = None
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def code(self, value: str) -> int:
+        """The code of one value (added when new)."""
+        code = self.index.get(value)
+        if code is None:
+            code = self.index[value] = len(self.values)
+            self.values.append(value)
+        return code
+
+    def codes(self, values: pa.Array) -> np.ndarray:
+        """Codes (int32, -1 for null) of a string array: one dict look-up per distinct value."""
+        n = len(values)
+        if n == 0:
+            return np.empty(0, np.int32)
+        if values.null_count == n:
+            return np.full(n, -1, np.int32)
+        encoded = pc.dictionary_encode(values)
+        distinct = encoded.dictionary.to_pylist()
+        mapping = np.empty(len(distinct) + 1, np.int32)
+        code = self.code
+        for i, value in enumerate(distinct):
+            mapping[i] = code(value)
+        mapping[-1] = -1
+        indices = encoded.indices
+        if indices.null_count:
+            indices = pc.fill_null(indices, len(distinct))
+        return mapping[indices.to_numpy(zero_copy_only=False)]
+
+    def dtype(self) -> pd.CategoricalDtype:
+        """The categorical dtype of the current values (rebuilt only when values were added)."""
+        if self._dtype is None or self._built != len(self.values):
+            if self._built < len(self.values):
+                self._chunks.append(pa.array(self.values[self._built :], pa.string()))
+                if len(self._chunks) > 64:
+                    self._chunks = [pa.concat_arrays(self._chunks)]
+                self._built = len(self.values)
+            chunked = pa.chunked_array(self._chunks, pa.string())
+            categories = pd.Index(pd.array(chunked, dtype="str"))
+            # values are unique by construction: skip pandas' O(n) uniqueness check when possible
+            fast = getattr(pd.CategoricalDtype, "_from_fastpath", None)
+            self._dtype = fast(categories, False) if fast else pd.CategoricalDtype(categories)
+        return self._dtype
+
+
+class Column:
+    """Base of the column buffers. Rows ``[0, len(self))`` are live."""
+
+    kind: str
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    # -- implemented by subclasses -------------------------------------------------------
+    def encode(self, values: pa.Array | list) -> Encoded:
+        """Batch values -> ``(values, missing)`` in this column's storage representation."""
+        raise NotImplementedError
+
+    def append(self, encoded: Encoded) -> None:
+        """Add rows at the end."""
+        raise NotImplementedError
+
+    def put(self, rows: np.ndarray, encoded: Encoded, take: np.ndarray) -> None:
+        """``self[rows] = encoded[take]`` (latest-state tables)."""
+        raise NotImplementedError
+
+    def missing(self, rows: np.ndarray) -> np.ndarray:
+        """True where ``self[rows]`` holds no value."""
+        raise NotImplementedError
+
+    def encoded_missing(self, encoded: Encoded) -> np.ndarray:
+        """True where an encoded batch holds no value."""
+        raise NotImplementedError
+
+    def to_pandas(self, start: int, stop: int) -> Any:
+        """Rows ``[start, stop)`` as a pandas array the caller owns."""
+        raise NotImplementedError
+
+    def keep(self, selector: slice | np.ndarray) -> None:
+        """Keep only ``self[selector]`` (retention), in new buffers."""
+        raise NotImplementedError
+
+    def extend_empty(self, count: int) -> None:
+        """Add ``count`` empty rows (new keys of a latest-state table)."""
+        raise NotImplementedError
+
+
+class _NumpyColumn(Column):
+    """A column held in one growable NumPy buffer (plus, optionally, a missing mask)."""
+
+    fill: Any = None
+    dtype: Any = None
+    masked = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buf = np.full(0, self.fill, dtype=self.dtype)
+        self.miss = np.zeros(0, bool) if self.masked else None
+
+    def _reserve(self, count: int) -> None:
+        needed = self.n + count
+        if needed > len(self.buf):
+            self.buf = _grow(self.buf, needed, self.fill)
+            if self.miss is not None:
+                self.miss = _grow(self.miss, needed, True)
+
+    def append(self, encoded: Encoded) -> None:
+        values, missing = encoded
+        count = len(values)
+        self._reserve(count)
+        self.buf[self.n : self.n + count] = values
+        if self.miss is not None:
+            self.miss[self.n : self.n + count] = False if missing is None else missing
+        self.n += count
+
+    def extend_empty(self, count: int) -> None:
+        self._reserve(count)
+        self.buf[self.n : self.n + count] = self.fill
+        if self.miss is not None:
+            self.miss[self.n : self.n + count] = True
+        self.n += count
+
+    def put(self, rows: np.ndarray, encoded: Encoded, take: np.ndarray) -> None:
+        values, missing = encoded
+        self.buf[rows] = values[take]
+        if self.miss is not None:
+            self.miss[rows] = False if missing is None else missing[take]
+
+    def missing(self, rows: np.ndarray) -> np.ndarray:
+        if self.miss is not None:
+            return self.miss[rows]
+        return self._value_missing(self.buf[rows])
+
+    def encoded_missing(self, encoded: Encoded) -> np.ndarray:
+        values, missing = encoded
+        if self.miss is not None:
+            return np.zeros(len(values), bool) if missing is None else missing
+        return self._value_missing(values)
+
+    def _value_missing(self, values: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def keep(self, selector: slice | np.ndarray) -> None:
+        live = self.buf[: self.n][selector]
+        self.buf = np.array(live, dtype=self.dtype)  # a copy: old views stay untouched
+        if self.miss is not None:
+            self.miss = np.array(self.miss[: self.n][selector])
+        self.n = len(self.buf)
+
+
+class CategoryColumn(_NumpyColumn):
+    """Strings from a small or repeating set: int32 codes into a :class:`Dictionary`."""
+
+    kind = "cat"
+    fill = -1
+    dtype = np.int32
+
+    def __init__(self, dictionary: Dictionary | None = None) -> None:
+        super().__init__()
+        self.dictionary = dictionary or Dictionary()
+
+    def encode(self, values: pa.Array | list) -> Encoded:
+        if not isinstance(values, pa.Array):
+            values = pa.array(values, pa.string())
+        return self.dictionary.codes(values), None
+
+    def _value_missing(self, values: np.ndarray) -> np.ndarray:
+        return values < 0
+
+    def to_pandas(self, start: int, stop: int) -> pd.Categorical:
+        dtype = self.dictionary.dtype()
+        codes = self.buf[start:stop].astype(_code_dtype(len(dtype.categories)))
+        return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
+
+
+class FloatColumn(_NumpyColumn):
+    """Numbers, NaN when missing."""
+
+    fill = np.nan
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.dtype = np.float32 if kind == "f32" else np.float64
+        super().__init__()
+
+    def encode(self, values: pa.Array | list) -> Encoded:
+        if isinstance(values, pa.Array):
+            return values.to_numpy(zero_copy_only=False).astype(self.dtype, copy=False), None
+        return np.array([np.nan if v is None else v for v in values], dtype=self.dtype), None
+
+    def _value_missing(self, values: np.ndarray) -> np.ndarray:
+        return np.isnan(values)
+
+    def to_pandas(self, start: int, stop: int) -> np.ndarray:
+        return self.buf[start:stop].copy()
+
+
+class MaskedColumn(_NumpyColumn):
+    """Integers, timestamps and booleans: values plus a missing mask (pandas masked arrays)."""
+
+    masked = True
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.dtype = {"int32": np.int32, "int64": np.int64, "ts": np.int64, "bool": np.bool_}[kind]
+        self.fill = False if kind == "bool" else (NAT if kind == "ts" else 0)
+        super().__init__()
+
+    def encode(self, values: pa.Array | list) -> Encoded:
+        if not isinstance(values, pa.Array):
+            values = normalize(self.kind, values, len(values))
+        missing = values.is_null().to_numpy(zero_copy_only=False) if values.null_count else None
+        if self.kind == "ts":
+            values = values.cast(pa.int64())
+        if values.null_count:
+            values = pc.fill_null(values, self.fill)
+        out = values.to_numpy(zero_copy_only=False)
+        if self.kind == "int32":
+            # out-of-range integers become missing rather than wrapping around
+            big = (out > np.iinfo(np.int32).max) | (out < np.iinfo(np.int32).min)
+            if big.any():
+                missing = big if missing is None else (missing | big)
+                out = np.where(big, 0, out)
+        return out.astype(self.dtype, copy=False), missing
+
+    def to_pandas(self, start: int, stop: int) -> Any:
+        values = self.buf[start:stop].copy()
+        missing = self.miss[start:stop].copy()
+        if self.kind == "ts":
+            values[missing] = NAT
+            return pd.DatetimeIndex(values.view("M8[ns]"), tz="UTC").array
+        if self.kind == "bool":
+            return pd.arrays.BooleanArray(values, missing)
+        return pd.arrays.IntegerArray(values, missing)
+
+
+class ObjectColumn(_NumpyColumn):
+    """Python objects (lists, dicts), or free text in latest-state tables (``text``)."""
+
+    fill = None
+    dtype = object
+
+    def __init__(self, kind: str = "obj") -> None:
+        self.kind = kind
+        super().__init__()
+
+    def encode(self, values: pa.Array | list) -> Encoded:
+        if isinstance(values, pa.Array):
+            values = values.to_pylist()
+        out = np.empty(len(values), dtype=object)
+        for i, value in enumerate(values):  # never np.array(values): lists would broadcast
+            out[i] = value
+        return out, None
+
+    def _value_missing(self, values: np.ndarray) -> np.ndarray:
+        return np.fromiter((v is None for v in values), bool, len(values))
+
+    def to_pandas(self, start: int, stop: int) -> Any:
+        values = self.buf[start:stop]
+        if self.kind == "text":
+            return pd.array(values, dtype="str")
+        return values.copy()
+
+
+class ArrowTextColumn(Column):
+    """Free text in an append-only table: immutable Arrow chunks, handed out without a copy."""
+
+    kind = "text"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[pa.Array] = []
+
+    def encode(self, values: pa.Array | list) -> Encoded:
+        if not isinstance(values, pa.Array):
+            values = pa.array(values, pa.string())
+        return values, None  # type: ignore[return-value]
+
+    def append(self, encoded: Encoded) -> None:
+        values = encoded[0]
+        if len(values):
+            self.chunks.append(values)  # type: ignore[arg-type]
+            self.n += len(values)
+        if len(self.chunks) > 256:  # bound the number of chunks (and so the cost of a read)
+            self.chunks = [pa.concat_arrays(self.chunks)]
+
+    def extend_empty(self, count: int) -> None:
+        self.append((pa.nulls(count, pa.string()), None))  # type: ignore[arg-type]
+
+    def to_pandas(self, start: int, stop: int) -> Any:
+        data = pa.chunked_array(self.chunks, pa.string()).slice(start, stop - start)
+        return pd.array(data, dtype="str")
+
+    def keep(self, selector: slice | np.ndarray) -> None:
+        data = pa.chunked_array(self.chunks, pa.string())
+        if isinstance(selector, slice):
+            start, stop, _ = selector.indices(self.n)
+            kept = data.slice(start, stop - start)
+        else:
+            kept = data.filter(pa.array(selector))
+        self.chunks = [c for c in kept.chunks if len(c)]
+        self.n = len(kept)
+
+    def put(self, rows: np.ndarray, encoded: Encoded, take: np.ndarray) -> None:
+        raise TypeError("Arrow text columns are append-only")
+
+    def missing(self, rows: np.ndarray) -> np.ndarray:
+        raise TypeError("Arrow text columns are append-only")
+
+    def encoded_missing(self, encoded: Encoded) -> np.ndarray:
+        return encoded[0].is_null().to_numpy(zero_copy_only=False)  # type: ignore[attr-defined]
+
+
+def make_column(kind: str, latest: bool) -> Column:
+    """The column buffer for ``kind`` (append-only tables keep text in Arrow)."""
+    if kind == "cat":
+        return CategoryColumn()
+    if kind in ("f64", "f32"):
+        return FloatColumn(kind)
+    if kind in ("int32", "int64", "ts", "bool"):
+        return MaskedColumn(kind)
+    if kind == "text" and not latest:
+        return ArrowTextColumn()
+    return ObjectColumn(kind)

@@ -1,0 +1,359 @@
+"""The two shapes of table: append-only (events, errors, raw) and latest-state (one row per key).
+
+Both take :class:`Batch` objects (columns of one ingest step, already typed) and are updated
+with a few vectorised NumPy operations per column and batch, never per event. Both build their
+DataFrame lazily and keep it until the table changes.
+
+Latest-state rule: each table row remembers the order of the newest event applied to it (its
+``seq``, and its time). An incoming event that is newer (by seq when both have one, else by
+time) overwrites the fields it carries; an older one (a resync replay arriving late, or a REST
+snapshot taken before the last event) only fills fields that are still empty. A field an event
+does not carry never erases a value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .columns import NAT, Column, make_column, normalize
+from .schema import TableSpec
+
+__all__ = ["AppendTable", "Batch", "LatestTable", "Table", "merge_batches"]
+
+_MAX = np.iinfo(np.int64).max
+
+
+@dataclass
+class Batch:
+    """Rows for one table from one ingest step.
+
+    Attributes:
+        positions: arrival index of each row within the ingest step (rows are merged by it).
+        columns: column -> Arrow array of the kind's type, or a Python list for ``obj`` columns.
+            Latest-state tables also read ``seq`` and ``updated_at`` from here for the order.
+        counted: per row, True when the event counts towards the table's counter column.
+    """
+
+    positions: np.ndarray
+    columns: dict[str, Any] = field(default_factory=dict)
+    counted: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+
+def merge_batches(spec: TableSpec, batches: list[Batch]) -> Batch | None:
+    """One batch in arrival order out of several (events of different names, slow-path rows)."""
+    batches = [b for b in batches if len(b)]
+    if not batches:
+        return None
+    if len(batches) == 1:
+        return batches[0]
+    positions = np.concatenate([b.positions for b in batches])
+    order = np.argsort(positions, kind="stable")
+    order_arrow = pa.array(order)
+    names = {name for b in batches for name in b.columns}
+    columns: dict[str, Any] = {}
+    for name in spec.names if spec.names else names:
+        if name not in names:
+            continue
+        kind = spec.kind(name)
+        parts = [normalize(kind, b.columns.get(name), len(b)) for b in batches]
+        if kind == "obj":
+            flat = [v for part in parts for v in part]
+            columns[name] = [flat[i] for i in order]
+        else:
+            columns[name] = pa.concat_arrays(parts).take(order_arrow)
+    counted = None
+    if any(b.counted is not None for b in batches):
+        counted = np.concatenate(
+            [b.counted if b.counted is not None else np.zeros(len(b), bool) for b in batches]
+        )[order]
+    return Batch(positions[order], columns, counted)
+
+
+class Table:
+    """Common part: columns, version, the cached DataFrame."""
+
+    def __init__(self, spec: TableSpec) -> None:
+        self.spec = spec
+        self.columns: dict[str, Column] = {c.name: make_column(c.kind, spec.latest) for c in spec.columns}
+        self.version = 0
+        self._cache: tuple[int, pd.DataFrame] | None = None
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def frame(self) -> pd.DataFrame:
+        """The table as a DataFrame (built once per version; callers get a shallow copy)."""
+        if self._cache is None or self._cache[0] != self.version:
+            self._cache = (self.version, self._build())
+        # a shallow copy: pandas' copy-on-write keeps the cached frame intact if the caller writes
+        return self._cache[1].copy(deep=False)
+
+    def _build(self) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def time_values(self) -> np.ndarray:
+        """The retention time column's live values (int64 ns, NaT where missing)."""
+        raise NotImplementedError
+
+
+class AppendTable(Table):
+    """Rows are only ever added at the end, and dropped from the front by retention."""
+
+    def __init__(self, spec: TableSpec) -> None:
+        super().__init__(spec)
+        self.start = 0  # first live row; rows before it were dropped but not yet compacted
+
+    def __len__(self) -> int:
+        return self._stop - self.start
+
+    @property
+    def _stop(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+    def append(self, batch: Batch) -> int:
+        """Add the batch's rows; columns the batch lacks are missing values."""
+        count = len(batch)
+        if not count:
+            return 0
+        for name, column in self.columns.items():
+            values = batch.columns.get(name)
+            if values is None:
+                column.extend_empty(count)
+            else:
+                column.append(column.encode(normalize(column.kind, values, count)))
+        self.version += 1
+        return count
+
+    def drop_front(self, count: int) -> int:
+        """Drop the ``count`` oldest rows (by arrival)."""
+        count = min(count, len(self))
+        if count <= 0:
+            return 0
+        self.start += count
+        stop = self._stop
+        # compact once the dead prefix dominates; new buffers, so frames handed out stay valid
+        if self.start > 65536 and self.start > stop // 2:
+            for column in self.columns.values():
+                column.keep(slice(self.start, stop))
+            self.start = 0
+        self.version += 1
+        return count
+
+    def rows_older_than(self, cutoff: int) -> int:
+        """How many leading rows have a time before ``cutoff`` (ns); stops at the first newer."""
+        column = self.columns[self.spec.time]
+        values = column.buf  # type: ignore[attr-defined]
+        missing = column.miss  # type: ignore[attr-defined]
+        start, stop = self.start, self._stop
+        count, step = 0, 1024
+        while start + count < stop:
+            end = min(stop, start + count + step)
+            window = values[start + count : end]
+            old = (window < cutoff) & ~missing[start + count : end]
+            if old.all():
+                count = end - start
+                step *= 2
+                continue
+            return count + int(np.argmin(old))
+        return count
+
+    def _build(self) -> pd.DataFrame:
+        start, stop = self.start, self._stop
+        data = {name: column.to_pandas(start, stop) for name, column in self.columns.items()}
+        return pd.DataFrame(data, copy=False)
+
+    def time_values(self) -> np.ndarray:
+        column = self.columns[self.spec.time]
+        return column.buf[self.start : self._stop]  # type: ignore[attr-defined]
+
+
+class LatestTable(Table):
+    """One row per key, updated in place; see the module docstring for the ordering rule."""
+
+    counters = ("update_count",)
+
+    def __init__(self, spec: TableSpec) -> None:
+        super().__init__(spec)
+        self.index: dict[Any, int] = {}
+        self.order_seq = np.zeros(0, np.int64)  # seq of the newest event applied, -1 if none
+        self.order_ts = np.zeros(0, np.int64)  # time of the newest event applied, NAT if none
+        self.n = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    # -- keys -----------------------------------------------------------------------------
+    def _rows(self, batch: Batch) -> np.ndarray:
+        """Row index of every batch row (-1 when its key is missing); new keys get new rows."""
+        count = len(batch)
+        keys = [normalize("cat", batch.columns.get(k), count) for k in self.spec.key]
+        if len(keys) == 1:
+            encoded = pc.dictionary_encode(keys[0])
+            distinct: list[Any] = encoded.dictionary.to_pylist()
+            indices = pc.fill_null(encoded.indices, len(distinct)).to_numpy(zero_copy_only=False)
+        else:
+            codes = []
+            dictionaries = []
+            for key in keys:
+                enc = pc.dictionary_encode(key)
+                dictionaries.append(enc.dictionary.to_pylist())
+                codes.append(pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64))
+            width = len(dictionaries[1]) + 1
+            pair = np.where((codes[0] < 0) | (codes[1] < 0), -1, codes[0] * width + codes[1])
+            uniq, indices = np.unique(pair, return_inverse=True)
+            distinct = [
+                None if p < 0 else (dictionaries[0][p // width], dictionaries[1][p % width])
+                for p in uniq.tolist()
+            ]
+            if uniq.size and uniq[0] < 0:  # the missing key sorts first: move it last
+                distinct = [*distinct[1:], None]
+                indices = np.where(indices == 0, len(distinct) - 1, indices - 1)
+            else:
+                distinct.append(None)
+        mapping = np.full(len(distinct) + 1, -1, np.int64)
+        new_keys = []
+        for i, key in enumerate(distinct):
+            if key is None:
+                continue
+            row = self.index.get(key)
+            if row is None:
+                row = self.index[key] = self.n + len(new_keys)
+                new_keys.append(key)
+            mapping[i] = row
+        if new_keys:
+            self._add_rows(new_keys)
+        return mapping[indices]
+
+    def _add_rows(self, keys: list[Any]) -> None:
+        count = len(keys)
+        for name, column in self.columns.items():
+            column.extend_empty(count)
+            if name in self.counters:
+                column.buf[self.n : self.n + count] = 0  # type: ignore[attr-defined]
+                column.miss[self.n : self.n + count] = False  # type: ignore[attr-defined]
+        for position, name in enumerate(self.spec.key):
+            values = [k if len(self.spec.key) == 1 else k[position] for k in keys]
+            column = self.columns[name]
+            rows = np.arange(self.n, self.n + count)
+            column.put(rows, column.encode(values), np.arange(count))
+        self.order_seq = np.concatenate([self.order_seq, np.full(count, -1, np.int64)])
+        self.order_ts = np.concatenate([self.order_ts, np.full(count, NAT, np.int64)])
+        self.n += count
+
+    # -- updates --------------------------------------------------------------------------
+    def update(self, batch: Batch, snapshot: bool = False) -> int:
+        """Apply a batch; returns the number of rows it touched."""
+        count = len(batch)
+        if not count:
+            return 0
+        rows = self._rows(batch)
+        events = np.flatnonzero(rows >= 0)
+        if not events.size:
+            return 0
+        seq = _int_values(batch.columns.get("seq"), count, -1)
+        when = _int_values(batch.columns.get("updated_at"), count, NAT, ts=True)
+        r, s, t = rows[events], seq[events], when[events]
+        row_seq, row_ts = self.order_seq[r], self.order_ts[r]
+        both = (s >= 0) & (row_seq >= 0)
+        newer = np.where(both, s > row_seq, (t >= row_ts) | (t == NAT))
+        # within the batch: by seq when every event has one, else by time (arrival breaks ties)
+        key = s if (s >= 0).all() else np.where(t == NAT, _MAX, t)
+        order = np.lexsort((key, r))
+        r, newer, events = r[order], newer[order], events[order]
+        new_rows, new_pos = r[newer], events[newer]
+        old_rows, old_pos = r[~newer], events[~newer]
+
+        if new_rows.size:
+            last = _last_of_runs(new_rows)
+            touched, source = new_rows[last], new_pos[last]
+            self.order_seq[touched] = seq[source]
+            self.order_ts[touched] = when[source]
+            seq_column = self.columns["seq"]
+            seq_column.put(touched, (seq, seq < 0), source)
+            snap = self.columns["snapshot"]
+            flags = np.full(count, snapshot)
+            snap.put(touched, (flags, None), source)
+        skip = {"seq", "snapshot", *self.spec.key}
+        for name, values in batch.columns.items():
+            if name in skip or name not in self.columns:
+                continue
+            column = self.columns[name]
+            encoded = column.encode(normalize(column.kind, values, count))
+            present = ~column.encoded_missing(encoded)
+            if new_rows.size:
+                keep = present[new_pos]
+                rows_k, pos_k = new_rows[keep], new_pos[keep]
+                if rows_k.size:
+                    last = _last_of_runs(rows_k)
+                    column.put(rows_k[last], encoded, pos_k[last])
+            if old_rows.size:
+                keep = present[old_pos]
+                rows_k, pos_k = old_rows[keep], old_pos[keep]
+                if rows_k.size:
+                    last = _last_of_runs(rows_k)
+                    rows_k, pos_k = rows_k[last], pos_k[last]
+                    empty = column.missing(rows_k)  # older events only fill gaps
+                    if empty.any():
+                        column.put(rows_k[empty], encoded, pos_k[empty])
+        if batch.counted is not None:
+            for name in self.counters:
+                if name in self.columns:
+                    counted_rows = rows[(rows >= 0) & batch.counted]
+                    np.add.at(self.columns[name].buf, counted_rows, 1)  # type: ignore[attr-defined]
+        self.version += 1
+        return int(np.unique(r).size)
+
+    def keep_rows(self, keep: np.ndarray) -> int:
+        """Keep only the rows where ``keep`` is True (retention); returns how many were dropped."""
+        dropped = int(self.n - keep.sum())
+        if not dropped:
+            return 0
+        for column in self.columns.values():
+            column.keep(keep)
+        self.order_seq = self.order_seq[keep]
+        self.order_ts = self.order_ts[keep]
+        kept_keys = [k for k, i in sorted(self.index.items(), key=lambda item: item[1]) if keep[i]]
+        self.index = {k: i for i, k in enumerate(kept_keys)}
+        self.n = len(kept_keys)
+        self.version += 1
+        return dropped
+
+    def time_values(self) -> np.ndarray:
+        return self.order_ts[: self.n]
+
+    def _build(self) -> pd.DataFrame:
+        data = {name: column.to_pandas(0, self.n) for name, column in self.columns.items()}
+        frame = pd.DataFrame(data, copy=False)
+        if "duration_s" in frame.columns and "started_at" in frame.columns:
+            # derived: seconds from start to completion (or failure), when both are known
+            end = frame["completed_at"].fillna(frame["failed_at"])
+            frame["duration_s"] = (end - frame["started_at"]).dt.total_seconds()
+        return frame
+
+
+def _last_of_runs(sorted_rows: np.ndarray) -> np.ndarray:
+    """Mask of the last element of each run of equal values in a sorted array."""
+    last = np.ones(len(sorted_rows), bool)
+    last[:-1] = sorted_rows[1:] != sorted_rows[:-1]
+    return last
+
+
+def _int_values(values: Any, count: int, fill: int, ts: bool = False) -> np.ndarray:
+    """An int64 / timestamp batch column as int64 NumPy values (``fill`` where missing)."""
+    if values is None:
+        return np.full(count, fill, np.int64)
+    array = normalize("ts" if ts else "int64", values, count)
+    if ts:
+        array = array.cast(pa.int64())
+    if array.null_count:
+        array = pc.fill_null(array, fill)
+    return array.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
