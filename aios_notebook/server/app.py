@@ -1,0 +1,76 @@
+"""The aiohttp application: the WebSocket at ``/ws`` and the REST API on the same port.
+
+One aiohttp server carries both because a real AIOS v2 deployment does (``ws://HOST:PORT/ws``
+beside ``/api/...``), and aiohttp is a well-kept library that speaks WebSocket, HTTP/1.1 and
+streamed multipart on one asyncio loop without hand-parsed HTTP; the simulation, the sockets and
+the REST handlers then share one thread and one state without locks.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ..protocol.models import MAX_FRAME_BYTES
+from ..protocol.session import ServerSession
+from .connection import CLOSE_TIMEOUT, Connection
+from .rest import SIMULATOR, error_middleware, rest_routes
+
+if TYPE_CHECKING:
+    from .simulator import Simulator
+
+__all__ = ["build_app"]
+
+_client_ids = itertools.count(1)
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    """``/ws``: one AIOS v2 client, served by a :class:`ServerSession` until either side closes."""
+    simulator = request.app[SIMULATOR]
+    ws = web.WebSocketResponse(
+        # aiohttp closes larger frames with 1009 itself; it refuses payloads >= its limit, hence + 1
+        max_msg_size=MAX_FRAME_BYTES + 1,
+        timeout=CLOSE_TIMEOUT,
+        autoping=True,
+        compress=False,  # per-message deflate would cost more CPU than loopback bandwidth saves
+    )
+    await ws.prepare(request)
+    session = ServerSession(
+        client_id=f"client-{next(_client_ids)}",
+        token_check=simulator.check_token,
+        heartbeat=simulator.heartbeat,
+        auth_timeout=simulator.auth_timeout,
+        wall_clock=lambda: simulator.workload.now,  # connection-scoped times are simulated time too
+    )
+    connection = Connection(simulator, ws, request, session, simulator.send_queue_limit)
+    simulator.connections.add(connection)
+    simulator.stats["connections"] += 1
+    try:
+        connection.start()
+        async for message in ws:
+            connection.receive(message)
+    finally:
+        simulator.connections.discard(connection)
+        connection.detach()
+    return ws
+
+
+async def index(request: web.Request) -> web.Response:
+    """``/``: what this server is (no token needed, nothing secret)."""
+    return web.json_response({
+        "service": "aios-notebook reference server",
+        "protocol": "aios-v2",
+        "websocket": "/ws",
+        "rest": "/api/",
+        "scenario": request.app[SIMULATOR].scenario,
+    })
+
+
+def build_app(simulator: Simulator) -> web.Application:
+    """The application serving ``simulator`` (its workload, hub and connections)."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
+    app[SIMULATOR] = simulator
+    app.add_routes([web.get("/ws", websocket), web.get("/", index), *rest_routes()])
+    return app
