@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import os
 import ssl as ssl_module
@@ -207,10 +208,10 @@ class AIOSClient:
                 return self
             self._engine.accepted.clear()
             self._engine.state = "connecting"
-            started = threading.Event()
-            self._thread = threading.Thread(target=self._thread_main, args=(started,), name="aios-client-io", daemon=True)
+            # the loop is made here, under the lock, so subscribe() etc. can schedule on it at once
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._thread_main, args=(self._loop,), name="aios-client-io", daemon=True)
             self._thread.start()
-            started.wait()
             _running.add(self)
         return self
 
@@ -229,11 +230,8 @@ class AIOSClient:
             with contextlib.suppress(Exception):  # an embedded server failing to stop must not hide ours
                 stop()
 
-    def _thread_main(self, started: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        with self._lock:
-            self._loop = loop
-        started.set()
+    def _thread_main(self, loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self._engine.run())
         except BaseException as exc:  # never a traceback from this thread: keep it for the caller
@@ -268,16 +266,32 @@ class AIOSClient:
 
     # -- subscriptions ----------------------------------------------------------------------------
     def _call(self, method: Callable[..., Any], *args: Any) -> None:
-        """Run a session method on the I/O loop (or directly when no loop runs)."""
+        """Run a session method on the I/O loop and wait for it (directly when no loop runs).
+
+        Waiting (a few microseconds of loop time) means ``client.subscriptions`` read right after
+        ``subscribe()`` already shows the change.
+        """
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                self._engine.apply(method, args)
+            except BaseException as exc:
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
+
         with self._lock:
             loop = self._loop
-            if loop is not None:
+            if loop is None or threading.current_thread() is self._thread:
+                run()
+            else:
                 try:
-                    loop.call_soon_threadsafe(self._engine.apply, method, args)
-                    return
+                    loop.call_soon_threadsafe(run)
                 except RuntimeError:  # the loop closed under us: nothing else touches the session now
-                    pass
-            method(*args)
+                    run()
+        # the I/O thread runs what was scheduled even while it shuts down (see _thread_main)
+        done.result(timeout=30)
 
     def subscribe(self, types: Iterable[str] | str, filters: Mapping[str, Any] | None = None) -> None:
         """Subscribe to ``types`` (with ``filters`` replacing theirs); sent now or on reconnect."""

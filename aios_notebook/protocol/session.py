@@ -207,6 +207,7 @@ class ClientSession:
         self._open_gap: tuple[Any, str, int | None] | None = None  # (start, reason, since_seq)
         self._awaiting_capabilities = False
         self._resync_requested_from: int | None = None
+        self._unfinished_resync: int | None = None  # since_seq of a replay cut short by a disconnect
 
     # -- what the user asks for -------------------------------------------------------------
     def subscribe(self, types: Iterable[str], filters: Mapping[str, Any] | Filters | None = None) -> list[str]:
@@ -256,6 +257,10 @@ class ClientSession:
         self._outgoing.extend(encode(e, d) for e, d in self.subscriptions.to_messages())
         self._outgoing.extend(self._pending)
         self._pending = []
+        if self._resync_requested_from is not None:
+            # the connection closed before resync_complete: live events that overtook the replay may
+            # have moved last_seq past events never replayed, so the next resync starts where this one did
+            self._unfinished_resync = self._resync_requested_from
         self._resync_requested_from = None
         # the resync (or the gap) is decided when the server says what it can do
         self._awaiting_capabilities = reconnect
@@ -361,8 +366,9 @@ class ClientSession:
         if self._awaiting_capabilities:
             self._awaiting_capabilities = False
             if "resync" in capabilities and self.last_seq is not None:
-                self._resync_requested_from = self.last_seq
-                self._outgoing.append(encode("resync", {"since_seq": self.last_seq}))
+                since = self.last_seq if self._unfinished_resync is None else min(self._unfinished_resync, self.last_seq)
+                self._resync_requested_from = since
+                self._outgoing.append(encode("resync", {"since_seq": since}))
             else:
                 self._start_gap("reconnected to a server without resync")
 
@@ -406,6 +412,7 @@ class ClientSession:
         replayed = data.get("replayed") if isinstance(data.get("replayed"), int) else 0
         since = self._resync_requested_from
         self._resync_requested_from = None
+        self._unfinished_resync = None
         if not complete:
             # the buffer no longer held the start of the range: the events between what we had
             # and the first replayed one are lost; the gap closes at the next delivered event
