@@ -92,6 +92,7 @@ class RestService:
         self._again = False
         self._connected_once = False
         self._first_done = False
+        self._retry_on_open = False  # the snapshot before connecting found nothing listening
         self._watches: set[RunWatch] = set()
 
     def __repr__(self) -> str:
@@ -124,8 +125,9 @@ class RestService:
         self._connected_once = True
         if reconnect:
             self.request_snapshot("reconnect")
-        elif not self._first_done and (self._task is None or self._task.done()):
-            self.request_snapshot("connect")  # the one before connecting failed: try again
+        elif self._retry_on_open:
+            self._retry_on_open = False
+            self.request_snapshot("connect")  # now we know whether the REST API is there
 
     def gap(self, event: Any = None) -> None:
         """Called for a gap the server could not fill: refresh the snapshot."""
@@ -162,6 +164,7 @@ class RestService:
             if exc.status is None and not self._connected_once:
                 # nothing answers, and the WebSocket has not answered yet either: the server may
                 # still be starting (its connection errors say so); try again once connected
+                self._retry_on_open = True
                 return
             self.unavailable = str(exc)
             self._note(f"no REST API at {self.base_url} ({exc}): carrying on with the WebSocket alone")

@@ -275,6 +275,8 @@ async def fetch_snapshot(
         first = next(iter(failures.values()))
         assert isinstance(first, APIError)
         raise SnapshotUnavailable(first.endpoint, first.status, first.server_message)
+    if len(failures) == len(answers):  # nothing at all: a failed snapshot, not a partial one
+        raise next(iter(failures.values()))
 
     snapshot = Snapshot(at=datetime.now(timezone.utc))
     problems = [f"{name}: {exc}" for name, exc in failures.items()]
