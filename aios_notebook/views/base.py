@@ -218,7 +218,7 @@ class View:
         self._panels = {slot: widgets.HTML() for slot in self.slots if slot != "figure"}
         children: list[widgets.Widget] = [self._header]
         if controls:
-            children.append(widgets.HBox(controls, layout=widgets.Layout(flex_flow="row wrap", gap="4px 12px")))
+            children.append(widgets.HBox(controls, layout=widgets.Layout(flex_flow="row wrap")))
         children += [self._plot if slot == "figure" else self._panels[slot] for slot in self.slots]
         self._widget = widgets.VBox(children, layout=widgets.Layout(width="100%"))
         self._widget.add_class("aios-view")

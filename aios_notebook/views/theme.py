@@ -163,7 +163,7 @@ def _as_datetime(value: Any) -> datetime | None:
     stamp = pd.to_datetime(value, utc=True, errors="coerce")
     if stamp is None or pd.isna(stamp):
         return None
-    return stamp.to_pydatetime()
+    return stamp.to_pydatetime(warn=False)
 
 
 def format_time(value: Any, *, seconds: bool = True) -> str:
