@@ -33,7 +33,7 @@ from .rows import event_rows, get_path, timestamp_ns
 from .schema import EVENT_ROUTES, FAST_EVENTS, METRIC_NAMES, TABLES
 from .tables import Batch
 
-__all__ = ["FAST_SCHEMA", "Parsed", "parse_frames"]
+__all__ = ["FAST_SCHEMA", "Parsed", "owned_columns", "parse_frames"]
 
 _EVENT_NAME = r'^\s*\{\s*"event"\s*:\s*"(?P<event>[A-Za-z0-9_]+)"\s*,\s*"data"\s*:\s*\{'
 _ARROW_OF_KIND = {
@@ -248,10 +248,15 @@ def _fast_batches(table: pa.Table, keep: np.ndarray, positions: np.ndarray,
             columns["received_at"] = pa.array(received[pos], TS_TYPE)
         if "event" in spec.names:
             columns["event"] = table_events_column
+        owned: dict[str, np.ndarray] = {}
         for plan in plans:
             if plan.common is not None:
                 values = source(plan.common)
             else:  # the events of this table fill the column differently: event by event
+                carriers = [e for e, _ in plan.by_event]
+                owned[plan.column] = pc.is_in(
+                    table_events_column, pa.array(carriers, pa.string())
+                ).to_numpy(zero_copy_only=False)
                 values = pa.nulls(len(rows), arrow_type(plan.kind) or source(plan.by_event[0][1]).type)
                 for event, path in plan.by_event:
                     if event in present:
@@ -274,7 +279,7 @@ def _fast_batches(table: pa.Table, keep: np.ndarray, positions: np.ndarray,
         counted = None
         if counted_events:
             counted = pc.is_in(table_events_column, pa.array(counted_events, pa.string())).to_numpy(zero_copy_only=False)
-        parsed.batches.setdefault(name, []).append(Batch(pos, columns, counted))
+        parsed.batches.setdefault(name, []).append(Batch(pos, columns, counted, owned))
 
 
 def _slow_frame(text: Any, position: int, received: int, slow: dict[str, list[tuple[int, dict]]],
@@ -339,7 +344,17 @@ def _slow_batches(slow: dict[str, list[tuple[int, dict]]], parsed: Parsed) -> No
             columns[name] = normalize(kind, [row.get(name) for _, row in items], len(items))
         counting = {e for e, rs in EVENT_ROUTES.items() for r in rs if r.table == table and r.counts}
         counted = np.array([row.get("event") in counting for _, row in items], bool) if counting else None
-        parsed.batches.setdefault(table, []).append(Batch(positions, columns, counted))
+        parsed.batches.setdefault(table, []).append(Batch(positions, columns, counted, owned_columns(items, columns)))
+
+
+def owned_columns(items: list[tuple[int, dict]], columns: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Which rows carry each column (a key present in the row's dict), where not all do."""
+    owned = {}
+    for name in columns:
+        carries = np.fromiter((name in row for _, row in items), bool, len(items))
+        if not carries.all():
+            owned[name] = carries
+    return owned
 
 
 def parse_frames(texts: list[Any], received: np.ndarray, fast: bool = True) -> Parsed:
@@ -349,9 +364,11 @@ def parse_frames(texts: list[Any], received: np.ndarray, fast: bool = True) -> P
     """
     n = len(texts)
     parsed = Parsed()
+    not_text = None
     try:
+        if set(map(type, texts)) - {str}:  # Arrow would take bytes as text: binary frames are odd
+            raise TypeError("binary frames")
         frames = pa.array(texts, pa.string())
-        not_text = None
     except (pa.ArrowException, TypeError, ValueError):  # a binary frame, or a lone surrogate
         not_text = np.array([not isinstance(t, str) or _unencodable(t) for t in texts], bool)
         frames = pa.array([None if bad else t for t, bad in zip(texts, not_text, strict=True)], pa.string())

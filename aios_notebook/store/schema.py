@@ -208,7 +208,10 @@ def _route(table: str, fields: dict[str, str | tuple[str, ...]] | str,
 
 
 _JOB_EVENT = "timestamp job_id run_id type status progress current_step filename error retry_count can_retry"
-_JOB = "job_id run_id type filename status progress current_step started_at estimated_completion completed_at failed_at error retry_count can_retry"
+# a latest-state row takes from each event the fields that event type carries (a null clears)
+_JOB_STATUS = "job_id run_id type status progress filename started_at estimated_completion current_step"
+_JOB_COMPLETED = "job_id run_id type status progress completed_at"
+_JOB_FAILED = "job_id run_id type status error failed_at retry_count can_retry"
 _AGENT_EVENT = {
     **_same("timestamp agent_id name status current_task progress task_id job_id task_type duration error severity can_retry affected_jobs"),
     "confidence": "result.confidence",
@@ -217,20 +220,21 @@ _AGENT_EVENT = {
     "success_rate": "performance.success_rate",
 }
 
-#: event -> the routes it feeds (latest-state tables also take their order from the event's
-#: ``updated_at`` field when they have one, else the event's timestamp)
+#: event -> the routes it feeds. Latest-state tables take their order from the row's
+#: ``updated_at``; the newest event of a key sets every column its route names (a null clears
+#: the column: an idle agent has no current_task), and leaves the other columns alone.
 EVENT_ROUTES: MappingProxyType[str, tuple[Route, ...]] = MappingProxyType(
     {
         "processing_job_status": (
             _route("job_events", _JOB_EVENT),
-            _route("jobs", {**_same(_JOB), "updated_at": "timestamp"}),
+            _route("jobs", {**_same(_JOB_STATUS), "updated_at": "timestamp"}),
         ),
         "processing_job_completed": (
             _route("job_events", _JOB_EVENT),
             _route(
                 "jobs",
                 {
-                    **_same(_JOB),
+                    **_same(_JOB_COMPLETED),
                     "summary": "result.summary",
                     "entities": "result.entities",
                     "insights": "result.insights",
@@ -241,7 +245,7 @@ EVENT_ROUTES: MappingProxyType[str, tuple[Route, ...]] = MappingProxyType(
         ),
         "processing_job_failed": (
             _route("job_events", _JOB_EVENT),
-            _route("jobs", {**_same(_JOB), "updated_at": "timestamp"}, {"status": "failed"}),
+            _route("jobs", {**_same(_JOB_FAILED), "updated_at": "timestamp"}, {"status": "failed"}),
         ),
         "agent_status_update": (
             _route("agent_events", _AGENT_EVENT),

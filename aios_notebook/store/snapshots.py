@@ -40,11 +40,14 @@ def _row(table: str, record: Mapping[str, Any], problems: list[str], label: str)
     for column in spec.columns:
         if column.name in _ORDER_COLUMNS:
             continue
-        value = record.get(column.name)
-        if value is None and column.name in _NESTED:
-            nested = record.get(_NESTED[column.name])
-            if isinstance(nested, Mapping):
-                value = nested.get(column.name)
+        # only the columns the record has: a REST answer that leaves a field out clears nothing
+        if column.name in record:
+            value = record[column.name]
+        elif column.name in _NESTED and isinstance(record.get(_NESTED[column.name]), Mapping) \
+                and column.name in record[_NESTED[column.name]]:
+            value = record[_NESTED[column.name]][column.name]
+        else:
+            continue
         ok, converted = convert(column.kind, column.name, value)
         if not ok:
             problems.append(f"{label}: {column.name} has the wrong type ({type(value).__name__} {value!r:.40})")

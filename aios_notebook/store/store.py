@@ -19,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,10 @@ import pandas as pd
 
 from ..clock import Clock
 from ..exceptions import ConfigurationError
-from ..protocol.codec import Decoded, Message, encode
+from ..protocol.codec import Decoded, Message, encode, format_timestamp
 from .columns import NAT
 from .notify import ChangeBatch, Notifier, Subscription, Worker
-from .parsing import Parsed, parse_frames
+from .parsing import Parsed, owned_columns, parse_frames
 from .retention import Limit, parse_retention
 from .rows import timestamp_ns
 from .schema import TABLES
@@ -46,6 +47,15 @@ ERROR_KINDS = (
     "server_error", "processing_error", "connection_error", "malformed", "field_type", "gap",
     "reconnect", "auth_failed", "snapshot", "rule_error",
 )
+
+
+def _json_value(value: Any) -> Any:
+    """JSON for the values a message dict may hold beyond JSON's own (times, sets)."""
+    if isinstance(value, (datetime, pd.Timestamp)):
+        return format_timestamp(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _ns(value: Any, what: str) -> int | None:
@@ -175,8 +185,8 @@ class EventStore:
             return encode(item.event, item.data, item.seq)
         if isinstance(item, Mapping):
             try:
-                return json.dumps(dict(item), separators=(",", ":"), default=str)
-            except (TypeError, ValueError) as exc:
+                return json.dumps(dict(item), separators=(",", ":"), default=_json_value)
+            except (TypeError, ValueError, RecursionError) as exc:
                 return f"<unserialisable message: {exc}>"
         return f"<not a message: {type(item).__name__}>"
 
@@ -278,7 +288,8 @@ class EventStore:
             name: normalize(spec.kind(name) if name in spec.names else "int64", [r.get(name) for r in rows], len(rows))
             for name in names
         }
-        parsed = Parsed(batches={table: [Batch(np.arange(len(rows)), columns)]})
+        items = list(enumerate(rows))
+        parsed = Parsed(batches={table: [Batch(np.arange(len(rows)), columns, None, owned_columns(items, columns))]})
         return self._apply(parsed, snapshot=snapshot)
 
     def add_error(self, kind: str, message: str, *, code: str | None = None, start: Any = None,

@@ -6,9 +6,9 @@ DataFrame lazily and keep it until the table changes.
 
 Latest-state rule: each table row remembers the order of the newest event applied to it (its
 ``seq``, and its time). An incoming event that is newer (by seq when both have one, else by
-time) overwrites the fields it carries; an older one (a resync replay arriving late, or a REST
-snapshot taken before the last event) only fills fields that are still empty. A field an event
-does not carry never erases a value.
+time) sets every column it carries, a null clearing the column (an idle agent has no current
+task); an older one (a resync replay arriving late, or a REST snapshot taken before the last
+event) only fills columns that are still empty. A column an event does not carry is left as is.
 """
 
 from __future__ import annotations
@@ -38,11 +38,15 @@ class Batch:
         columns: column -> Arrow array of the kind's type, or a Python list for ``obj`` columns.
             Latest-state tables also read ``seq`` and ``updated_at`` from here for the order.
         counted: per row, True when the event counts towards the table's counter column.
+        owned: column -> per row, True when the row's event carries the column (its null
+            then clears the column of a latest-state row); a column not named here is carried
+            by every row.
     """
 
     positions: np.ndarray
     columns: dict[str, Any] = field(default_factory=dict)
     counted: np.ndarray | None = None
+    owned: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -75,7 +79,12 @@ def merge_batches(spec: TableSpec, batches: list[Batch]) -> Batch | None:
         counted = np.concatenate(
             [b.counted if b.counted is not None else np.zeros(len(b), bool) for b in batches]
         )[order]
-    return Batch(positions[order], columns, counted)
+    owned = {
+        name: np.concatenate([b.owned.get(name, np.full(len(b), name in b.columns)) for b in batches])[order]
+        for name in columns
+        if any(name in b.owned or name not in b.columns for b in batches)
+    }
+    return Batch(positions[order], columns, counted, owned)
 
 
 class Table:
@@ -209,16 +218,16 @@ class LatestTable(Table):
                 codes.append(pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64))
             width = len(dictionaries[1]) + 1
             pair = np.where((codes[0] < 0) | (codes[1] < 0), -1, codes[0] * width + codes[1])
-            uniq, indices = np.unique(pair, return_inverse=True)
+            uniq, first, inverse = np.unique(pair, return_index=True, return_inverse=True)
+            # new keys get rows in order of first appearance, as with a single key
+            appearance = np.argsort(first, kind="stable")
+            rank = np.empty_like(appearance)
+            rank[appearance] = np.arange(len(appearance))
+            indices = rank[inverse.reshape(-1)]
             distinct = [
                 None if p < 0 else (dictionaries[0][p // width], dictionaries[1][p % width])
-                for p in uniq.tolist()
+                for p in uniq[appearance].tolist()
             ]
-            if uniq.size and uniq[0] < 0:  # the missing key sorts first: move it last
-                distinct = [*distinct[1:], None]
-                indices = np.where(indices == 0, len(distinct) - 1, indices - 1)
-            else:
-                distinct.append(None)
         mapping = np.full(len(distinct) + 1, -1, np.int64)
         new_keys = []
         for i, key in enumerate(distinct):
@@ -288,15 +297,17 @@ class LatestTable(Table):
                 continue
             column = self.columns[name]
             encoded = column.encode(normalize(column.kind, values, count))
-            present = ~column.encoded_missing(encoded)
-            if new_rows.size:
-                keep = present[new_pos]
-                rows_k, pos_k = new_rows[keep], new_pos[keep]
+            carries = batch.owned.get(name)
+            if new_rows.size:  # the newest event carrying the column sets it, null included
+                rows_k, pos_k = (new_rows, new_pos) if carries is None else (
+                    new_rows[carries[new_pos]], new_pos[carries[new_pos]]
+                )
                 if rows_k.size:
                     last = _last_of_runs(rows_k)
                     column.put(rows_k[last], encoded, pos_k[last])
             if old_rows.size:
-                keep = present[old_pos]
+                present = ~column.encoded_missing(encoded)
+                keep = present[old_pos] if carries is None else present[old_pos] & carries[old_pos]
                 rows_k, pos_k = old_rows[keep], old_pos[keep]
                 if rows_k.size:
                     last = _last_of_runs(rows_k)
