@@ -366,9 +366,7 @@ class FaultyServer:
         conn.outgoing.put_nowait(encode(event, data))
 
     async def _close_after_queue(self, conn: Connection, code: int, reason: str) -> None:
-        while not conn.outgoing.empty():
-            await asyncio.sleep(0.001)
-        await asyncio.sleep(0.01)  # let the writer put the last frame on the wire
+        await asyncio.sleep(0.05)  # let the writer put the error reply on the wire first
         await conn.ws.close(code, reason)
 
     def _resync(self, conn: Connection, since: int) -> None:

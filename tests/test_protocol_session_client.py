@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from aios_notebook.protocol import encode
-from aios_notebook.protocol.session import ClientSession, Delivered, ResyncFinished
+from aios_notebook.protocol.session import ClientSession, Delivered, GapDetected, ResyncFinished
 
 
 def _connected() -> str:
@@ -51,3 +51,25 @@ def test_a_replay_cut_short_by_a_disconnect_is_asked_for_again_from_the_same_seq
     session.connection_opened("t")
     session.receive(_connected())
     assert _resync_since(session) == 26  # that replay finished: resume from the newest again
+
+
+def test_skip_resync_makes_the_next_reconnect_a_gap() -> None:
+    session = ClientSession()
+    session.subscribe(["agents"])
+    session.connection_opened("t")
+    session.receive(_connected())
+    session.receive(_event(10))
+    session.skip_resync("a frame over max_size could not be received")
+    session.connection_closed(1009)
+    session.connection_opened("t")
+    session.receive(_connected())
+    assert [json.loads(t)["event"] for t in session.data_to_send()] == ["auth", "subscribe"]
+    events = session.receive(_event(30))
+    gap = next(e for e in events if isinstance(e, GapDetected))
+    assert gap.reason == "a frame over max_size could not be received"
+    assert (gap.since_seq, gap.until_seq) == (10, 30)
+    # only once: the reconnect after that resyncs again
+    session.connection_closed(1006)
+    session.connection_opened("t")
+    session.receive(_connected())
+    assert _resync_since(session) == 30

@@ -34,6 +34,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ..clock import utc_from_epoch
 from ..exceptions import AuthError, ConfigurationError, ConnectionLost, redact
+from ..protocol.models import CLOSE_TOO_BIG
 from ..protocol.session import (
     Authenticated,
     AuthFailed,
@@ -49,7 +50,7 @@ from .backoff import Backoff
 from .delivery import CallbackDispatcher, Event, EventQueue
 from .stats import StatsCounter
 
-__all__ = ["DEFAULT_MAX_SIZE", "ConnectionOptions", "Engine", "TokenSource"]
+__all__ = ["DEFAULT_MAX_SIZE", "ConnectionOptions", "Engine", "RedactingLogger", "TokenSource"]
 
 log = logging.getLogger("aios_notebook.client")
 
@@ -101,6 +102,20 @@ class ConnectionOptions:
             raise ConfigurationError(f"ssl must be an ssl.SSLContext, got {type(self.ssl).__name__}")
 
 
+class RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A logger for websockets that masks the tokens (and anything token-like) in every line."""
+
+    def __init__(self, logger: logging.Logger, secrets: Callable[[], list[str]]) -> None:
+        super().__init__(logger, {})
+        self._secrets = secrets
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if self.isEnabledFor(level):
+            text = str(msg) % args if args else str(msg)
+            kwargs.pop("exc_info", None)  # a traceback could quote the frame: the one line is enough
+            self.logger.log(level, "%s", redact(text, *self._secrets()), **kwargs)
+
+
 class Engine:
     """The connection loop, the frame handler and the hand-off to the store and to user code."""
 
@@ -133,6 +148,7 @@ class Engine:
         self._ws: ClientConnection | None = None
         self._stopping = False
         self._auth_rejection: str | None = None
+        self._rejection_in_store = False  # the server's error auth_failed frame is already an errors row
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -160,6 +176,7 @@ class Engine:
         self._stop = asyncio.Event()
         self._stopping = False
         self._auth_rejection = None
+        self._rejection_in_store = False
         self.failure = None
         try:
             await self._connect_loop()
@@ -215,8 +232,8 @@ class Engine:
             if options.max_reconnects is not None and failures > options.max_reconnects:
                 message = (f"gave up on {self.safe_url} after {failures} failed attempts in a row "
                            f"(max_reconnects={options.max_reconnects}): {problem}")
-                self.failure = ConnectionLost(message)
                 self._record("connection_error", message)
+                self._finish("closed", ConnectionLost(message))
                 log.warning("AIOS: %s", message)
                 return
             delay = backoff.next_delay()
@@ -236,6 +253,8 @@ class Engine:
             "close_timeout": options.close_timeout,
             "max_queue": options.max_queue,
             "user_agent_header": f"aios-notebook websockets/{websockets.__version__}",
+            # websockets logs every frame at DEBUG level, the auth frame too
+            "logger": RedactingLogger(logging.getLogger("websockets.client"), lambda: self.tokens),
         }
         if options.ssl is not None:
             kwargs["ssl"] = options.ssl
@@ -293,6 +312,9 @@ class Engine:
             stats.connected_since = None
         if self._auth_rejection is not None:
             await ws.close(1000, "auth failed")
+        if _closed_too_big(ws):
+            # a frame over max_size: a resync would replay it and fail again, forever
+            session.skip_resync(f"a frame over max_size ({self.options.max_size} bytes) could not be received")
         for event in session.connection_closed(ws.close_code, ws.close_reason or ""):
             if isinstance(event, AuthFailed) and self._auth_rejection is None:
                 self._auth_rejection = event.reason
@@ -352,6 +374,7 @@ class Engine:
                     self.rest.gap(event)
             elif isinstance(event, AuthFailed):
                 self._auth_rejection = event.reason
+                self._rejection_in_store = True
             elif isinstance(event, ResyncFinished):
                 stats.resyncs += 1
                 self.accepted.set()
@@ -386,14 +409,20 @@ class Engine:
             self.state = state
             self._changed()
 
+    def _finish(self, state: str, failure: AuthError | ConnectionLost) -> None:
+        # the state first: whoever sees the failure also sees the final state
+        self.state = state
+        self.failure = failure
+        self._changed()
+
     def _fail_auth(self, reason: str) -> None:
         reason = redact(reason, *self.tokens)
         message = (f"the server at {self.safe_url} refused the token ({reason}); not reconnecting: "
                    f"fix the token and call client.start() again")
-        self.failure = AuthError(message)
         self.stats.last_error = message
-        self._store_call("add_error", "auth_failed", message, code="auth_failed")
-        self._set_state("auth_failed")
+        if not self._rejection_in_store:  # a close 4401 or HTTP 401 alone: no frame said it
+            self._store_call("add_error", "auth_failed", message, code="auth_failed")
+        self._finish("auth_failed", AuthError(message))
         log.warning("AIOS: %s", message)
 
     def _record(self, kind: str, message: str) -> None:
@@ -418,6 +447,8 @@ class Engine:
         return redact(text, *self.tokens)
 
     def _describe_close(self, ws: ClientConnection) -> str:
+        if _closed_too_big(ws):
+            return f"a frame over max_size ({self.options.max_size} bytes) arrived: closed with 1009"
         code = ws.close_code
         if code is None or code == 1006:
             return f"the connection to {self.safe_url} dropped"
@@ -435,3 +466,8 @@ class Engine:
             self._logged.add(id(key))
             log.warning("AIOS: %s (further errors are only counted in client.stats)", redact(message, *self.tokens))
 
+
+def _closed_too_big(ws: ClientConnection) -> bool:
+    """Whether either side closed for a frame over its size limit (we send 1009 ourselves)."""
+    sent = ws.protocol.close_sent
+    return ws.close_code == CLOSE_TOO_BIG or (sent is not None and sent.code == CLOSE_TOO_BIG)

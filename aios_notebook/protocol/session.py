@@ -208,6 +208,7 @@ class ClientSession:
         self._awaiting_capabilities = False
         self._resync_requested_from: int | None = None
         self._unfinished_resync: int | None = None  # since_seq of a replay cut short by a disconnect
+        self._skip_resync: str | None = None  # why the next connection must not ask for a resync
 
     # -- what the user asks for -------------------------------------------------------------
     def subscribe(self, types: Iterable[str], filters: Mapping[str, Any] | Filters | None = None) -> list[str]:
@@ -278,6 +279,13 @@ class ClientSession:
         """The frames to send now, in order."""
         out, self._outgoing = self._outgoing, []
         return out
+
+    def skip_resync(self, reason: str) -> None:
+        """Do not ask for a resync on the next connection: what was missed becomes a gap.
+
+        For a replay that cannot succeed, e.g. it holds a frame larger than the client accepts.
+        """
+        self._skip_resync = reason
 
     def check_alive(self, now: float | None = None) -> ConnectionDead | None:
         """Stale heartbeat check: only for servers that showed they send pings."""
@@ -365,7 +373,11 @@ class ClientSession:
         events.append(self.info)
         if self._awaiting_capabilities:
             self._awaiting_capabilities = False
-            if "resync" in capabilities and self.last_seq is not None:
+            if self._skip_resync is not None:
+                self._unfinished_resync = None
+                self._start_gap(self._skip_resync)
+                self._skip_resync = None
+            elif "resync" in capabilities and self.last_seq is not None:
                 since = self.last_seq if self._unfinished_resync is None else min(self._unfinished_resync, self.last_seq)
                 self._resync_requested_from = since
                 self._outgoing.append(encode("resync", {"since_seq": since}))
