@@ -208,6 +208,8 @@ def test_bad_arguments() -> None:
         RunWatch("r", fetch, display="bar")
     with pytest.raises(ConfigurationError, match="interval"):
         RunWatch("r", fetch, interval=0)
+    with pytest.raises(ConfigurationError, match="timeout must be > 0 s or None"):
+        RunWatch("r", fetch, timeout=-1)
 
 
 def test_run_state_from_rest_and_from_a_job_row() -> None:

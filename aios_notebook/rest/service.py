@@ -26,15 +26,16 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from ..exceptions import APIError, AuthError, ConfigurationError, redact
+from ..exceptions import AIOSError, AuthError, ConfigurationError, ConnectionLost, redact
 from .http import RestClient, rest_url_from_ws
 from .lookups import check_search, get_dag_run, search_knowledge
 from .snapshot import Snapshot, SnapshotUnavailable, fetch_snapshot, merge_into
 from .uploads import UploadResult, prepare_upload, prepare_url, submit_url, upload
-from .watch import RunState, RunWatch
+from .watch import RunState, RunWatch, run_state
 
 __all__ = ["RestService"]
 
@@ -89,7 +90,7 @@ class RestService:
         self.snapshots_failed = 0
         self._rest: RestClient | None = None  # lives on the I/O loop
         self._task: asyncio.Task[None] | None = None
-        self._again = False
+        self._again: str | None = None  # why another snapshot was asked for during a fetch
         self._connected_once = False
         self._first_done = False
         self._retry_on_open = False  # the snapshot before connecting found nothing listening
@@ -141,17 +142,15 @@ class RestService:
         if not self._wanted():
             return
         if self._task is not None and not self._task.done():
-            self._again = True
+            self._again = reason  # the running fetch may have read the state before the news
             return
         self._task = asyncio.get_running_loop().create_task(self._snapshots(reason), name="aios-snapshot")
 
-    async def _snapshots(self, reason: str) -> None:
-        while True:
-            self._again = False
+    async def _snapshots(self, reason: str | None) -> None:
+        while reason is not None and self._wanted():
+            self._again = None
             await self._snapshot_once(reason)
-            if not (self._again and self._wanted()):
-                return
-            reason = "gap"
+            reason = self._again
 
     async def _snapshot_once(self, reason: str) -> None:
         try:
@@ -172,9 +171,11 @@ class RestService:
         except AuthError as exc:
             self._failed(f"snapshot on {reason} refused: {exc}")
             return
-        except Exception as exc:  # APIError, a store bug...: one row, the stream goes on
-            self._failed(f"snapshot on {reason} failed: {type(exc).__name__}: {exc}"
-                         if not isinstance(exc, APIError) else f"snapshot on {reason} failed: {exc}")
+        except AIOSError as exc:  # APIError: endpoint, status and message say it all
+            self._failed(f"snapshot on {reason} failed: {exc}")
+            return
+        except Exception as exc:  # a bug (the store's, ours): one row too, and the stream goes on
+            self._failed(f"snapshot on {reason} failed: {type(exc).__name__}: {exc}")
             return
         self.last_snapshot = snapshot
         self.snapshots_taken += 1
@@ -208,24 +209,39 @@ class RestService:
 
     # -- calls from the notebook --------------------------------------------------------------------
     def call(self, work: Callable[[RestClient], Awaitable[T]], timeout: float | None = None) -> T:
-        """Run ``work(rest)`` on the I/O loop (or a loop of its own) and return its result."""
+        """Run ``work(rest)`` on the I/O loop (or a loop of its own) and return its result.
+
+        Raises:
+            TimeoutError: no result within ``timeout`` seconds (the call is cancelled).
+            ConnectionLost: the client stopped while the call was running.
+        """
         loop = self._loop()
-        if loop is not None and loop.is_running():
-            if _on_loop(loop):
-                raise RuntimeError("a blocking REST call on the client's own I/O thread would deadlock it")
+        if loop is None or not loop.is_running():
+            return _in_thread(self._standalone(work))
+        if _on_loop(loop):
+            raise RuntimeError("a blocking REST call on the client's own I/O thread would deadlock it")
 
-            async def on_loop() -> T:
-                if self._token is None:
-                    self._set_token(await self._token_source())
-                return await work(self._client())
+        async def on_loop() -> T:
+            if self._token is None:
+                self._set_token(await self._token_source())
+            return await work(self._client())
 
-            future = asyncio.run_coroutine_threadsafe(on_loop(), loop)
+        future = asyncio.run_coroutine_threadsafe(on_loop(), loop)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            # short waits: a loop that stops under the call would otherwise leave us waiting forever
+            wait = 0.25 if deadline is None else max(0.0, min(0.25, deadline - time.monotonic()))
             try:
-                return future.result(timeout)
+                return future.result(wait)
+            except concurrent.futures.CancelledError:
+                raise ConnectionLost("the client stopped while a REST call was running") from None
             except concurrent.futures.TimeoutError:
-                future.cancel()
-                raise TimeoutError(f"no answer from {self.base_url} within {timeout:g} s") from None
-        return _in_thread(self._standalone(work))
+                if not loop.is_running():
+                    future.cancel()
+                    raise ConnectionLost("the client stopped while a REST call was running") from None
+                if deadline is not None and time.monotonic() >= deadline:
+                    future.cancel()
+                    raise TimeoutError(f"no answer from {self.base_url} within {timeout:g} s") from None
 
     async def _standalone(self, work: Callable[[RestClient], Awaitable[T]]) -> T:
         token = self._token or await self._token_source()
@@ -233,18 +249,22 @@ class RestService:
             return await work(rest)
 
     def upload(self, path: Any, kind: str | None = None, **options: Any) -> UploadResult:
+        """Check, then stream an upload (see :func:`.uploads.prepare_upload`)."""
         prepared = prepare_upload(path, kind, **options)  # every check before any request
         return self.call(lambda rest: upload(rest, prepared))
 
     def submit_url(self, url: str, **options: Any) -> UploadResult:
+        """Check, then submit a URL (see :func:`.uploads.prepare_url`)."""
         prepared = prepare_url(url, **options)
         return self.call(lambda rest: submit_url(rest, prepared))
 
     def search_knowledge(self, q: Any = None, type: Any = None, tags: Any = None, limit: int = 20) -> Any:
+        """A knowledge search as a DataFrame (see :func:`.lookups.search_knowledge`)."""
         check_search(q, type, tags, limit)
         return self.call(lambda rest: search_knowledge(rest, q, type, tags, limit))
 
     def get_dag_run(self, run_id: str) -> dict[str, Any]:
+        """One DAG run with its steps."""
         if not isinstance(run_id, str) or not run_id:
             raise ConfigurationError(f"run_id must be a non-empty string, got {run_id!r}")
         return self.call(lambda rest: get_dag_run(rest, run_id))
@@ -262,6 +282,7 @@ class RestService:
         return snapshot
 
     def watch(self, run_id: str, **options: Any) -> RunWatch:
+        """Start a :class:`RunWatch` of ``run_id`` on the I/O loop (REST, plus the store's job row)."""
         loop = self._loop()
         if loop is None or not loop.is_running():
             raise ConfigurationError("watch needs a running client: call client.start() first")
@@ -285,8 +306,6 @@ class RestService:
             return None
         if rows.empty:
             return None
-        from .watch import run_state
-
         row = rows.iloc[-1]
         fields = ("run_id", "job_id", "status", "progress", "current_step", "error", "updated_at")
         cleaned = {k: (None if _missing(row.get(k)) else row.get(k)) for k in fields}

@@ -244,6 +244,8 @@ class RunWatch:
             raise ConfigurationError(f"display must be one of {', '.join(DISPLAY_MODES)}, got {display!r}")
         if not interval > 0:
             raise ConfigurationError(f"interval must be > 0 s, got {interval!r}")
+        if timeout is not None and not timeout > 0:
+            raise ConfigurationError(f"timeout must be > 0 s or None (no limit), got {timeout!r}")
         self.run_id = run_id
         self.interval = float(interval)
         self.timeout = timeout
