@@ -86,6 +86,12 @@ def agent_event(agent_id: str, status: str, when: object) -> str:
         "timestamp": format_timestamp(when)}})
 
 
+def metrics_event(total: int, when: object) -> str:
+    return json.dumps({"event": "dashboard_metrics_update", "data": {
+        "total_processed": total, "processing_time": 2.5, "success_rate": 97.0, "active_agents": 3,
+        "knowledge_items": 10, "changes": {}, "timestamp": format_timestamp(when)}})
+
+
 def run_event(run_id: str, dag_id: str, status: str, when: object) -> str:
     return json.dumps({"event": "dag_run_status", "data": {
         "dag_id": dag_id, "run_id": run_id, "status": status, "started_at": format_timestamp(when),
@@ -100,8 +106,11 @@ async def test_an_older_snapshot_never_overwrites_a_newer_event(rest: RestClient
     store = EventStore()
     # the event happened after the snapshot was taken, but reached the store first
     store.ingest([agent_event(agent["agent_id"], "offline", later),
-                  run_event(run["run_id"], run["dag_id"], "failed", later)])
-    merge_into(store, snapshot)
+                  run_event(run["run_id"], run["dag_id"], "failed", later),
+                  metrics_event(123_456, later)])
+    merged = merge_into(store, snapshot)
+    # KPIs are a history: the snapshot's older ones would only be a step back in time
+    assert merged["metrics"] == 0 and list(store.metrics["total_processed"]) == [123_456]
     row = store.agents.set_index("agent_id").loc[agent["agent_id"]]
     assert (row["status"], row["tasks_completed"], bool(row["snapshot"])) == ("offline", 999, False)
     assert row["updated_at"] == later
@@ -121,7 +130,11 @@ async def test_an_older_event_never_overwrites_a_newer_snapshot(rest: RestClient
     merge_into(store, snapshot)
     # a late event (a resync replay) from before the snapshot arrives after it
     store.ingest([agent_event(agent["agent_id"], "offline", earlier),
-                  run_event(run["run_id"], run["dag_id"], "failed", earlier)])
+                  run_event(run["run_id"], run["dag_id"], "failed", earlier),
+                  metrics_event(1, earlier)])
+    kpis = store.metrics.sort_values("timestamp")
+    assert list(kpis["total_processed"]) == [1, snapshot.records["metrics"][0]["total_processed"]]
+    assert list(kpis["snapshot"]) == [False, True]
     row = store.agents.set_index("agent_id").loc[agent["agent_id"]]
     assert (row["status"], bool(row["snapshot"])) == (agent["status"], True)
     assert row["tasks_completed"] == agent["tasks_completed"]

@@ -328,11 +328,28 @@ def _not_none(row: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in row.items() if value is not None}
 
 
+def _newer_metrics(store: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The KPI records newer than the store's latest metrics row.
+
+    The metrics table is a history, not a latest-state table: a snapshot's KPIs that the stream
+    already delivered (or superseded) would only add a duplicate or a step back in time.
+    """
+    try:
+        latest = store.metrics["timestamp"].max()
+    except Exception:  # a store without a metrics table: keep them all
+        return records
+    if latest is None or latest != latest:  # empty table (NaT)
+        return records
+    return [r for r in records if (t := parse_timestamp(r.get("timestamp"))) is None or t > latest]
+
+
 def merge_into(store: _Store, snapshot: Snapshot, source: str = "rest") -> dict[str, int]:
     """Merge every part of ``snapshot`` into ``store``; returns kind -> records merged."""
     merged = {}
     for kind in SNAPSHOT_KINDS:
         records = snapshot.records.get(kind) or []
+        if kind == "metrics" and records:
+            records = _newer_metrics(store, records)
         if records:
             store.merge_snapshot(kind, records, snapshot.at, source=source)
         merged[kind] = len(records)
