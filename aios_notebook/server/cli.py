@@ -1,8 +1,8 @@
 """``aios-notebook serve``: the reference server in the foreground until SIGINT / SIGTERM.
 
 The options are declared in ``aios_notebook/cli.py``; this runs them. At start it prints the
-WebSocket and REST URLs and the token (unless the token came from ``--token`` or ``AIOS_TOKEN``:
-then it only says where it came from). On SIGINT or SIGTERM every client gets
+WebSocket and REST URLs and the token (a random one; a token given with ``--token`` or
+``AIOS_TOKEN`` is not printed). On SIGINT or SIGTERM every client gets
 ``connection_error server_shutdown`` and close 1001 before the process exits.
 """
 
@@ -45,14 +45,13 @@ def run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     try:
-        return asyncio.run(_serve(simulator, args, token_source=None if given is None else
-                                  "--token" if args.token else "AIOS_TOKEN"))
+        return asyncio.run(_serve(simulator, args, token_given=given is not None))
     except ConfigurationError as exc:
         print(f"aios-notebook serve: {exc}", file=sys.stderr)
         return 2
 
 
-async def _serve(simulator: Simulator, args: argparse.Namespace, token_source: str | None) -> int:
+async def _serve(simulator: Simulator, args: argparse.Namespace, token_given: bool) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -70,10 +69,10 @@ async def _serve(simulator: Simulator, args: argparse.Namespace, token_source: s
               f"speed x{simulator.speed:g}")
         print(f"  WebSocket  {simulator.url}")
         print(f"  REST       {simulator.http_url}/api/")
-        if token_source is None:
-            print(f"  token      {simulator.token}")
+        if token_given:  # the user has it already: a secret is not printed needlessly
+            print("  token      as given (--token or AIOS_TOKEN)")
         else:
-            print(f"  token      from {token_source}")
+            print(f"  token      {simulator.token}")
         if args.labels:
             print(f"  labels     {args.labels}")
         print("Ctrl-C (or SIGTERM) stops it.", flush=True)

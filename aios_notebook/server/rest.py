@@ -17,7 +17,7 @@ import hmac
 import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from aiohttp import BodyPartReader, web
 
@@ -213,7 +213,8 @@ async def _upload(request: web.Request, kind: str) -> web.Response:
             if not _accepts(kind, content_type):
                 raise RestError(415, "unsupported_media_type",
                                 f"the file must be {_UPLOAD_TYPES[kind][1]}, not {content_type[:80] or 'untyped'}")
-            filename = part.filename or f"upload.{kind}"
+            # aiohttp clients percent-encode the name (quote_fields): show it as the user typed it
+            filename = unquote(part.filename or "") or f"upload.{kind}"
             # the bytes are counted and dropped: the simulation needs only the name and the size
             while chunk := await part.read_chunk(_CHUNK):
                 size += len(chunk)
