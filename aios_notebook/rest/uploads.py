@@ -138,6 +138,8 @@ def prepare_upload(path: str | os.PathLike[str], kind: str | None = None, **opti
             (the message names the accepted ones); the kind or an option is not one the API takes.
     """
     file = Path(os.fspath(path)).expanduser()
+    if isinstance(kind, str):
+        kind = kind.lower()
     if kind is not None and kind not in ACCEPTED_EXTENSIONS:
         raise UploadError(f"unknown kind {kind!r} for {file}: accepted kinds are {', '.join(ACCEPTED_EXTENSIONS)}")
     if not file.exists():
