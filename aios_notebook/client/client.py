@@ -379,7 +379,8 @@ class AIOSClient:
                                    f"{self._engine.stats.events_received} events received)")
             with self._changed:
                 if self._version == version:
-                    self._changed.wait(remaining)
+                    # woken by each frame and state change; the cap covers predicates on anything else
+                    self._changed.wait(min(remaining, 0.5))
             time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
 
     def wait_connected(self, timeout: float = 10.0) -> bool:

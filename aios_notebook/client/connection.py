@@ -429,6 +429,7 @@ class Engine:
         message = redact(message, *self.tokens)
         self.stats.last_error = message if kind == "connection_error" else self.stats.last_error
         self._store_call("add_error", kind, message)
+        self._changed()
 
     def _store_call(self, method: str, *args: Any, **kwargs: Any) -> None:
         try:
