@@ -55,7 +55,7 @@ async def _read_stream(sim: Simulator, store: EventStore) -> list[str]:
 def received():
     async def run():
         store = EventStore()
-        async with Simulator(seed=7, speed=1200, scenario="failure_burst", warmup=3 * 3600,
+        async with Simulator(seed=7, speed=1200, scenario="failure_burst", warmup=3600,
                              heartbeat=1.0, replay_buffer=200_000, send_queue_limit=200_000) as sim:
             texts = await _read_stream(sim, store)
         return store, texts
