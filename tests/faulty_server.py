@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from aios_notebook.protocol.codec import encode, format_timestamp
 from aios_notebook.protocol.subscriptions import Filters, Subscriptions
 
-__all__ = ["FAST_CLIENT", "Connection", "FaultyServer", "Received", "sample_event", "stream_seqs"]
+__all__ = ["FAST_CLIENT", "Connection", "CuttableProxy", "FaultyServer", "Received", "sample_event", "stream_seqs"]
 
 
 @dataclass
@@ -450,3 +450,97 @@ def stream_seqs(store: Any) -> list[int]:
         if len(frame):
             seqs.extend(int(s) for s in frame["seq"].dropna())
     return seqs
+
+
+class CuttableProxy:
+    """A TCP proxy on 127.0.0.1 in front of a real server, to restart "the server" as the client sees it.
+
+    ``cut(downtime)`` drops every proxied connection and stops listening for ``downtime`` seconds,
+    as a server restart does, while the server behind (e.g. the reference Simulator, which cannot
+    restart on its port) keeps its stream and replay buffer.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.accepted = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._pipes: set[asyncio.StreamWriter] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def url(self, path: str = "/ws") -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    def start(self) -> CuttableProxy:
+        ready = threading.Event()
+
+        def main() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self._listen())
+            ready.set()
+            self._loop.run_forever()
+            self._loop.close()
+
+        self._thread = threading.Thread(target=main, name="cuttable-proxy", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the proxy did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None or self._thread is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop = self._thread = None
+
+    def __enter__(self) -> CuttableProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def cut(self, downtime: float = 0.0) -> float:
+        """Drop every connection, refuse new ones for ``downtime`` s; returns when it listens again."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(self._cut(downtime), self._loop).result(downtime + 10)
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for writer in list(self._pipes):
+            writer.transport.abort()
+        self._pipes.clear()
+
+    async def _cut(self, downtime: float) -> float:
+        await self._close()
+        if downtime:
+            await asyncio.sleep(downtime)
+        await self._listen()
+        return time.monotonic()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._pipes.update((writer, up_writer))
+
+        async def copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.transport.abort()
+
+        await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
+        self._pipes.difference_update((writer, up_writer))
