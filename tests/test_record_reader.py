@@ -199,7 +199,7 @@ def test_lines_written_by_other_tools_take_the_slow_path(tmp_path: Path) -> None
     path.write_text(text)
     got = list(read_frames(path))
     assert [f.frame for f in got] == FRAMES[:2]
-    assert got[1].received_at == "2026-01-05T00:00:01Z"
+    assert got[1].received_at == "2026-01-05T00:00:01.000000Z"  # one form, whatever the writer
 
 
 def test_a_large_recording_crosses_chunk_boundaries_intact(tmp_path: Path) -> None:
@@ -208,3 +208,28 @@ def test_a_large_recording_crosses_chunk_boundaries_intact(tmp_path: Path) -> No
     path = _recording(tmp_path / "big.jsonl", frames)
     assert path.stat().st_size > 8 << 20
     assert [f.frame for f in read_frames(path)] == frames
+
+
+def test_an_unreadable_receive_time_is_named(tmp_path: Path) -> None:
+    path = _recording(tmp_path / "r.jsonl", FRAMES[:3])
+    with path.open("a") as handle:
+        handle.write('{"t": "yesterday", "frame": "x"}\n')
+        handle.write('{"t": "2026-01-05T01:00:00+01:00", "frame": "y"}\n')
+    with pytest.raises(CorruptLog, match="unreadable receive time") as info:
+        list(read_frames(path))
+    assert info.value.line == 5
+    got, _ = _skip(path, "unreadable receive time")
+    assert got == [*FRAMES[:3], "y"]
+
+
+def test_batches_say_where_a_recording_starts(tmp_path: Path) -> None:
+    with RecordingWriter(tmp_path / "r.jsonl", flush_interval=None, rotate_bytes=3_000) as writer:
+        for frame in FRAMES[:200]:
+            writer.write(frame)
+    other = _recording(tmp_path / "other.jsonl", FRAMES[:5])
+    both = tmp_path / "both.jsonl"
+    both.write_text(other.read_text() + other.read_text())  # cat other other > both
+    starts = [b.starts_recording for b in RecordingReader(writer.paths).batches()]
+    assert starts[0] and not any(starts[1:])  # rotated parts continue the recording
+    batches = list(RecordingReader(both).batches())
+    assert [(b.starts_recording, len(b)) for b in batches] == [(True, 5), (True, 5)]

@@ -339,6 +339,17 @@ class AIOSClient:
 
         return Handle(remove)
 
+    def record(self, path: str | os.PathLike[str], **options: Any) -> Any:
+        """Record every frame received from now on into ``path`` (JSONL; ``.gz`` compresses).
+
+        Returns a ``Recorder`` (``stop()``, ``path``, ``events``, ``bytes``); options
+        (``rotate_bytes``, ``flush_interval``, ``overwrite``) are those of ``RecordingWriter``.
+        """
+        from ..recording import Recorder  # owned by the recording layer (issue 7)
+
+        return Recorder(self.add_frame_listener, path, url=self.url,
+                        types=list(self.subscriptions["types"]), **options)
+
     # -- waiting --------------------------------------------------------------------------------
     def _notify(self) -> None:
         with self._changed:

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple
 
 from ..exceptions import AIOSWarning, ConfigurationError, CorruptLog, RecordingError
-from .format import FORMAT_VERSION, HEADER_KEY
+from ..protocol.codec import parse_timestamp
+from .format import FORMAT_VERSION, HEADER_KEY, format_received_at
 
 __all__ = [
     "FrameBatch",
@@ -45,8 +46,8 @@ _CHUNK = 4 << 20  # bytes read (or decompressed) at a time
 _GZIP_PIECE = 64 << 10  # compressed bytes fed to zlib at a time
 _GZIP_HOLD = 64 << 20  # decoded bytes of one gzip member held back until its CRC is checked
 _GZIP_MAGIC = b"\x1f\x8b"
-_FRAME_KEY = '","frame":"'
-_BINARY_KEY = '","binary":"'
+_FRAME_AT_32 = 'Z","frame":"'  # after '{"t":"' and a 26-character time: what the writer puts there
+_HEADER = object()  # marks a header line met inside a file
 _SNIPPET = 60
 
 
@@ -78,6 +79,9 @@ class FrameBatch:
     first_line: int
     received_at: list[str]
     frames: list[str | bytes]
+    #: the first frames of a recording (part 0, or a file without header), not a continuation:
+    #: the recording client connected afresh here
+    starts_recording: bool = False
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -123,10 +127,11 @@ class RecordingReader:
     """
 
     def __init__(self, source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-                 on_error: OnError = "raise") -> None:
+                 on_error: OnError = "raise", *, quiet: bool = False) -> None:
         if on_error not in ("raise", "skip"):
             raise ConfigurationError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
         self.on_error = on_error
+        self.quiet = quiet  # collect problems without warning (the caller warns: warn_problems)
         self.problems: list[CorruptLog] = []
         paths = resolve_paths(source)
         headers = {path: self._peek_header(path) for path in paths}
@@ -151,7 +156,20 @@ class RecordingReader:
             try:
                 yield from _FileReader(path, self).batches()
             finally:
-                self._warn(self.problems[before:])
+                if not self.quiet:
+                    self._warn(self.problems[before:])
+
+    def header_of(self, path: Path) -> RecordingHeader | None:
+        """The header of one of ``paths`` (None when it has none)."""
+        return self._headers.get(path)
+
+    def warn_problems(self) -> None:
+        """One warning per file with problems (for readers made with ``quiet=True``)."""
+        by_file: dict[str, list[CorruptLog]] = {}
+        for problem in self.problems:
+            by_file.setdefault(problem.path, []).append(problem)
+        for problems in by_file.values():
+            self._warn(problems)
 
     def count(self) -> int:
         """Number of frames (reads everything)."""
@@ -230,6 +248,8 @@ class _FileReader:
         self.line = 0  # lines fully read so far
         self.gzipped = False
         self.damaged = False  # a bad line in gzip data: what follows cannot be trusted
+        header = owner.header_of(path)
+        self.fresh = header is None or header.part == 0  # the next batch starts a recording
 
     def batches(self) -> Iterator[FrameBatch]:
         carry = ""
@@ -242,9 +262,7 @@ class _FileReader:
                 if self._first_line(lines[0]):
                     lines = lines[1:]
             if lines:
-                batch = self._parse(lines)
-                if batch.frames:
-                    yield batch
+                yield from self._parse(lines)
                 if self.damaged:
                     return
             if problem is not None:
@@ -259,9 +277,7 @@ class _FileReader:
         if carry:  # no newline at the end: a complete line, or one torn by a crash
             if not started and self._first_line(carry):
                 return
-            batch = self._parse([carry], last=True)
-            if batch.frames:
-                yield batch
+            yield from self._parse([carry], last=True)
 
     # -- low level ------------------------------------------------------------------------
     def _report(self, line: int, reason: str) -> None:
@@ -378,7 +394,7 @@ class _FileReader:
         self._report(1, f"not an aios recording: the first line is no header: {_snippet(line)}")
         return True  # consumed (reported, not read as a frame)
 
-    def _parse(self, lines: list[str], last: bool = False) -> FrameBatch:
+    def _parse(self, lines: list[str], last: bool = False) -> Iterator[FrameBatch]:
         received: list[str] = []
         frames: list[str | bytes] = []
         first_line = self.line + 1
@@ -386,27 +402,41 @@ class _FileReader:
         add_f = frames.append
         for text in lines:
             self.line += 1
-            # fast path: exactly the shape the writer produces
-            if text.startswith('{"t":"'):
-                cut = text.find(_FRAME_KEY, 6)
-                if cut > 0:
-                    try:
-                        frame, end = scanstring(text, cut + len(_FRAME_KEY))
-                    except ValueError:
-                        end = -1
-                    if end > 0 and text[end:] == "}":
-                        add_t(text[6:cut])
-                        add_f(frame)
-                        continue
+            # fast path: exactly the shape the writer produces, receive time included
+            if text.startswith('{"t":"') and text[32:44] == _FRAME_AT_32:
+                try:
+                    frame, end = scanstring(text, 44)
+                except ValueError:
+                    end = -1
+                if end > 0 and text[end:] == "}" and text[16] == "T":
+                    add_t(text[6:33])
+                    add_f(frame)
+                    continue
             row = self._slow_line(text, last)
-            if row is not None:
-                add_t(row[0])
-                add_f(row[1])
-            elif self.damaged:
-                break
-        return FrameBatch(self.path, first_line, received, frames)
+            if row is None:
+                if self.damaged:
+                    break
+                continue
+            if row[0] is _HEADER:
+                # a header inside the file: recordings concatenated (cat a.jsonl b.jsonl)
+                if frames:
+                    yield FrameBatch(self.path, first_line, received, frames, self._take_fresh())
+                    received, frames = [], []
+                    add_t, add_f = received.append, frames.append
+                first_line = self.line + 1
+                self.fresh = self.fresh or row[1] == 0
+                continue
+            add_t(row[0])
+            add_f(row[1])
+        if frames:
+            yield FrameBatch(self.path, first_line, received, frames, self._take_fresh())
 
-    def _slow_line(self, text: str, last: bool) -> tuple[str, str | bytes] | None:
+    def _take_fresh(self) -> bool:
+        fresh, self.fresh = self.fresh, False
+        return fresh
+
+    def _slow_line(self, text: str, last: bool) -> tuple[Any, Any] | None:
+        """``(received_at, frame)``, ``(_HEADER, part)`` for a header, or None (reported)."""
         stripped = text.strip()
         if not stripped:
             self._report_line("blank line")
@@ -420,17 +450,23 @@ class _FileReader:
                 self._report_line(f"not JSON ({exc.msg}): {_snippet(stripped)}")
             return None
         if not isinstance(obj, dict) or not isinstance(obj.get("t"), str):
-            if isinstance(obj, dict) and HEADER_KEY in obj:
-                return None  # a header in the middle: a concatenated recording (cat a b > c)
+            header = _header(self.path, obj)
+            if header is not None:
+                return _HEADER, header.part
             self._report_line(f"not a frame line (needs 't' and 'frame' or 'binary'): {_snippet(stripped)}")
             return None
+        moment = parse_timestamp(obj["t"])
+        if moment is None:
+            self._report_line(f"unreadable receive time {_snippet(obj['t'])}")
+            return None
+        received_at = format_received_at(moment)  # one form: the loader converts them in bulk
         frame = obj.get("frame")
         if isinstance(frame, str):
-            return obj["t"], frame
+            return received_at, frame
         encoded = obj.get("binary")
         if isinstance(encoded, str):
             try:
-                return obj["t"], base64.b64decode(encoded, validate=True)
+                return received_at, base64.b64decode(encoded, validate=True)
             except (binascii.Error, ValueError):
                 self._report_line("binary frame is not valid base64")
                 return None

@@ -211,7 +211,7 @@ class Simulator:
         origin = self.start_time
         if origin is None:
             origin = math.floor(time.time() / 60) * 60 - self.warmup
-        self._workload = Workload(self.seed, self.scenario, origin)
+        self._workload = self._make_workload(origin)
         self.hub.publish(self._workload.flush())
         if self.warmup:
             self.hub.publish(self._workload.advance(origin + self.warmup))
@@ -227,6 +227,10 @@ class Simulator:
             raise ConfigurationError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from None
         self.port = int(self._runner.addresses[0][1])
         self._task = asyncio.get_running_loop().create_task(self._run(), name="aios-simulation")
+
+    def _make_workload(self, origin: float) -> Workload:
+        """The event source, from simulated time ``origin`` (the replay server serves a recording)."""
+        return Workload(self.seed, self.scenario, origin)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

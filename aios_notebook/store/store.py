@@ -175,6 +175,23 @@ class EventStore:
         self.flush()
         return count
 
+    def ingest_frames(self, texts: list[str | bytes], received_ns: Any) -> int:
+        """Bulk ingest: frames with their receive times (int64 ns since the epoch, one each).
+
+        The path of ``EventStore.load``: the parsing of ``ingest_frame``, in one large batch
+        (frames already waiting go first). Returns how many frames were taken.
+        """
+        times = np.asarray(received_ns, np.int64)
+        if len(times) != len(texts):
+            raise ConfigurationError(f"{len(texts)} frames but {len(times)} receive times")
+        if not len(texts):
+            return 0
+        with self._lock:
+            self._flush_locked()
+            self._apply(parse_frames(list(texts), times, fast=self._fast_path))
+        self._notifier.deliver()
+        return len(texts)
+
     @staticmethod
     def _as_frame(item: Any) -> str | bytes:
         if isinstance(item, (str, bytes, bytearray)):
@@ -511,6 +528,21 @@ class EventStore:
         store = cls(**options)
         store._load_frames(frames, meta)
         return store
+
+    @classmethod
+    def load(cls, path_or_glob: str | Path | Iterable[str | Path], on_error: str = "raise",
+             **options: Any) -> EventStore:
+        """A store built from a recording (``aios-notebook record``, ``client.record``).
+
+        Exactly the tables live ingestion built from the same frames (see
+        :mod:`aios_notebook.recording.load`). ``path_or_glob``: a file, a glob of rotated parts
+        or days, or a list. ``on_error="skip"`` loads what is readable around damaged lines
+        (each problem is reported by one warning per file); ``"raise"`` raises ``CorruptLog``
+        naming the file and line. ``options`` go to ``EventStore(...)``.
+        """
+        from ..recording.load import load_store  # the recording layer reads the file format
+
+        return load_store(path_or_glob, on_error, factory=lambda: cls(**options))
 
     def _load_frames(self, frames: Mapping[str, pd.DataFrame], meta: Mapping[str, Any]) -> None:
         from .parquet import frame_batch
