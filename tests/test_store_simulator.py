@@ -22,7 +22,8 @@ from aios_notebook.server import Simulator
 from aios_notebook.store import EventStore
 
 pytestmark = pytest.mark.timeout(120)
-LIVE_FRAMES = 600  # live frames to read after the replay
+LIVE_FRAMES = 600  # live frames to read after the replay ...
+LIVE_SECONDS = 3.0  # ... or for this long at most
 
 
 async def _read_stream(sim: Simulator, store: EventStore) -> list[str]:
@@ -30,7 +31,8 @@ async def _read_stream(sim: Simulator, store: EventStore) -> list[str]:
     async with websockets.connect(sim.url, max_size=None, open_timeout=10) as ws:
 
         async def read() -> dict:
-            text = await asyncio.wait_for(ws.recv(), 20)
+            async with asyncio.timeout(20):
+                text = await ws.recv()
             store.ingest_frame(text)
             texts.append(text)
             return json.loads(text)
@@ -45,9 +47,11 @@ async def _read_stream(sim: Simulator, store: EventStore) -> list[str]:
             pass
         assert message["data"]["complete"] is True and message["data"]["replayed"] > 1000
         live = 0
-        while live < LIVE_FRAMES:
+        deadline = asyncio.get_running_loop().time() + LIVE_SECONDS
+        while live < LIVE_FRAMES and asyncio.get_running_loop().time() < deadline:
             if "seq" in await read():
                 live += 1
+        assert live >= 10  # the live stream flows after the replay
     return texts
 
 
