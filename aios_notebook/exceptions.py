@@ -64,6 +64,10 @@ class ProtocolError(AIOSError):
 class AuthError(AIOSError):
     """The server refused the token (WebSocket close 4401 / error auth_failed, HTTP 401 / 403)."""
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython / Jupyter show this instead of a traceback: a wrong token is not a bug in the cell
+        return [f"{type(self).__name__}: {self}"]
+
 
 class ConnectionLost(AIOSError):
     """The connection is gone for good (the bounded number of reconnects was used up)."""
