@@ -28,7 +28,8 @@ LIVE_SECONDS = 3.0  # ... or for this long at most
 
 async def _read_stream(sim: Simulator, store: EventStore) -> list[str]:
     texts: list[str] = []
-    async with websockets.connect(sim.url, max_size=None, open_timeout=10) as ws:
+    # close_timeout: the reference server answers a client's close slowly (seen: 10 s)
+    async with websockets.connect(sim.url, max_size=None, open_timeout=10, close_timeout=1) as ws:
 
         async def read() -> dict:
             async with asyncio.timeout(20):
