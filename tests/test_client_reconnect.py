@@ -178,9 +178,8 @@ def test_a_server_that_drops_every_young_connection_is_backed_off() -> None:
         client = AIOSClient(server.url, server.token, reconnect_delay=0.02, max_reconnect_delay=5.0,
                             jitter=0.0, healthy_after=30.0, snapshots=False).start()
         try:
-            for _ in range(6):
-                count = len(server.connections)
-                server.wait_until(lambda c=count: len(server.connections) > c, timeout=10)
+            for n in range(1, 7):
+                server.wait_until(lambda n=n: len(server.connections) >= n and server.live_count(), timeout=10)
                 server.drop_connections()
             opened = [c.opened_at for c in server.connections]
             waits = [b - a for a, b in itertools.pairwise(opened)]
