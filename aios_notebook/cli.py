@@ -64,7 +64,7 @@ def _add_record(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--types", nargs="+", default=None, metavar="TYPE", help="subscription types (default: all)")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
     p.add_argument("--rotate-mb", type=float, default=None, metavar="MB", help="start a new part every MB megabytes")
-    p.add_argument("--flush-interval", type=float, default=1.0, metavar="S", help="seconds between flushes to disk (default 1)")
+    p.add_argument("--flush-interval", type=float, default=0.5, metavar="S", help="seconds between flushes to disk (default 0.5)")
     p.add_argument("--max-reconnects", type=int, default=None, metavar="N", help="give up after N failed reconnects in a row")
     p.add_argument("--force", action="store_true", help="replace an existing recording")
     p.add_argument("--quiet", action="store_true", help="no progress line")

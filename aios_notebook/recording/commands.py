@@ -100,8 +100,9 @@ def run_record(args: argparse.Namespace) -> int:
         return 2
     rotate = int(args.rotate_mb * 1_000_000) if args.rotate_mb else None
     try:
+        # no REST snapshots: they are not frames, and a recording holds frames only
         client = AIOSClient(args.url, token, types=types, store=_DiscardStore(),
-                            max_reconnects=args.max_reconnects)
+                            max_reconnects=args.max_reconnects, snapshots=False)
         # the recorder listens before the first connection, so not a frame is missed
         recorder = client.record(args.output, rotate_bytes=rotate, flush_interval=args.flush_interval,
                                  overwrite=args.force)

@@ -1,14 +1,14 @@
 """Writing recordings: a thread-safe JSONL writer with a flush timer, gzip and rotation by size.
 
 Durability: lines go to a buffer and a timer thread flushes it to the OS every ``flush_interval``
-seconds (1 s by default), so a ``kill -9`` loses at most the last interval; flushing per line
-would cost a system call per frame. A gzip recording ends a gzip member at every flush (gzip
+seconds (0.5 s by default), so a ``kill -9`` loses at most the last interval: under a second even
+when a busy machine delays the timer; flushing per line would cost a system call per frame. A gzip recording ends a gzip member at every flush (gzip
 files may hold many members, read as one stream): each second of frames carries its own CRC, so
 what was flushed before a crash is complete and verifiable, and the reader can tell a damaged
 member from good ones instead of decoding garbage.
 
 Rotation: with ``rotate_bytes``, a part that reaches that size on disk (compressed size for
-``.gz``, which lags the data by the compressor's buffer, some tens of kB) is closed and the next one
+``.gz``, which grows when the compressor emits data: at the latest at every flush) is closed and the next one
 opened beside it (``rec.jsonl``, ``rec.part0001.jsonl``, ``rec.part0002.jsonl`` ...), each with
 its own header; ``EventStore.load("rec*.jsonl")`` reads them back in order.
 """
@@ -76,7 +76,7 @@ class RecordingWriter:
         url: str | None = None,
         types: Iterable[str] | None = None,
         rotate_bytes: int | None = None,
-        flush_interval: float | None = 1.0,
+        flush_interval: float | None = 0.5,
         overwrite: bool = False,
     ) -> None:
         self.path = Path(path)
@@ -223,6 +223,9 @@ class RecordingWriter:
 
 class Recorder:
     """Records every frame a client receives into a file: ``client.record(path)`` returns one.
+
+    Frames only: what the client merges from REST snapshots, and its own notes about the
+    connection (reconnects, connection errors), are not frames and are not in the recording.
 
     Attributes:
         path: the recording (the first part when rotated); ``paths`` lists every part.
