@@ -85,6 +85,7 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
     p.add_argument("--token", default=None, help="auth token (default: AIOS_TOKEN, else a random one, printed at start)")
     p.add_argument("--loop", action="store_true", help="start again from the beginning when the recording ends")
+    p.add_argument("--no-wait", action="store_true", help="start the recording at once (default: when a client subscribes)")
     p.add_argument("--heartbeat", type=float, default=30.0, help="ping interval in wall seconds (default 30)")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="a damaged recording: stop (raise) or skip the damage")
     p.set_defaults(run=_run_replay)

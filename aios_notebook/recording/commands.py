@@ -154,20 +154,31 @@ def run_replay(args: argparse.Namespace) -> int:
     try:
         server = ReplayServer(args.file, speed=args.speed, loop=args.loop, token=args.token,
                               host=args.host, port=args.port, heartbeat=args.heartbeat,
-                              on_error=args.on_error)
+                              on_error=args.on_error, wait_for_client=not args.no_wait)
     except (AIOSError, ConfigurationError) as exc:
         print(f"aios-notebook replay: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
     with _stop_on_signals(stop):
-        server.start_in_thread()
         try:
-            print(f"replaying {args.file} at {args.speed:g}x on {server.url}", file=sys.stderr)
+            server.start_in_thread()
+        except (AIOSError, OSError, RuntimeError) as exc:
+            print(f"aios-notebook replay: {exc}", file=sys.stderr)
+            return 2
+        try:
+            source = server.source
+            print(f"replaying {args.file} ({source.frames:,} frames, {source.duration_ms / 1000:,.1f} s recorded) "
+                  f"at {args.speed:g}x on {server.url}", file=sys.stderr)
+            # like `serve`: a token made up here must be shown, or nobody could connect
             print(f"token: {server.token}" if args.token is None else "token: as given", file=sys.stderr)
+            if not args.no_wait:
+                print("the recording starts when a client subscribes; Ctrl-C stops", file=sys.stderr)
+            announced = False
             while not stop.wait(0.5):
-                if server.finished:
-                    print(f"the recording is over ({server.sent:,} events sent)", file=sys.stderr)
-                    break
+                if server.finished and not announced:
+                    announced = True  # keep serving: clients may still resync or ask REST
+                    print(f"the recording is over ({server.sent:,} events sent); still serving, Ctrl-C stops",
+                          file=sys.stderr)
         finally:
             server.stop()
     return 0

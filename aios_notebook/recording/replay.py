@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -120,13 +120,17 @@ class RecordingSource:
         loop: start again from the beginning after the end (after a one-second pause).
         on_error: a damaged recording: ``"raise"`` refuses it (checked before serving),
             ``"skip"`` serves what is readable.
+        hold: while it returns True the recording's clock stands still (the replay server
+            holds it until a client has subscribed, so nobody misses the beginning).
     """
 
     def __init__(self, recording: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-                 *, loop: bool = False, on_error: OnError = "raise") -> None:
+                 *, loop: bool = False, on_error: OnError = "raise",
+                 hold: Callable[[], bool] | None = None) -> None:
         self.recording = recording
         self.loop = loop
         self.on_error = on_error
+        self.hold = hold
         first = last = None
         frames = 0
         for batch in RecordingReader(recording, on_error).batches():  # check it all before serving
@@ -177,6 +181,10 @@ class RecordingSource:
 
     def advance_ms(self, until_ms: int) -> list[tuple[float, str, dict[str, Any]]]:
         """The recorded events received up to ``until_ms`` (on the recording's clock), in order."""
+        if self.hold is not None and self.hold():
+            self._offset_ms += max(0, until_ms - self.now_ms)  # the recording waits
+            self.now_ms = max(self.now_ms, until_ms)
+            return []
         out: list[tuple[float, str, dict[str, Any]]] = []
         while True:
             if self._pending is None:
@@ -283,14 +291,19 @@ class ReplayServer(Simulator):
         loop: start again when the recording ends.
         on_error: ``"raise"``: a damaged recording is refused before serving; ``"skip"``: served
             around the damage.
+        wait_for_client: hold the recording until a client has subscribed (so the first client
+            sees it from its beginning); False starts it with the server.
         token, host, port, heartbeat, replay_buffer, and keyword options: as for ``Simulator``.
     """
 
     def __init__(self, recording: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
                  speed: float = 1.0, loop: bool = False, on_error: OnError = "raise",
-                 token: str | None = None, host: str = "127.0.0.1", port: int = 0,
-                 heartbeat: float = 30.0, replay_buffer: int = 100_000, **options: Any) -> None:
-        source = RecordingSource(recording, loop=loop, on_error=on_error)
+                 wait_for_client: bool = True, token: str | None = None, host: str = "127.0.0.1",
+                 port: int = 0, heartbeat: float = 30.0, replay_buffer: int = 100_000,
+                 **options: Any) -> None:
+        source = RecordingSource(recording, loop=loop, on_error=on_error,
+                                 hold=self._nobody_listens if wait_for_client else None)
+        self._started = False
         super().__init__(speed=speed, token=token, host=host, port=port, heartbeat=heartbeat,
                          start=source.origin_ms / 1000, replay_buffer=replay_buffer, **options)
         self.source = source
@@ -298,6 +311,13 @@ class ReplayServer(Simulator):
 
     def _make_workload(self, origin: float) -> Any:
         return self.source
+
+    def _nobody_listens(self) -> bool:
+        # once started, the replay runs on whoever comes and goes
+        if not self._started:
+            self._started = any(member.subscriptions.types or member.subscriptions.dag_runs
+                                for member in self.hub.members)
+        return not self._started
 
     def start_job(self, kind: str, filename: str) -> Any:
         raise RestError(501, "not_implemented", "this server replays a recording: it cannot start jobs")
