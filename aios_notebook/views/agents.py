@@ -13,6 +13,7 @@ from .theme import (
     SEVERITY_COLORS,
     axis,
     base_layout,
+    count_axis,
     empty_figure,
     format_number,
     format_time,
@@ -59,9 +60,12 @@ def _figure(agents: pd.DataFrame, errors: pd.DataFrame) -> dict[str, Any]:
                 "hovertemplate": f"%{{y}}<br>%{{x}} {severity} errors<extra></extra>",
             })
     layout = base_layout(height=max(220, 70 + 28 * len(names)), uirevision="agents", barmode="stack")
-    layout["xaxis"] = axis("tasks completed", domain=[0, 0.48], rangemode="tozero", tickformat=",d")
-    layout["xaxis2"] = axis("agent errors (count)", domain=[0.56, 1], rangemode="tozero", tickformat=",d",
-                            anchor="y")
+    split = not errors.empty  # without errors the tasks chart takes the whole width
+    layout["xaxis"] = axis("tasks completed", domain=[0, 0.48] if split else [0, 1], rangemode="tozero",
+                           tickformat=",d")
+    if split:
+        most = int(errors.groupby("agent_id", observed=True).size().max())
+        layout["xaxis2"] = count_axis("agent errors (count)", most, domain=[0.56, 1], anchor="y")
     layout["yaxis"] = axis("", autorange="reversed")
     return {"data": data, "layout": layout}
 
@@ -145,7 +149,7 @@ class AgentsView(View):
             n_affected = _count_items(error.affected_jobs)
             retry = text_of(error.can_retry).lower()
             rows.append((
-                esc(format_time(error.error_time)),
+                f'<span style="white-space:nowrap">{esc(format_time(error.error_time))}</span>',
                 esc(error.agent_id),
                 pill(error.severity, SEVERITY_COLORS.get(error.severity, "#8b949e")),
                 f'<span class="aios-error">{esc(error.error)}</span>',

@@ -51,11 +51,16 @@ class Rendered:
     values: dict[str, Any] = field(default_factory=dict)
 
 
+def _is_store(candidate: Any) -> bool:
+    return candidate is not None and all(hasattr(candidate, name) for name in ("subscribe", "now", "table"))
+
+
 def resolve_store(source: Any, view: str) -> Any:
     """The EventStore behind ``source`` (a store, or anything with a ``.store`` such as a client)."""
-    if source is not None and not hasattr(source, "subscribe") and hasattr(source, "store"):
-        source = source.store
-    if source is None or not hasattr(source, "subscribe"):
+    inner = getattr(source, "store", None)
+    if _is_store(inner):  # a client (whose own subscribe() is about WebSocket event types)
+        source = inner
+    if not _is_store(source):
         raise ConfigurationError(
             f"{view} needs an EventStore (or a client with a .store), not {type(source).__name__}"
         )
@@ -222,6 +227,7 @@ class View:
         children += [self._plot if slot == "figure" else self._panels[slot] for slot in self.slots]
         self._widget = widgets.VBox(children, layout=widgets.Layout(width="100%"))
         self._widget.add_class("aios-view")
+        self._widget.add_class(f"aios-{type(self).__name__.lower()}")  # e.g. aios-jobsview, for selectors
         self._set_header()
         self._scheduler = self._scheduler_arg or default_scheduler()
         self._scheduler.register(self, max_rate=self.max_redraws_per_second, every=self.every, dirty=False)

@@ -12,6 +12,7 @@ from .markup import bar, empty, esc, pill, table, text_of
 from .theme import (
     axis,
     base_layout,
+    count_axis,
     empty_figure,
     format_age,
     format_duration,
@@ -55,11 +56,16 @@ def _counts_figure(jobs: pd.DataFrame) -> dict[str, Any]:
                 "xaxis": f"x{axis_ref}", "yaxis": f"y{axis_ref}",
                 "hovertemplate": f"{status}<br>%{{x}}: %{{y}} jobs<extra></extra>",
             })
+    # the highest stack of each chart (jobs of one type), for whole-number ticks on small counts
+    tallest = {}
+    for ref, finished in (("", False), ("2", True)):
+        stacks = frame[frame["finished"] == finished].groupby("type").size()
+        tallest[ref] = int(stacks.max()) if len(stacks) else 0
     layout = base_layout(height=300, uirevision="jobs", barmode="stack")
     layout["xaxis"] = axis("job type (active)", domain=[0, 0.46])
-    layout["yaxis"] = axis("jobs", rangemode="tozero", tickformat=",d")
+    layout["yaxis"] = count_axis("jobs", tallest[""])
     layout["xaxis2"] = axis("job type (finished)", domain=[0.54, 1], anchor="y2")
-    layout["yaxis2"] = axis("jobs", anchor="x2", rangemode="tozero", tickformat=",d")
+    layout["yaxis2"] = count_axis("jobs", tallest["2"], anchor="x2")
     return {"data": data, "layout": layout}
 
 
@@ -141,12 +147,13 @@ class JobsView(View):
         rows = []
         for job in shown.itertuples(index=False):
             retries = pd.to_numeric(job.retry_count, errors="coerce")
-            retry_text = f"{int(retries)} retries" if retries == retries else "no retries yet"
+            retry_text = (f"{int(retries)} {'retry' if retries == 1 else 'retries'}" if retries == retries
+                          else "no retries yet")
             can_retry = text_of(job.can_retry).lower()
             state = "can retry" if can_retry == "true" else ("final" if can_retry == "false" else "unknown")
             error = text_of(job.error)
             rows.append((
-                esc(format_time(job.failed_when)),
+                f'<span style="white-space:nowrap">{esc(format_time(job.failed_when))}</span>',
                 f'<b>{esc(job.job_id)}</b><div class="aios-muted">{esc(job.filename)}</div>',
                 esc(job.type),
                 f'<span class="aios-error">{esc(error[:200] + ("…" if len(error) > 200 else ""))}</span>',

@@ -11,7 +11,7 @@ import pandas as pd
 from .base import Rendered, View
 from .frames import Frames
 from .markup import chip, empty, esc, table, text_of
-from .theme import PALETTE, axis, base_layout, empty_figure, format_time
+from .theme import PALETTE, axis, base_layout, count_axis, empty_figure, format_time
 
 __all__ = ["KnowledgeView"]
 
@@ -138,7 +138,7 @@ class KnowledgeView(View):
         ]
         layout = base_layout(height=280, uirevision="knowledge", showlegend=False)
         layout["xaxis"] = axis("item type", domain=[0, 0.36])
-        layout["yaxis"] = axis("items", rangemode="tozero", tickformat=",d")
+        layout["yaxis"] = count_axis("items", max(by_type.values(), default=0))
         layout["xaxis2"] = axis(f"tag (top {len(tags)})", domain=[0.44, 1], anchor="y2", tickangle=-35)
-        layout["yaxis2"] = axis("items", anchor="x2", rangemode="tozero", tickformat=",d")
+        layout["yaxis2"] = count_axis("items", int(tags.max()) if len(tags) else 0, anchor="x2")
         return {"data": data, "layout": layout}

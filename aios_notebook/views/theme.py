@@ -25,6 +25,7 @@ __all__ = [
     "STYLESHEET",
     "axis",
     "base_layout",
+    "count_axis",
     "empty_figure",
     "format_age",
     "format_duration",
@@ -132,6 +133,14 @@ def axis(title: str, **extra: Any) -> dict[str, Any]:
         "automargin": True,
     }
     spec.update(extra)
+    return spec
+
+
+def count_axis(title: str, largest: float, **extra: Any) -> dict[str, Any]:
+    """An axis of counts: whole-number ticks (one per unit while the counts are small)."""
+    spec = axis(title, rangemode="tozero", tickformat=",d", **extra)
+    if largest <= 8:
+        spec.update(dtick=1, range=[0, max(1.0, float(largest)) * 1.08])
     return spec
 
 
