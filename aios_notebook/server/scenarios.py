@@ -25,8 +25,8 @@ agent_errors       3 h    1.5 h   6 h     summary_agent_03 raises agent_error ~3
                                           stream of 12/h more
 knowledge_stall    3 h    1.5 h   6 h     completed jobs create no knowledge items and no     ``{}``
                                           item is updated
-dag_step_failures  3 h    1.5 h   6 h     audio_processing's transcription step fails half    ``{"dag_id": "audio_processing"}``
-                                          its attempts (up_for_retry, retried by the DAG)
+dag_step_failures  3 h    1.5 h   6 h     audio_processing's transcription step fails 4 in 5  ``{"dag_id": "audio_processing"}``
+                                          attempts (up_for_retry, retried by the DAG)
 =================  =====  ======  ======  ==================================================  =========================================
 
 Effects that outlast a window are part of the anomaly but not of its label: jobs started late in a
@@ -215,11 +215,11 @@ SCENARIOS: MappingProxyType[str, Scenario] = MappingProxyType(
             ),
             Scenario(
                 "dag_step_failures",
-                "audio_processing transcription fails half its attempts (retried by the DAG)",
+                "audio_processing transcription fails 4 attempts in 5 (retried by the DAG)",
                 length_h=1.5,
                 targets=(_frozen({"dag_id": "audio_processing"}),),
                 params=_frozen(
-                    {"dag_id": "audio_processing", "step_id": "transcription", "retry_probability": 0.5}
+                    {"dag_id": "audio_processing", "step_id": "transcription", "retry_probability": 0.8}
                 ),
             ),
         )
