@@ -1,0 +1,230 @@
+"""Built-in rules over agent events: slow processing, error bursts, agents offline.
+
+See :mod:`aios_notebook.rules.library` for the table of every built-in rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .aggregates import BinnedCounts, BinnedValues, LatestByKey
+from .api import IncrementalRule, Insight, Rule, RuleContext, format_duration, parse_duration
+from .windows import Rows
+
+__all__ = ["agent_error_burst", "agent_offline", "slow_processing"]
+
+_NS = 1_000_000_000
+
+
+def _declare(target: Callable[..., Any], name: str, tables: tuple[str, ...], schedule: dict[str, Any],
+             params: dict[str, Any], detects: tuple[str, ...], doc: str | None, incremental: bool = True) -> Rule:
+    return Rule(target, name=name, tables=tables, detects=detects, params=params, description=doc,
+                incremental=incremental, **schedule)
+
+
+# -- agents ---------------------------------------------------------------------------------------
+_TASK_DONE = frozenset({"agent_task_completed"})
+
+
+class _SlowProcessing(IncrementalRule):
+    tables = ("agent_events",)
+
+    def __init__(self, period: int, baseline: int, factor: float, min_tasks: int, width: int) -> None:
+        self.period, self.baseline, self.factor, self.min_tasks = period, baseline, factor, min_tasks
+        self.durations = BinnedValues(width)
+
+    def reset(self) -> None:
+        self.durations.clear()
+
+    def _select(self, rows: Rows) -> tuple[np.ndarray, list[Any], list[float]]:
+        mask = rows.isin("event", _TASK_DONE)
+        mask &= ~np.isnan(rows.column("duration"))
+        return rows.times[mask], rows.values("task_type", mask), rows.column("duration")[mask].tolist()
+
+    def on_new(self, rows: Rows) -> None:
+        self.durations.add(*self._select(rows))
+
+    def on_old(self, rows: Rows) -> None:
+        self.durations.remove(*self._select(rows))
+
+    def evaluate(self, ctx: RuleContext) -> Insight | None:
+        t = ctx.now_ns
+        recent = self.durations.values(t - self.period, t)
+        before = self.durations.values(t - self.period - self.baseline, t - self.period)
+        ratios, per_type = [], {}
+        for task_type, values in recent.items():
+            usual = before.get(task_type)
+            if usual is None or len(usual) < 5:
+                continue
+            median = float(np.median(usual))
+            if median <= 0:
+                continue
+            ratios.append(values / median)
+            per_type[task_type] = round(float(np.median(values)) / median, 2)
+        if not ratios:
+            return None
+        all_ratios = np.concatenate(ratios)
+        if len(all_ratios) < self.min_tasks:
+            return None
+        ratio = float(np.median(all_ratios))
+        if ratio < self.factor:
+            return None
+        return Insight(
+            title="Slow Processing Detected",
+            description=(f"agent tasks finished in the last {format_duration(self.period)} took {ratio:.1f}x "
+                         f"their usual time ({len(all_ratios)} tasks, against the median of the "
+                         f"{format_duration(self.baseline)} before)"),
+            type="anomaly",
+            confidence=round(min(0.99, 0.5 + 0.1 * ratio), 2),
+            metadata={"metric": "processing_time", "change": f"x{ratio:.1f}", "period": format_duration(self.period),
+                      "by_task_type": per_type},
+            evidence={"median_ratio": round(ratio, 3), "tasks": len(all_ratios)},
+        )
+
+
+def slow_processing(*, period: Any = "5m", baseline: Any = "2h", factor: float = 1.6, min_tasks: int = 10,
+                    every: Any = "5m", pending: Any = 0, cooldown: Any = "1h",
+                    name: str = "slow_processing") -> Rule:
+    """Durations of agent tasks finished in ``period``, each against its task type's baseline median.
+
+    Args:
+        period: the recent span whose finished tasks are measured.
+        baseline: the span before it that sets each task type's usual (median) duration.
+        factor: the median of (duration / usual duration) that counts as slow.
+        min_tasks: fewest recent tasks worth a verdict.
+        every, pending, cooldown, name: the rule's schedule.
+    """
+    p, b, e = parse_duration(period, "period"), parse_duration(baseline, "baseline"), parse_duration(every, "every")
+    width = math.gcd(p, b, e)
+    return _declare(
+        lambda: _SlowProcessing(p, b, factor, min_tasks, width), name, ("agent_events",),
+        {"every": every, "window": (p + b) / _NS, "pending": pending, "cooldown": cooldown},
+        {"period": period, "baseline": baseline, "factor": factor, "min_tasks": min_tasks},
+        ("slow_processing",), slow_processing.__doc__,
+    )
+
+
+class _AgentErrors(IncrementalRule):
+    tables = ("agent_events",)
+    events = frozenset({"agent_error"})
+
+    def __init__(self, min_errors: int, width: int) -> None:
+        self.min_errors = min_errors
+        self.counts = BinnedCounts(width)
+        self.severity = BinnedCounts(width)
+
+    def reset(self) -> None:
+        self.counts.clear()
+        self.severity.clear()
+
+    def _select(self, rows: Rows) -> tuple[np.ndarray, list[Any], list[Any]]:
+        mask = rows.isin("event", self.events)
+        agents = rows.values("agent_id", mask)
+        severities = rows.values("severity", mask)
+        return rows.times[mask], agents, list(zip(agents, severities, strict=True))
+
+    def on_new(self, rows: Rows) -> None:
+        times, agents, pairs = self._select(rows)
+        self.counts.add(times, agents)
+        self.severity.add(times, pairs)
+
+    def on_old(self, rows: Rows) -> None:
+        times, agents, pairs = self._select(rows)
+        self.counts.remove(times, agents)
+        self.severity.remove(times, pairs)
+
+    def evaluate(self, ctx: RuleContext) -> list[Insight]:
+        t = ctx.now_ns
+        start = t - int(ctx.window.value)
+        counts = self.counts.totals(start, t)
+        severities = self.severity.totals(start, t)
+        out = []
+        for agent, count in counts.items():
+            if agent is None or count < self.min_errors:
+                continue
+            by_severity = {str(s): n for (a, s), n in severities.items() if a == agent}
+            out.append(Insight(
+                title="Agent Error Burst Detected",
+                description=f"agent {agent} raised {count} errors in the last {format_duration(t - start)}",
+                type="alert",
+                confidence=round(min(0.99, 0.6 + 0.05 * count), 2),
+                metadata={"metric": "agent_errors", "agent_id": agent, "severity": by_severity},
+                key=agent,
+                evidence={"errors": count, "by_severity": by_severity},
+            ))
+        return out
+
+
+def agent_error_burst(*, window: Any = "15m", min_errors: int = 3, every: Any = "5m", pending: Any = 0,
+                      cooldown: Any = "1h", name: str = "agent_error_burst") -> Rule:
+    """agent_error events per agent in ``window`` (the usual rate is well under one an hour).
+
+    Args:
+        window: the span whose errors are counted.
+        min_errors: errors of one agent that make a burst (the key is the agent id).
+        every, pending, cooldown, name: the rule's schedule.
+    """
+    w, e = parse_duration(window, "window"), parse_duration(every, "every")
+    return _declare(
+        lambda: _AgentErrors(min_errors, math.gcd(w, e)), name, ("agent_events",),
+        {"every": every, "window": window, "pending": pending, "cooldown": cooldown},
+        {"window": window, "min_errors": min_errors}, ("agent_errors",), agent_error_burst.__doc__,
+    )
+
+
+class _AgentOffline(IncrementalRule):
+    tables = ("agent_events",)
+    events = frozenset({"agent_status_update"})
+
+    def __init__(self, statuses: frozenset[str]) -> None:
+        self.statuses = statuses
+        self.latest = LatestByKey()
+
+    def reset(self) -> None:
+        self.latest.clear()
+
+    def on_new(self, rows: Rows) -> None:
+        mask = rows.isin("event", self.events)
+        self.latest.add(rows.times[mask], rows.values("agent_id", mask), rows.values("status", mask))
+
+    def on_old(self, rows: Rows) -> None:
+        mask = rows.isin("event", self.events)
+        self.latest.remove(rows.times[mask], rows.values("agent_id", mask))
+
+    def evaluate(self, ctx: RuleContext) -> list[Insight]:
+        out = []
+        for agent, (t, status) in self.latest.latest.items():
+            if agent is None or status not in self.statuses:
+                continue
+            minutes = (ctx.now_ns - t) / (60 * _NS)
+            out.append(Insight(
+                title="Agent Offline",
+                description=f"agent {agent} has been {status} for {minutes:.0f} minutes",
+                type="alert",
+                confidence=0.95,
+                metadata={"metric": "agent_status", "agent_id": agent, "status": status},
+                key=agent,
+                evidence={"status": status, "minutes": round(minutes, 1)},
+            ))
+        return out
+
+
+def agent_offline(*, statuses: tuple[str, ...] = ("offline",), window: Any = "2h", every: Any = "1m",
+                  pending: Any = 0, cooldown: Any = "1h", name: str = "agent_offline") -> Rule:
+    """Agents whose latest agent_status_update in ``window`` reports one of ``statuses``.
+
+    Args:
+        statuses: the statuses that mean out of service.
+        window: how far back an agent's last status is looked for (longer than outages last).
+        every, pending, cooldown, name: the rule's schedule.
+    """
+    wanted = frozenset(statuses)
+    return _declare(
+        lambda: _AgentOffline(wanted), name, ("agent_events",),
+        {"every": every, "window": window, "pending": pending, "cooldown": cooldown},
+        {"statuses": list(statuses), "window": window}, ("agent_outage",), agent_offline.__doc__,
+    )

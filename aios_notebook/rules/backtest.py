@@ -1,0 +1,338 @@
+"""Backtests: replay history on a simulated clock through the very engine that runs live.
+
+``backtest(rules, source)`` builds a store from the source, then evaluates each rule exactly when
+it would have run live (every multiple of its ``every``), over the same windows, with the same
+states, and returns the firings with event-time timestamps.
+
+How history is fed depends on what the rules read:
+
+- Rules over event histories only (job_events, agent_events, metrics, raw): those tables hold,
+  at any time ``t``, exactly their rows up to ``t``. The store ingests everything once and the
+  engine evaluates each instant over the rows up to it (binary search on time, no re-reads).
+- Rules over latest-state tables (jobs, dag_steps, ...) or tables the engine itself writes
+  (insights, errors) need the state *as of* ``t``: events are ingested in time order up to each
+  evaluation, and those tables are read from the store then, as live. Such tables are given an
+  age limit of the longest window reading them, so each read stays small.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import runpy
+import types
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..exceptions import ConfigurationError, RuleError
+from ..protocol.codec import Decoded, Message, encode
+from .api import Rule
+from .engine import RuleEngine
+from .evaluation import as_ns
+from .windows import EVENT_TABLES, Snapshot
+
+__all__ = ["backtest", "collect_rules", "load_rules"]
+
+_TIMESTAMP = re.compile(r'"timestamp"\s*:\s*(?:"([^"]*)"|(-?\d+(?:\.\d+)?))')
+_EVENT = re.compile(r'"event"\s*:\s*"([^"]*)"')
+
+
+def collect_rules(rules: Any) -> list[Rule]:
+    """Rules from a Rule, an iterable of them, a module (its ``RULES`` or every Rule in it)."""
+    if isinstance(rules, Rule):
+        return [rules]
+    if isinstance(rules, types.ModuleType):
+        rules = vars(rules)
+    if isinstance(rules, Mapping):  # a module's namespace
+        if "RULES" in rules:
+            return collect_rules(rules["RULES"])
+        return [value for value in rules.values() if isinstance(value, Rule)]
+    if isinstance(rules, (str, bytes)) or not isinstance(rules, Iterable):
+        raise RuleError(f"expected rules (a Rule or an iterable of them), got {type(rules).__name__}")
+    out: list[Rule] = []
+    for i, item in enumerate(rules):
+        if not isinstance(item, Rule):
+            raise RuleError(f"item {i} of the rules is a {type(item).__name__}, not a Rule (use @rule)")
+        out.append(item)
+    names = [r.name for r in out]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise RuleError(f"two rules share the name(s) {', '.join(duplicates)}: give each its own")
+    return out
+
+
+def load_rules(path: str | Path) -> list[Rule]:
+    """The rules of a Python file: its ``RULES`` list, or every Rule defined at its top level.
+
+    ``"builtins"`` gives the built-in library.
+    """
+    if str(path) == "builtins":
+        from .library import builtins
+
+        return builtins()
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigurationError(f"rules file {file} does not exist")
+    try:
+        namespace = runpy.run_path(str(file), run_name="aios_rules")
+    except Exception as exc:
+        raise RuleError(f"{file} failed to load: {type(exc).__name__}: {exc}") from exc
+    rules = collect_rules(namespace)
+    if not rules:
+        raise RuleError(f"{file} defines no rule (decorate functions with @rule, or set RULES = [...])")
+    return rules
+
+
+def _is_store(source: Any) -> bool:
+    return hasattr(source, "ingest") and hasattr(source, "job_events") and hasattr(source, "gaps")
+
+
+def _frame_of(item: Any) -> tuple[Any, Any]:
+    """(time given with the item or None, frame for the store)."""
+    if isinstance(item, tuple) and len(item) == 3 and isinstance(item[1], str):
+        t, event, data = item
+        return t, json.dumps({"event": event, "data": data}, separators=(",", ":"), default=str)
+    if isinstance(item, (str, bytes, bytearray)):
+        return None, bytes(item) if isinstance(item, bytearray) else item
+    if isinstance(item, Mapping):
+        if "frame" in item:  # a recording line {"t": ..., "frame": ...}
+            return None, item["frame"]
+        return None, json.dumps(dict(item), separators=(",", ":"), default=str)
+    if isinstance(item, Message):
+        return None, encode(item.event, item.data, item.seq)
+    if isinstance(item, Decoded):
+        return None, item.text
+    # the store records what it cannot read as a malformed frame: a bad item never stops a load
+    return None, f"<not a message: {type(item).__name__}>"
+
+
+def _times(given: list[Any], frames: list[Any]) -> np.ndarray:
+    """Event time (ns) of every frame: the time given with it, else its data.timestamp; a frame
+    without either takes the time of the frame before it (so it keeps its place)."""
+    count = len(frames)
+    out = np.full(count, np.iinfo(np.int64).min, dtype=np.int64)
+    texts: list[str | None] = [None] * count
+    numbers: list[float | None] = [None] * count
+    for i, (t, frame) in enumerate(zip(given, frames, strict=True)):
+        if t is not None:
+            if isinstance(t, (int, float)) and not isinstance(t, bool):
+                numbers[i] = float(t)
+            else:
+                texts[i] = t if isinstance(t, str) else str(pd.Timestamp(t))
+            continue
+        if isinstance(frame, bytes):
+            continue
+        match = _TIMESTAMP.search(frame)
+        if match is not None:
+            if match.group(1) is not None:
+                texts[i] = match.group(1)
+            else:
+                numbers[i] = float(match.group(2))
+    numeric = [i for i, v in enumerate(numbers) if v is not None]
+    if numeric:
+        out[numeric] = np.round(np.array([numbers[i] for i in numeric]) * 1e9).astype(np.int64)
+    textual = [i for i, v in enumerate(texts) if v is not None]
+    if textual:
+        parsed = pd.to_datetime(pd.Series([texts[i] for i in textual]), utc=True, format="ISO8601", errors="coerce")
+        out[textual] = parsed.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    # carry the last known time forward, and the first known time back to the start
+    known = out != np.iinfo(np.int64).min
+    if not known.any():
+        return np.zeros(count, dtype=np.int64)
+    index = np.where(known, np.arange(count), 0)
+    np.maximum.accumulate(index, out=index)
+    filled = out[index]
+    first = int(np.argmax(known))
+    filled[:first] = out[first]
+    return filled
+
+
+def _history(source: Any) -> tuple[np.ndarray, list[Any]]:
+    """(event times, frames) of a source, in time order (stable: ties keep their order)."""
+    if _is_store(source):
+        raw = source.raw
+        frames = raw["text"].tolist()
+        given: list[Any] = [None] * len(frames)
+    elif isinstance(source, (str, Path)):
+        from ..recording import RecordingReader
+
+        frames, given = [], []
+        for batch in RecordingReader(source).batches():
+            frames.extend(batch.frames)
+            given.extend([None] * len(batch))
+    else:
+        if isinstance(source, (bytes, Mapping)) or not isinstance(source, Iterable):
+            raise ConfigurationError(
+                f"backtest source must be a recording path, an EventStore or an iterable of events, "
+                f"not {type(source).__name__}"
+            )
+        given, frames = [], []
+        for item in source:
+            t, frame = _frame_of(item)
+            given.append(t)
+            frames.append(frame)
+    times = _times(given, frames)
+    if len(times) > 1 and not bool((times[1:] >= times[:-1]).all()):
+        order = np.argsort(times, kind="stable")
+        times = times[order]
+        frames = [frames[i] for i in order]
+    return times, frames
+
+
+def _feeds(tables: set[str]) -> frozenset[str] | None:
+    """Event names whose frames fill ``tables`` (None: every frame may matter)."""
+    from ..store.schema import EVENT_ROUTES
+
+    if tables & {"raw", "errors", "insights"}:
+        return None
+    return frozenset(e for e, routes in EVENT_ROUTES.items() if any(r.table in tables for r in routes))
+
+
+def _event_names(frames: list[Any]) -> list[str | None]:
+    names: list[str | None] = []
+    for frame in frames:
+        match = None if isinstance(frame, bytes) else _EVENT.search(frame)
+        names.append(match.group(1) if match else None)
+    return names
+
+
+def _as_of_store(rules: list[Rule], frames: list[Any], times: np.ndarray) -> tuple[Any, list[Any], np.ndarray]:
+    """The store that rules over latest-state tables read, fed in time order up to each
+    evaluation: only the frames that fill their tables, and an age limit of their longest
+    window on each such table, so every read stays small."""
+    from ..store import EventStore
+
+    tables = {t for r in rules for t in r.tables}
+    longest: dict[str, int] = {}
+    for r in rules:
+        for table in r.tables:
+            longest[table] = max(longest.get(table, 0), r.window_ns + 2 * r.every_ns)
+    retention: dict[str, Any] = {t: f"{age / 1e9:.0f}s" for t, age in longest.items()
+                                 if t not in ("insights", "errors", "raw")}
+    if "raw" not in tables:
+        retention["raw"] = 0
+    wanted = _feeds(tables)
+    if wanted is not None:
+        keep = [i for i, name in enumerate(_event_names(frames)) if name in wanted]
+        frames, times = [frames[i] for i in keep], times[keep]
+    return EventStore(retention=retention), frames, times
+
+
+def backtest(
+    rules: Any,
+    source: Any,
+    *,
+    start: Any = None,
+    end: Any = None,
+    publish: bool = True,
+) -> pd.DataFrame:
+    """Evaluate rules on history, each exactly when it would have run live.
+
+    Args:
+        rules: a Rule, an iterable of rules, or a module holding them.
+        source: a recording (path or glob), an EventStore, or an iterable of events:
+            ``(time, event, data)`` tuples (as ``server.workload.generate`` yields), frames,
+            ``{"event", "data"}`` dicts or messages. Events out of time order are sorted.
+        start, end: evaluate only within this span of event time (history before ``start``
+            still fills the windows); default the whole source.
+        publish: put the rules' insights and errors into the backtest's store.
+
+    Returns:
+        The firings (see ``RuleEngine.firings``), in time order. ``attrs`` holds ``start`` and
+        ``end`` (the span evaluated), ``rules`` (name -> detects, every, window: what
+        :func:`score` needs), ``evaluations``, ``errors`` (messages) and ``events``.
+    """
+    from ..store import EventStore
+
+    rule_list = collect_rules(rules)
+    if not rule_list:
+        raise RuleError("backtest needs at least one rule")
+    slow = [r for r in rule_list if not set(r.tables) <= EVENT_TABLES]
+    fast = [r for r in rule_list if r not in slow]
+    # rules that read what the engine writes (insights, errors) must share its store
+    shared = any(set(r.tables) & {"insights", "errors"} for r in slow)
+
+    if _is_store(source) and not slow:
+        store, times, frames = source, None, None
+    else:
+        times, frames = _history(source)
+        store = EventStore(retention=None if any("raw" in r.tables for r in rule_list) else {"raw": 0})
+        if _is_store(source):  # gaps are the client's own rows, not frames: carry them over
+            for gap in source.gaps.itertuples(index=False):
+                store.add_gap(gap.start, gap.end, gap.reason)
+
+    engine = RuleEngine(store, rule_list, enforce_timeouts=False, publish=publish)
+    begin, finish = as_ns(start), as_ns(end)
+    snapshot = None
+    if times is not None and frames is not None:
+        if not len(times):
+            return _result(engine, rule_list, begin, finish, 0)
+        first, last = int(times[0]), int(times[-1])
+        events = len(frames)
+    else:
+        snapshot = Snapshot(store, [t for r in fast for t in r.tables])
+        first = snapshot.first_ns([t for r in fast for t in r.tables])
+        last = as_ns(store.now) or 0
+        events = sum(store.counts.values())
+        if first is None:
+            return _result(engine, rule_list, begin, finish, events)
+    begin = first if begin is None else max(begin, first)
+    finish = last if finish is None else min(finish, last)
+    engine.schedule_from(pd.Timestamp(begin, unit="ns", tz="UTC"))
+
+    if times is not None and frames is not None:
+        if slow:
+            if shared:
+                as_of, feed, feed_times = store, frames, times
+            else:
+                as_of, feed, feed_times = _as_of_store(slow, frames, times)
+                store.ingest(frames)
+            position = 0
+            slow_names = [r.name for r in slow]
+            slow_tables = [t for r in slow for t in r.tables]
+            for t in _due_times(slow, begin, finish):
+                stop = int(feed_times.searchsorted(t, side="right"))
+                if stop > position:
+                    as_of.ingest(feed[position:stop])
+                    position = stop
+                engine.run_due(pd.Timestamp(t, unit="ns", tz="UTC"), rules=slow_names,
+                               snapshot=None if shared else Snapshot(as_of, slow_tables))
+            if shared and position < len(frames):
+                store.ingest(frames[position:])
+        else:
+            store.ingest(frames)
+    if fast and finish >= begin:
+        if snapshot is None:
+            snapshot = Snapshot(store, [t for r in fast for t in r.tables])
+        engine.run_due(pd.Timestamp(finish, unit="ns", tz="UTC"), rules=[r.name for r in fast], snapshot=snapshot)
+    return _result(engine, rule_list, begin, finish, events)
+
+
+def _due_times(rules: list[Rule], begin: int, finish: int) -> np.ndarray:
+    """Every instant at which one of ``rules`` falls due in [begin, finish], sorted."""
+    parts = []
+    for r in rules:
+        first = -(-begin // r.every_ns) * r.every_ns
+        if first <= finish:
+            parts.append(np.arange(first, finish + 1, r.every_ns, dtype=np.int64))
+    if not parts:
+        return np.empty(0, dtype=np.int64)
+    return np.unique(np.concatenate(parts))
+
+
+def _result(engine: RuleEngine, rules: list[Rule], begin: int | None, finish: int | None, events: int) -> pd.DataFrame:
+    firings = engine.firings
+    firings.attrs.update({
+        "start": None if begin is None else pd.Timestamp(begin, unit="ns", tz="UTC"),
+        "end": None if finish is None else pd.Timestamp(finish, unit="ns", tz="UTC"),
+        "rules": {r.name: {"detects": list(r.detects), "every": r.every_ns / 1e9, "window": r.window_ns / 1e9}
+                  for r in rules},
+        "evaluations": engine.evaluations,
+        "errors": engine.errors["message"].tolist(),
+        "events": events,
+    })
+    return firings

@@ -1,0 +1,335 @@
+"""Built-in rules over job events: volume, success rate, failure bursts, stuck jobs.
+
+See :mod:`aios_notebook.rules.library` for the table of every built-in rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import numpy as np
+
+from .aggregates import BinnedCounts, LatestByKey, binomial_sf, confidence, poisson_sf
+from .api import IncrementalRule, Insight, Rule, RuleContext, format_duration, parse_duration
+from .windows import Rows
+
+__all__ = ["failure_burst", "stuck_jobs", "success_rate_drop", "volume_change"]
+
+_NS = 1_000_000_000
+
+
+def _declare(target: Callable[..., Any], name: str, tables: tuple[str, ...], schedule: dict[str, Any],
+             params: dict[str, Any], detects: tuple[str, ...], doc: str | None, incremental: bool = True) -> Rule:
+    return Rule(target, name=name, tables=tables, detects=detects, params=params, description=doc,
+                incremental=incremental, **schedule)
+
+
+# -- counts of job events ---------------------------------------------------------------------------
+class _JobCounts(IncrementalRule):
+    """Counts of selected job events per key in bins; subclasses decide what to count and fire."""
+
+    tables = ("job_events",)
+    events: frozenset[str] = frozenset()
+    key_column = "type"
+
+    def __init__(self, width: int) -> None:
+        self.counts = BinnedCounts(width)
+
+    def reset(self) -> None:
+        self.counts.clear()
+
+    def _select(self, rows: Rows) -> tuple[np.ndarray, list[Any]]:
+        mask = rows.isin("event", self.events)
+        return rows.times[mask], self._keys(rows, mask)
+
+    def _keys(self, rows: Rows, mask: np.ndarray) -> list[Any]:
+        return rows.values(self.key_column, mask)
+
+    def on_new(self, rows: Rows) -> None:
+        times, keys = self._select(rows)
+        self.counts.add(times, keys)
+
+    def on_old(self, rows: Rows) -> None:
+        times, keys = self._select(rows)
+        self.counts.remove(times, keys)
+
+
+class _VolumeChange(_JobCounts):
+    events = frozenset({"processing_job_status"})
+
+    def __init__(self, period: int, baseline: int, factor: float, min_count: int, alpha: float,
+                 direction: str, width: int) -> None:
+        super().__init__(width)
+        self.period, self.baseline, self.factor = period, baseline, factor
+        self.min_count, self.alpha, self.direction = min_count, alpha, direction
+
+    def _select(self, rows: Rows) -> tuple[np.ndarray, list[Any]]:
+        # an arrival is a job's "queued" status (new jobs, and failed jobs sent back to the queue)
+        mask = rows.isin("event", self.events) & rows.isin("status", frozenset({"queued"}))
+        return rows.times[mask], self._keys(rows, mask)
+
+    def evaluate(self, ctx: RuleContext) -> list[Insight]:
+        t = ctx.now_ns
+        recent = self.counts.totals(t - self.period, t)
+        before = self.counts.totals(t - self.period - self.baseline, t - self.period)
+        scale = self.period / self.baseline
+        out = []
+        for key in set(recent) | set(before):
+            if key is None:
+                continue
+            count = recent.get(key, 0)
+            expected = before.get(key, 0) * scale
+            change = (count - expected) / expected if expected > 0 else math.inf
+            if self.direction in ("up", "both") and count >= self.min_count and count >= self.factor * expected:
+                p_value = poisson_sf(count, max(expected, 0.5))
+                word, title = "increased", "Processing Volume Increase Detected"
+            elif self.direction in ("down", "both") and expected >= self.min_count and count * self.factor <= expected:
+                p_value = 1.0 - poisson_sf(count + 1, expected)
+                word, title = "decreased", "Processing Volume Drop Detected"
+            else:
+                continue
+            if p_value >= self.alpha:
+                continue
+            pct = f"{change:+.0%}" if math.isfinite(change) else "new"
+            out.append(Insight(
+                title=title,
+                description=(f"{key} processing volume has {word} by {abs(change):.0%} in the last "
+                             f"{format_duration(self.period)}: {count} jobs against {expected:.1f} expected from "
+                             f"the {format_duration(self.baseline)} before"),
+                type="trend",
+                confidence=confidence(p_value),
+                metadata={"metric": "volume", "change": pct, "period": format_duration(self.period),
+                          "affected_categories": [key]},
+                key=key,
+                evidence={"count": count, "expected": round(expected, 2), "p_value": p_value},
+            ))
+        return out
+
+
+def volume_change(*, period: Any = "10m", baseline: Any = "2h", factor: float = 2.0, min_count: int = 8,
+                  alpha: float = 1e-4, direction: str = "up", every: Any = "5m", pending: Any = 0,
+                  cooldown: Any = "1h", name: str = "volume_change") -> Rule:
+    """Job arrivals per job type in the last ``period`` against the ``baseline`` before it.
+
+    Args:
+        period: the recent span whose arrivals are counted.
+        baseline: the span before it that sets the expected rate (scaled to ``period``).
+        factor: how many times the expected count (or, down, its fraction) makes a change.
+        min_count: fewest arrivals (up) or expected arrivals (down) worth a verdict.
+        alpha: the Poisson tail probability below which the change is not chance.
+        direction: ``"up"``, ``"down"`` or ``"both"``.
+        every, pending, cooldown, name: the rule's schedule (see :func:`~aios_notebook.rules.rule`).
+    """
+    if direction not in ("up", "down", "both"):
+        raise ValueError(f"direction must be 'up', 'down' or 'both', not {direction!r}")
+    p, b, e = parse_duration(period, "period"), parse_duration(baseline, "baseline"), parse_duration(every, "every")
+    width = math.gcd(p, b, e)
+    return _declare(
+        lambda: _VolumeChange(p, b, factor, min_count, alpha, direction, width), name, ("job_events",),
+        {"every": every, "window": (p + b) / _NS, "pending": pending, "cooldown": cooldown},
+        {"period": period, "baseline": baseline, "factor": factor, "min_count": min_count, "alpha": alpha,
+         "direction": direction}, ("volume_spike",), volume_change.__doc__,
+    )
+
+
+class _Outcomes(_JobCounts):
+    events = frozenset({"processing_job_completed", "processing_job_failed"})
+    key_column = "event"
+
+    def __init__(self, period: int, baseline: int, drop: float, min_outcomes: int, alpha: float,
+                 width: int) -> None:
+        super().__init__(width)
+        self.period, self.baseline, self.drop = period, baseline, drop
+        self.min_outcomes, self.alpha = min_outcomes, alpha
+
+    def evaluate(self, ctx: RuleContext) -> Insight | None:
+        t = ctx.now_ns
+        before = self.counts.totals(t - self.period - self.baseline, t - self.period)
+        base_failed = before.get("processing_job_failed", 0)
+        base_total = base_failed + before.get("processing_job_completed", 0)
+        if base_total < self.min_outcomes:
+            return None
+        # the baseline's failure rate, kept off zero so one failure is not infinitely surprising
+        p0 = min(0.5, max(base_failed / base_total, 0.01))
+        base_rate = 1 - p0
+        # the whole period, and its second half: a sharp drop shows in the half first, a slow
+        # one only over the whole (each tested at alpha / 2)
+        for span in (self.period // 2, self.period):
+            recent = self.counts.totals(t - span, t)
+            failed = recent.get("processing_job_failed", 0)
+            total = failed + recent.get("processing_job_completed", 0)
+            if total < self.min_outcomes:
+                continue
+            rate = 1 - failed / total
+            if rate > base_rate - self.drop:
+                continue
+            p_value = binomial_sf(failed, total, p0)
+            if p_value < self.alpha / 2:
+                break
+        else:
+            return None
+        return Insight(
+            title="Success Rate Drop Detected",
+            description=(f"job success rate fell to {rate:.0%} in the last {format_duration(span)} "
+                         f"({failed} of {total} jobs failed) from {base_rate:.0%} in the "
+                         f"{format_duration(self.baseline)} before"),
+            type="anomaly",
+            confidence=confidence(p_value),
+            metadata={"metric": "success_rate", "change": f"{(rate - base_rate) * 100:+.1f} points",
+                      "period": format_duration(span)},
+            evidence={"failed": failed, "outcomes": total, "success_rate": round(rate, 4),
+                      "baseline_success_rate": round(base_rate, 4), "p_value": p_value},
+        )
+
+
+def success_rate_drop(*, period: Any = "20m", baseline: Any = "2h", drop: float = 0.1, min_outcomes: int = 10,
+                      alpha: float = 1e-3, every: Any = "10m", pending: Any = 0, cooldown: Any = "1h",
+                      name: str = "success_rate_drop") -> Rule:
+    """The share of finished jobs that completed (not failed) in ``period`` against the baseline.
+
+    The period and its second half are both tested (at ``alpha / 2`` each): a sharp drop shows
+    in the half first, a gradual one over the whole period.
+
+    Args:
+        period: the recent span whose job outcomes are counted.
+        baseline: the span before it that sets the usual success rate.
+        drop: how far (0..1) the success rate must fall below the baseline's.
+        min_outcomes: fewest finished jobs, in both spans, worth a verdict.
+        alpha: the binomial tail probability below which the failures are not chance.
+        every, pending, cooldown, name: the rule's schedule.
+    """
+    p, b, e = parse_duration(period, "period"), parse_duration(baseline, "baseline"), parse_duration(every, "every")
+    width = math.gcd(p, b, e)
+    return _declare(
+        lambda: _Outcomes(p, b, drop, min_outcomes, alpha, width), name, ("job_events",),
+        {"every": every, "window": (p + b) / _NS, "pending": pending, "cooldown": cooldown},
+        {"period": period, "baseline": baseline, "drop": drop, "min_outcomes": min_outcomes, "alpha": alpha},
+        ("success_rate_drop",), success_rate_drop.__doc__,
+    )
+
+
+class _FailureBurst(_JobCounts):
+    events = frozenset({"processing_job_failed"})
+
+    def __init__(self, period: int, baseline: int, factor: float, min_failures: int, alpha: float,
+                 width: int) -> None:
+        super().__init__(width)
+        self.period, self.baseline, self.factor = period, baseline, factor
+        self.min_failures, self.alpha = min_failures, alpha
+
+    def evaluate(self, ctx: RuleContext) -> list[Insight]:
+        t = ctx.now_ns
+        recent = self.counts.totals(t - self.period, t)
+        before = self.counts.totals(t - self.period - self.baseline, t - self.period)
+        out = []
+        for key, count in recent.items():
+            if key is None or count < self.min_failures:
+                continue
+            expected = before.get(key, 0) * self.period / self.baseline
+            if count < self.factor * expected:
+                continue
+            p_value = poisson_sf(count, max(expected, 0.25))
+            if p_value >= self.alpha:
+                continue
+            out.append(Insight(
+                title="Failure Burst Detected",
+                description=(f"{count} {key} jobs failed in the last {format_duration(self.period)}, against "
+                             f"{expected:.1f} expected from the {format_duration(self.baseline)} before"),
+                type="alert",
+                confidence=confidence(p_value),
+                metadata={"metric": "failures", "job_type": key, "period": format_duration(self.period)},
+                key=key,
+                evidence={"failures": count, "expected": round(expected, 2), "p_value": p_value},
+            ))
+        return out
+
+
+def failure_burst(*, period: Any = "10m", baseline: Any = "2h", factor: float = 4.0, min_failures: int = 4,
+                  alpha: float = 1e-3, every: Any = "5m", pending: Any = 0, cooldown: Any = "1h",
+                  name: str = "failure_burst") -> Rule:
+    """Failed jobs per job type in ``period`` against the baseline's failure rate.
+
+    Args:
+        period: the recent span whose failures are counted.
+        baseline: the span before it that sets the usual failure rate.
+        factor: how many times the expected failures make a burst.
+        min_failures: fewest failures of a type worth a verdict.
+        alpha: the Poisson tail probability below which the burst is not chance.
+        every, pending, cooldown, name: the rule's schedule.
+    """
+    p, b, e = parse_duration(period, "period"), parse_duration(baseline, "baseline"), parse_duration(every, "every")
+    width = math.gcd(p, b, e)
+    return _declare(
+        lambda: _FailureBurst(p, b, factor, min_failures, alpha, width), name, ("job_events",),
+        {"every": every, "window": (p + b) / _NS, "pending": pending, "cooldown": cooldown},
+        {"period": period, "baseline": baseline, "factor": factor, "min_failures": min_failures,
+         "alpha": alpha}, ("failure_burst",), failure_burst.__doc__,
+    )
+
+
+# -- job silence ------------------------------------------------------------------------------------
+_TERMINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+class _StuckJobs(IncrementalRule):
+    tables = ("job_events",)
+
+    def __init__(self, stale: int, min_jobs: int) -> None:
+        self.stale, self.min_jobs = stale, min_jobs
+        self.latest = LatestByKey()
+
+    def reset(self) -> None:
+        self.latest.clear()
+
+    def on_new(self, rows: Rows) -> None:
+        jobs = rows.values("job_id")
+        statuses = rows.values("status")
+        types = rows.values("type")
+        self.latest.add(rows.times, jobs, zip(statuses, types, strict=True))
+
+    def on_old(self, rows: Rows) -> None:
+        self.latest.remove(rows.times, rows.values("job_id"))
+
+    def evaluate(self, ctx: RuleContext) -> list[Insight]:
+        cutoff = ctx.now_ns - self.stale
+        stuck: dict[Hashable, list[tuple[Any, int]]] = {}
+        for job, (t, (status, job_type)) in self.latest.latest.items():
+            if t <= cutoff and status not in _TERMINAL and job is not None:
+                stuck.setdefault(job_type, []).append((job, t))
+        out = []
+        for job_type, jobs in stuck.items():
+            if len(jobs) < self.min_jobs:
+                continue
+            jobs.sort(key=lambda item: item[1])
+            silent_min = (ctx.now_ns - jobs[0][1]) / (60 * _NS)
+            out.append(Insight(
+                title="Stuck Jobs Detected",
+                description=(f"{len(jobs)} unfinished {job_type} job(s) sent no update for "
+                             f"{format_duration(self.stale)} or more (the oldest for {silent_min:.0f} minutes)"),
+                type="alert",
+                confidence=0.9,
+                metadata={"metric": "stuck_jobs", "job_type": job_type, "jobs": [j for j, _ in jobs[:20]]},
+                key="" if job_type is None else job_type,
+                evidence={"stuck_jobs": len(jobs), "oldest_silence_minutes": round(silent_min, 1)},
+            ))
+        return out
+
+
+def stuck_jobs(*, stale: Any = "3m", min_jobs: int = 1, window: Any = "90m", every: Any = "5m",
+               pending: Any = 0, cooldown: Any = "1h", name: str = "stuck_jobs") -> Rule:
+    """Unfinished jobs (last status not completed / failed) that sent nothing for ``stale``.
+
+    Args:
+        stale: silence after which a running job counts as stuck.
+        min_jobs: stuck jobs of one type needed to fire (the key is the job type).
+        window: how far back jobs are followed (a job silent for longer drops out).
+        every, pending, cooldown, name: the rule's schedule.
+    """
+    s = parse_duration(stale, "stale")
+    return _declare(
+        lambda: _StuckJobs(s, min_jobs), name, ("job_events",),
+        {"every": every, "window": window, "pending": pending, "cooldown": cooldown},
+        {"stale": stale, "min_jobs": min_jobs}, ("stuck_jobs",), stuck_jobs.__doc__,
+    )

@@ -1,0 +1,138 @@
+"""Built-in rules over the pipeline's outputs: knowledge growth and DAG step failures.
+
+Both are plain functions (their windows hold few rows). See :mod:`aios_notebook.rules.library`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .aggregates import binomial_sf, confidence
+from .api import Insight, Rule, RuleContext, format_duration, parse_duration
+
+__all__ = ["dag_step_failures", "knowledge_stall"]
+
+_NS = 1_000_000_000
+
+
+def _declare(target: Callable[..., Any], name: str, tables: tuple[str, ...], schedule: dict[str, Any],
+             params: dict[str, Any], detects: tuple[str, ...], doc: str | None, incremental: bool = True) -> Rule:
+    return Rule(target, name=name, tables=tables, detects=detects, params=params, description=doc,
+                incremental=incremental, **schedule)
+
+
+# -- knowledge and DAGs (plain rules: their windows are small) ------------------------------------------
+def knowledge_stall(*, period: Any = "5m", min_completed: int = 5, every: Any = "5m", pending: Any = 0,
+                    cooldown: Any = "1h", name: str = "knowledge_stall") -> Rule:
+    """Jobs complete (``total_processed`` grows) but ``knowledge_items`` does not, in ``period``.
+
+    Read from the dashboard metrics, whose counters the server keeps for the whole deployment.
+
+    Args:
+        period: the span over which both counters are compared.
+        min_completed: fewest jobs processed in ``period`` for a stall to mean something.
+        every, pending, cooldown, name: the rule's schedule.
+    """
+
+    def stall(ctx: RuleContext) -> Insight | None:
+        rows = ctx.rows("metrics")
+        if len(rows) < 2:
+            return None
+        processed = rows.column("total_processed")
+        items = rows.column("knowledge_items")
+        known = ~(np.isnan(processed) | np.isnan(items))
+        if known.sum() < 2:
+            return None
+        processed, items = processed[known], items[known]
+        done, grown = float(processed[-1] - processed[0]), float(items[-1] - items[0])
+        if done < min_completed or grown > 0:
+            return None
+        return Insight(
+            title="Knowledge Growth Stalled",
+            description=(f"{done:.0f} jobs were processed in the last {ctx.window} but the knowledge "
+                         f"base stayed at {items[-1]:.0f} items"),
+            type="anomaly",
+            confidence=round(min(0.99, 1 - 0.1 ** min(done, 10)), 2),
+            metadata={"metric": "knowledge_items", "change": "+0", "period": str(ctx.window)},
+            evidence={"processed": done, "knowledge_items": float(items[-1])},
+        )
+
+    return _declare(
+        stall, name, ("metrics",),
+        {"every": every, "window": period, "pending": pending, "cooldown": cooldown},
+        {"period": period, "min_completed": min_completed}, ("knowledge_stall",), knowledge_stall.__doc__,
+        incremental=False,
+    )
+
+
+_STEP_FAILING = frozenset({"failed", "up_for_retry"})
+
+
+def dag_step_failures(*, period: Any = "30m", baseline: Any = "2h", factor: float = 4.0, min_failures: int = 3,
+                      alpha: float = 1e-3, every: Any = "15m", pending: Any = 0, cooldown: Any = "1h",
+                      name: str = "dag_step_failures") -> Rule:
+    """Share of DAG steps failing (failed / up_for_retry, or retried) per DAG and step, against the baseline.
+
+    Reads the latest state of the steps updated in the window: a step counts as failing when it
+    is failed or up for retry, or was retried. Steps last updated in ``period`` are compared with
+    those last updated in the ``baseline`` before (binomial test per step of each DAG; the key
+    is the ``dag_id``).
+
+    Args:
+        period: the recent span.
+        baseline: the span before it that sets each step's usual failure share.
+        factor: how many times the usual share makes a spike.
+        min_failures: fewest failing steps worth a verdict.
+        alpha: the binomial tail probability below which the failures are not chance.
+        every, pending, cooldown, name: the rule's schedule.
+    """
+    p, b = parse_duration(period, "period"), parse_duration(baseline, "baseline")
+
+    def spike(ctx: RuleContext) -> list[Insight]:
+        rows = ctx.rows("dag_steps")
+        if not len(rows):
+            return []
+        failing = rows.isin("status", _STEP_FAILING) | (np.nan_to_num(rows.column("retry_count")) > 0)
+        recent = rows.times > ctx.now_ns - p
+        dags = rows.values("dag_id")
+        steps = rows.values("step_id")
+        tally: dict[tuple[Any, Any], list[int]] = {}
+        for dag, step, fail, new in zip(dags, steps, failing.tolist(), recent.tolist(), strict=True):
+            counts = tally.setdefault((dag, step), [0, 0, 0, 0])  # recent n, k; baseline n, k
+            index = 0 if new else 2
+            counts[index] += 1
+            counts[index + 1] += fail
+        worst: dict[Any, tuple[float, Any, list[int], float]] = {}
+        for (dag, step), (n, k, base_n, base_k) in tally.items():
+            if dag is None or k < min_failures:
+                continue
+            p0 = min(0.5, max(base_k / base_n if base_n else 0.0, 0.03))
+            if k / n < factor * p0:
+                continue
+            p_value = binomial_sf(k, n, p0)
+            if p_value < alpha and (dag not in worst or p_value < worst[dag][0]):
+                worst[dag] = (p_value, step, [n, k, base_n, base_k], p0)
+        out = []
+        for dag, (p_value, step, (n, k, base_n, _), p0) in worst.items():
+            out.append(Insight(
+                title="DAG Step Failure Spike",
+                description=(f"{k} of {n} {dag}.{step} steps failed or were retried in the last "
+                             f"{format_duration(p)}, against {p0:.1%} usually"),
+                type="alert",
+                confidence=confidence(p_value),
+                metadata={"metric": "step_failures", "dag_id": dag, "step_id": step, "period": format_duration(p)},
+                key=dag,
+                evidence={"failing_steps": k, "steps": n, "baseline_share": round(p0, 4),
+                          "baseline_steps": base_n, "p_value": p_value},
+            ))
+        return out
+
+    return _declare(
+        spike, name, ("dag_steps",),
+        {"every": every, "window": (p + b) / _NS, "pending": pending, "cooldown": cooldown},
+        {"period": period, "baseline": baseline, "factor": factor, "min_failures": min_failures, "alpha": alpha},
+        ("dag_step_failures",), dag_step_failures.__doc__, incremental=False,
+    )
