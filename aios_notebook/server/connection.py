@@ -5,8 +5,15 @@ The protocol decisions are the sans-I/O :class:`~aios_notebook.protocol.session.
 to the client, the shared stream and the connection's own replies alike, goes through one bounded
 ``deque`` drained by one writer task, so the order is kept and nobody awaits per client per event.
 
-A client that stops reading fills the socket, then the transport, then its queue: past
-``queue_limit`` frames it is cut off with close 1008, while the others carry on untouched.
+The queue holds complete WebSocket frames (``hub.text_frame``: the hub frames each event once for
+everybody), and the writer hands all that has gathered to the transport in one ``write``: one
+system call per client per batch instead of one per frame. aiohttp still owns the connection: it
+parses what the client sends, answers pings and performs the close handshake, and its own frames
+(pong, close) are written whole, so they never land inside one of ours. Compression is off on
+these sockets, so every frame is a plain text frame.
+
+A client that stops reading fills the socket, then the transport (``TRANSPORT_HIGH_WATER``), then
+its queue: past ``queue_limit`` frames it is cut off with close 1008, while the others carry on.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from ..protocol.session import (
     SubscriptionChanged,
 )
 from ..protocol.subscriptions import Subscriptions
+from .hub import text_frame
 
 if TYPE_CHECKING:
     from .simulator import Simulator
@@ -39,6 +47,8 @@ log = logging.getLogger(__name__)
 
 #: how long a close handshake may take before the transport is dropped
 CLOSE_TIMEOUT = 5.0
+#: bytes the transport may buffer for a client before its writer waits for the socket to drain
+TRANSPORT_HIGH_WATER = 1 << 20
 
 
 class Connection:
@@ -76,7 +86,7 @@ class Connection:
     def pump(self) -> None:
         """Move the session's own replies (connected, errors, pings ...) to the queue."""
         for text in self.session.data_to_send():
-            self.queue.append(text.encode())
+            self.queue.append(text_frame(text.encode()))
         self.flush()
 
     def flush(self) -> None:
@@ -151,11 +161,17 @@ class Connection:
 
     # -- the writer ----------------------------------------------------------------------------------
     async def _write_loop(self) -> None:
-        ws, queue, text = self.ws, self.queue, WSMsgType.TEXT
+        ws, queue, transport = self.ws, self.queue, self.transport
         try:
             while True:
-                while queue:
-                    await ws.send_frame(queue.popleft(), text)
+                if queue:
+                    if transport is None or transport.is_closing() or ws.closed:
+                        return  # the client went away; the handler notices and cleans up
+                    batch = b"".join(queue)  # nothing runs between these two lines
+                    queue.clear()
+                    transport.write(batch)
+                    await self._drained(transport)
+                    continue
                 if self._close is not None:
                     break
                 self._wake.clear()
@@ -166,8 +182,21 @@ class Connection:
                 raise
             return
         except (ConnectionError, RuntimeError):
-            return  # the client went away; the handler notices and cleans up
+            return
         await self._finish()
+
+    @staticmethod
+    async def _drained(transport: asyncio.BaseTransport) -> None:
+        """Wait while the transport holds more than ``TRANSPORT_HIGH_WATER`` bytes for the client.
+
+        Polled with a growing pause (1 to 16 ms): only clients that are behind ever wait here.
+        """
+        pause = 0.001
+        while transport.get_write_buffer_size() > TRANSPORT_HIGH_WATER:  # type: ignore[attr-defined]
+            if transport.is_closing():
+                return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.016)
 
     async def _finish(self) -> None:
         """Send the requested close frame; drop the transport if the client never answers."""

@@ -86,6 +86,7 @@ class Job:
         "run_id",
         "seg_start_ms",
         "source",
+        "started_text",
         "status",
         "step_end_frac",
         "step_total_ms",
@@ -105,6 +106,7 @@ class Job:
         self.document = document
         self.source = source  # "workload" or "upload"
         self.created_ms = now
+        self.started_text = iso_ms(now)  # formatted once: every status event repeats it
         self.attempt_ms = now
         self.updated_ms = now
         self.last_update_ms = now  # last processing_job_status (the stall check reads it)
@@ -156,7 +158,7 @@ class Job:
             "status": self.status,
             "progress": self.progress,
             "filename": self.document.filename,
-            "started_at": iso_ms(self.created_ms),
+            "started_at": self.started_text,
             "estimated_completion": _iso(eta_ms),
             "current_step": self.step.spec.step_id,
             "timestamp": stamp,
@@ -167,7 +169,7 @@ class Job:
             "dag_id": self.workflow.dag_id,
             "run_id": self.run_id,
             "status": self.dag_status,
-            "started_at": iso_ms(self.created_ms),
+            "started_at": self.started_text,
             "timestamp": stamp,
         }
 
@@ -222,6 +224,8 @@ class AgentState:
     """An agent of the pool: its status follows the tasks it runs."""
 
     __slots__ = (
+        "_duration_total",
+        "_successes",
         "active",
         "current_task",
         "durations",
@@ -245,6 +249,8 @@ class AgentState:
         self.tasks_started = 0
         self.durations: deque[float] = deque(maxlen=50)  # seconds, last 50 successful tasks
         self.outcomes: deque[bool] = deque(maxlen=50)
+        self._duration_total = 0.0  # running sums of the two windows, kept by record()
+        self._successes = 0
         self.errors: deque[int] = deque()  # times of recent agent_error events (analytics prunes)
         self.updated_ms = now
 
@@ -256,12 +262,26 @@ class AgentState:
     def name(self) -> str:
         return self.spec.name
 
+    def record(self, ok: bool, duration: float | None = None) -> None:
+        """A task attempt ended (``duration`` in seconds for a successful one)."""
+        outcomes = self.outcomes
+        if len(outcomes) == outcomes.maxlen:
+            self._successes -= outcomes[0]
+        outcomes.append(ok)
+        self._successes += ok
+        if duration is not None:
+            durations = self.durations
+            if len(durations) == durations.maxlen:
+                self._duration_total -= durations[0]
+            durations.append(duration)
+            self._duration_total += duration
+
     def performance(self) -> dict[str, Any]:
         durations, outcomes = self.durations, self.outcomes
         return {
             "tasks_completed": self.tasks_completed,
-            "average_processing_time": round(sum(durations) / len(durations), 1) if durations else 0.0,
-            "success_rate": round(100.0 * sum(outcomes) / len(outcomes), 1) if outcomes else 100.0,
+            "average_processing_time": round(self._duration_total / len(durations), 1) if durations else 0.0,
+            "success_rate": round(100.0 * self._successes / len(outcomes), 1) if outcomes else 100.0,
         }
 
     def status_event(self, stamp: str) -> dict[str, Any]:

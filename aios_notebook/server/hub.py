@@ -2,19 +2,22 @@
 
 Fan-out is the server's hot path, so it does as little per client as it can:
 
-- each event is encoded once (the frame does not depend on who receives it) and kept as bytes;
+- each event is encoded once, JSON and WebSocket framing included (a server's frames are not
+  masked, so the bytes on the wire do not depend on who receives them);
 - connections are grouped by ``Subscriptions.signature()``: a group's filters are checked once
   per event, then the frame is appended to every member's send queue (a plain ``deque``);
 - a routing table (event name -> groups that may want it) is rebuilt only when someone joins,
   leaves or changes subscriptions, so an event meets only the groups subscribed to its type;
 - nothing awaits per client per event: after a batch each connection with frames waiting is woken
-  once, and its writer task sends what has gathered (see ``connection.py``).
+  once, and its writer task writes what has gathered in one ``transport.write`` (see
+  ``connection.py``).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import struct
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -22,18 +25,33 @@ from typing import Any, Protocol
 from ..protocol.models import SUBSCRIPTION_TYPES
 from ..protocol.subscriptions import Subscriptions
 
-__all__ = ["Hub", "Member", "encode_frame"]
+__all__ = ["Hub", "Member", "encode_frame", "text_frame"]
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))  # one instance: json.dumps(**kw) rebuilds it per call
 _DAG_EVENTS = SUBSCRIPTION_TYPES["dags"]
 
 
 def encode_frame(event: str, data: dict[str, Any], seq: int | None = None) -> bytes:
-    """The text frame of one message, as UTF-8 bytes (the form the writers send)."""
+    """The JSON text of one message, as UTF-8 bytes."""
     message: dict[str, Any] = {"event": event, "data": data}
     if seq is not None:
         message["seq"] = seq
     return _ENCODER.encode(message).encode()
+
+
+_SHORT = struct.Struct("!BB")
+_MEDIUM = struct.Struct("!BBH")
+_LONG = struct.Struct("!BBQ")
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A complete unmasked WebSocket text frame (RFC 6455 section 5.2: FIN, opcode 1) of ``payload``."""
+    size = len(payload)
+    if size < 126:
+        return _SHORT.pack(0x81, size) + payload
+    if size < 65536:
+        return _MEDIUM.pack(0x81, 126, size) + payload
+    return _LONG.pack(0x81, 127, size) + payload
 
 
 class Member(Protocol):
@@ -46,7 +64,7 @@ class Member(Protocol):
         """Frames were queued: wake the writer (or cut the connection off if it is too far behind)."""
 
 
-#: (seq, event, data.run_id, data.agent_id, frame): what resync needs to filter and resend
+#: (seq, event, data.run_id, data.agent_id, wire frame): what resync needs to filter and resend
 ReplayEntry = tuple[int, str, Any, Any, bytes]
 
 
@@ -116,7 +134,7 @@ class Hub:
         delivered = 0
         for _, event, data in events:
             seq += 1
-            frame = encode({"event": event, "data": data, "seq": seq}).encode()
+            frame = text_frame(encode({"event": event, "data": data, "seq": seq}).encode())
             remember((seq, event, data.get("run_id"), data.get("agent_id"), frame))
             for matcher, queues in routes.get(event, ()):
                 if matcher is None or matcher.matches(event, data):

@@ -148,7 +148,7 @@ class Incidents:
     def _task_error(self, job: Job, token: int, agent: AgentState) -> None:
         if token != job.token:
             return
-        agent.outcomes.append(False)  # the attempt failed; the agent retries it internally
+        agent.record(False)  # the attempt failed; the agent retries it internally
         self.workload.agent_error(agent, "Connection timeout to language model; retrying", "warning",
                                   True, [job.job_id])
 

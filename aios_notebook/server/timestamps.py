@@ -28,13 +28,23 @@ def _prefix(day: int) -> str:
     return prefix
 
 
+_second_text: dict[int, str] = {}
+
+
 def iso_ms(ms: int) -> str:
     """Epoch milliseconds -> ``2026-01-05T14:03:07.250Z``."""
-    day, rest = divmod(ms, DAY_MS)
-    seconds, milli = divmod(rest, 1000)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    return f"{_prefix(day)}{hours:02d}:{minutes:02d}:{seconds:02d}.{milli:03d}Z"
+    second, milli = divmod(ms, 1000)
+    text = _second_text.get(second)
+    if text is None:
+        # events cluster in time, so most seconds are formatted many times: remember recent ones
+        day, rest = divmod(second, 86_400)
+        hours, rest = divmod(rest, 3600)
+        minutes, seconds = divmod(rest, 60)
+        text = f"{_prefix(day)}{hours:02d}:{minutes:02d}:{seconds:02d}"
+        if len(_second_text) > 8192:
+            _second_text.clear()
+        _second_text[second] = text
+    return f"{text}.{milli:03d}Z"
 
 
 def run_id_ms(us: int) -> str:

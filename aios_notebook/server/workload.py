@@ -538,12 +538,11 @@ class Workload:
         agent.active.pop(job.job_id, None)
         job.agent = None
         stamp = self.stamp()
-        agent.outcomes.append(ok)
         if ok:
             spec: StepSpec = job.step.spec
             duration = (self.now_ms - (job.step.start_ms or self.now_ms)) / 1000
             agent.tasks_completed += 1
-            agent.durations.append(duration)
+            agent.record(True, duration)
             self._task_seq += 1
             self.emit("agent_task_completed", {
                 "agent_id": agent.agent_id, "task_id": f"task-{self._task_seq}", "job_id": job.job_id,
@@ -552,6 +551,8 @@ class Workload:
                            "confidence": round(self.rng.uniform(0.78, 0.99), 2)},
                 "timestamp": stamp,
             })
+        else:
+            agent.record(False)
         if agent.status != "offline":
             if agent.active:
                 other, description = next(reversed(agent.active.values()))
