@@ -207,6 +207,15 @@ class FaultyServer:
 
         self._call(freeze)
 
+    def renumber(self) -> None:
+        """Act as a new server process: the stream numbers from 1 again, the replay buffer is empty."""
+
+        def reset() -> None:
+            self._seq = 0
+            self.buffer.clear()
+
+        self._call(reset)
+
     def pause_stream(self) -> None:
         self._streaming = False
 

@@ -212,3 +212,27 @@ def test_stop_and_start_again_resumes_with_resync() -> None:
                 server.messages("resync")[-1].data["since_seq"] <= stopped_at
         finally:
             client.stop()
+
+
+def test_a_new_server_process_numbering_from_one_again_is_followed_with_a_gap() -> None:
+    with FaultyServer(rate=200) as server:
+        client = AIOSClient(server.url, server.token, **FAST_CLIENT).start()
+        try:
+            client.wait_for(lambda s: len(stream_seqs(s)) >= 100, timeout=10)
+            old_last = max(stream_seqs(client.store))
+            server.pause_stream()
+            server.renumber()
+            server.restart()
+            server.resume_stream()
+            # without the check, every new event (seq 1, 2 ...) would be dropped as already seen
+            client.wait_for(lambda _s: len(client.store.gaps) == 1, timeout=10)
+            received = client.stats.events_received
+            client.wait_for(lambda _s: client.stats.events_received > received + 50, timeout=10)
+            assert "restarted its numbering" in client.store.gaps["reason"].iloc[0]
+            assert client.stats.duplicates == 0
+            # the new numbering's events are in the store beside the old ones with the same seqs
+            seqs = stream_seqs(client.store)
+            assert len(seqs) > len(set(seqs)) and min(seqs[-50:]) < old_last
+        finally:
+            client.stop()
+

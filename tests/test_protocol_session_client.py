@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 
 from aios_notebook.protocol import encode
-from aios_notebook.protocol.session import ClientSession, Delivered, GapDetected, ResyncFinished
+from aios_notebook.protocol.session import (
+    ClientSession,
+    Delivered,
+    Duplicate,
+    GapDetected,
+    ResyncFinished,
+)
 
 
 def _connected() -> str:
@@ -73,3 +79,28 @@ def test_skip_resync_makes_the_next_reconnect_a_gap() -> None:
     session.connection_opened("t")
     session.receive(_connected())
     assert _resync_since(session) == 30
+
+
+def test_a_server_that_restarts_its_numbering_is_not_taken_for_duplicates() -> None:
+    session = ClientSession()
+    session.subscribe(["agents"])
+    session.connection_opened("t")
+    session.receive(_connected())
+    for seq in range(1, 501):
+        session.receive(_event(seq))
+    session.connection_closed(1001)
+    # a new server process: its stream starts again from seq 1
+    session.connection_opened("t")
+    session.receive(_connected())
+    assert _resync_since(session) == 500
+    session.receive(encode("resync_complete", {"from_seq": 501, "to_seq": 3, "replayed": 0, "complete": True}))
+    first = session.receive(_event(4))
+    assert [type(e).__name__ for e in first] == ["GapDetected", "Delivered"]
+    assert "restarted its numbering" in first[0].reason
+    assert all(isinstance(session.receive(_event(s))[0], Delivered) for s in (5, 6))
+    assert isinstance(session.receive(_event(6))[0], Duplicate)  # de-duplication goes on in the new numbering
+    assert session.last_seq == 6
+    session.connection_closed(1006)
+    session.connection_opened("t")
+    session.receive(_connected())
+    assert _resync_since(session) == 6

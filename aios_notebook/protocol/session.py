@@ -209,6 +209,7 @@ class ClientSession:
         self._resync_requested_from: int | None = None
         self._unfinished_resync: int | None = None  # since_seq of a replay cut short by a disconnect
         self._skip_resync: str | None = None  # why the next connection must not ask for a resync
+        self._check_numbering = False  # the first seq of a new connection tells if the server restarted
 
     # -- what the user asks for -------------------------------------------------------------
     def subscribe(self, types: Iterable[str], filters: Mapping[str, Any] | Filters | None = None) -> list[str]:
@@ -265,6 +266,7 @@ class ClientSession:
         self._resync_requested_from = None
         # the resync (or the gap) is decided when the server says what it can do
         self._awaiting_capabilities = reconnect
+        self._check_numbering = reconnect
 
     def connection_closed(self, code: int | None = None, reason: str = "") -> list[ClientEvent]:
         """The socket closed. Returns AuthFailed for close 4401."""
@@ -326,6 +328,18 @@ class ClientSession:
             self._awaiting_capabilities = False
             self._start_gap("reconnected to a server without resync")
         seq = message.seq
+        if seq is not None and self._check_numbering and message.event in STREAM_EVENTS:
+            self._check_numbering = False
+            resume = self._resync_requested_from if self._resync_requested_from is not None else self.last_seq
+            if resume is not None and seq <= resume:
+                # on a new connection the stream can only go on past what we had: a seq at or below it
+                # means a new server process numbering from 1 again, whose events would all look seen
+                self._seen.clear()
+                self._seen_order.clear()
+                self._seen_floor = -1
+                self._unfinished_resync = None
+                self._start_gap(f"the server restarted its numbering (seq {seq} after {self.last_seq})")
+                self.last_seq = None
         if seq is not None:
             if seq <= self._seen_floor or seq in self._seen:
                 events.append(Duplicate(decoded))
