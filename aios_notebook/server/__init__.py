@@ -4,7 +4,8 @@ Layers, bottom up (each module says more):
 
 - ``catalog``, ``content``: the static cast (workflows, agents, topics, error texts) and texts;
 - ``scenarios``, ``incidents``: the anomalies, their windows and labels, their effects;
-- ``entities``, ``analytics``, ``workload``: the discrete-event simulation on a simulated clock;
+- ``entities``, ``agents``, ``analytics``, ``workload``: the discrete-event simulation on a
+  simulated clock;
   ``workload.generate(seed, scenario, hours)`` gives its events offline, without sockets;
 - ``hub``: global ``seq``, the replay buffer and fan-out; ``connection``: one client's
   :class:`~aios_notebook.protocol.session.ServerSession` (the protocol rules shared with the

@@ -149,7 +149,7 @@ class Incidents:
         if token != job.token:
             return
         agent.record(False)  # the attempt failed; the agent retries it internally
-        self.workload.agent_error(agent, "Connection timeout to language model; retrying", "warning",
+        self.workload.staff.error(agent, "Connection timeout to language model; retrying", "warning",
                                   True, [job.job_id])
 
     def _next_stream_error(self, window: Window) -> None:
@@ -167,14 +167,14 @@ class Incidents:
             ("Language model latency above 20 s", "warning"),
             ("Connection pool to the language model exhausted", "error"),
         ))
-        workload.agent_error(agent, text, severity, True, list(agent.active))
+        workload.staff.error(agent, text, severity, True, list(agent.active))
 
     # -- agents -----------------------------------------------------------------------------
     def _outage_begins(self, agent_id: str) -> None:
         workload = self.workload
         agent = workload.agents[agent_id]
         moving = list(agent.active.values())
-        workload.agent_error(agent, "Agent heartbeat lost: marked offline", "critical", False,
+        workload.staff.error(agent, "Agent heartbeat lost: marked offline", "critical", False,
                              [job.job_id for job, _ in moving])
         agent.status = "offline"
         agent.current_task = None
@@ -186,11 +186,11 @@ class Incidents:
             fraction = workload.fraction(job)
             agent.active.pop(job.job_id, None)
             job.agent = None
-            peer = workload.pick_agent(agent.spec.kind)
+            peer = workload.staff.pick(agent.spec.kind)
             if peer is None:
                 workload.hold(job, workload.now_ms + HOUR_MS)
                 continue
-            workload.assign(peer, job)
+            workload.staff.assign(peer, job)
             workload.plan(job, fraction)
 
     # -- knowledge --------------------------------------------------------------------------

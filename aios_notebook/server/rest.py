@@ -158,7 +158,13 @@ async def knowledge_item(request: web.Request) -> web.Response:
 
 async def dashboard(request: web.Request) -> web.Response:
     workload = request.app[SIMULATOR].workload
-    metrics = dict(workload.metrics or workload.analytics.metrics(workload.now_ms, 0))
+    if workload.metrics is not None:
+        metrics = dict(workload.metrics)
+    else:  # before the first update (30 simulated seconds in): an empty deployment
+        names = ("total_processed", "processing_time", "success_rate", "active_agents", "knowledge_items")
+        metrics = {name: 0 for name in names}
+        metrics.update(processing_time=0.0, success_rate=100.0, changes={name: "+0" for name in names},
+                       timestamp=workload.stamp())
     metrics["server_time"] = workload.stamp()
     metrics["recent_activity"] = list(reversed(workload.recent_activity))
     return _json(metrics)

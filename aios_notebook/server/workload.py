@@ -17,8 +17,8 @@ What happens (``catalog.py`` has the workflows, agents and texts; ``scenarios.py
   (processing_job_failed, the ``error`` event with code processing_error, dag_run_status failed);
   retryable failures come back 2-10 minutes later on the same run. A step may also fail
   transiently (up_for_retry) and be retried by the DAG 30-90 s later.
-- Agents take steps from their pool (the least busy online agent); their status, current task,
-  progress and performance follow the work. Rare agent_error events (1.5 an hour in all).
+- Agents take steps from their pool (``agents.py``: the least busy online agent); their status,
+  current task, progress and performance follow the work. Rare agent_error events (1.5 an hour).
 - 90 % of completed jobs create a knowledge item; a quarter of those are updated later.
 - dashboard_metrics_update every 30 s and insight_generated from ``analytics.py``.
 
@@ -37,16 +37,10 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .agents import AgentPool
 from .analytics import Analytics
-from .catalog import AGENTS, JOB_TYPE_WEIGHTS, STEP_ERRORS, WORKFLOWS, StepSpec
-from .content import (
-    agent_summary,
-    clean_filename,
-    document_for_upload,
-    job_result,
-    new_document,
-    task_description,
-)
+from .catalog import JOB_TYPE_WEIGHTS, STEP_ERRORS, WORKFLOWS
+from .content import clean_filename, document_for_upload, job_result, new_document
 from .entities import AgentState, Job, KnowledgeItem, StepState
 from .incidents import Incidents
 from .scenarios import Scenario, Window, get_scenario
@@ -64,7 +58,6 @@ JOB_FAILURE_RATE = 0.03  # share of job attempts that fail outside anomalies
 STEP_RETRY_HAZARD = 0.004  # chance that a step attempt fails transiently (up_for_retry)
 MAX_STEP_RETRIES = 3
 MAX_JOB_RETRIES = 3
-AGENT_ERRORS_PER_HOUR = 1.5
 KNOWLEDGE_PROBABILITY = 0.9
 KNOWLEDGE_UPDATE_PROBABILITY = 0.25
 TICK_MS = 30_000  # a running job reports progress about this often
@@ -73,15 +66,6 @@ DURATION_SIGMA = 0.35  # log-normal spread of step durations
 METRICS_EVERY_MS = 30_000
 DETECT_EVERY_MS = 5 * MINUTE_MS
 _KNOWLEDGE_TYPE = {"pdf": "document", "audio": "transcript", "url": "article"}
-#: agent pool -> the step whose error texts its background errors borrow
-_KIND_STEP = {
-    "analysis": "analysis",
-    "summarization": "summarization",
-    "ingestion": "fetch",
-    "extraction": "text_extraction",
-    "transcription": "transcription",
-    "indexing": "indexing",
-}
 
 
 class Workload:
@@ -121,10 +105,8 @@ class Workload:
         self._keep_runs = keep_runs
         self._keep_items = keep_items
         # state (read by the REST layer)
-        self.agents: dict[str, AgentState] = {s.agent_id: AgentState(s, self.now_ms) for s in AGENTS}
-        self.pools: dict[str, list[AgentState]] = {}
-        for agent in self.agents.values():
-            self.pools.setdefault(agent.spec.kind, []).append(agent)
+        self.staff = AgentPool(self)
+        self.agents: dict[str, AgentState] = self.staff.agents
         self.active: dict[str, Job] = {}
         self.runs: OrderedDict[str, Job] = OrderedDict()
         self.run_of_job: dict[str, str] = {}
@@ -134,7 +116,6 @@ class Workload:
         self.recent_activity: deque[dict[str, Any]] = deque(maxlen=20)
         self.window: Window | None = None
         self._job_seq = 10_000
-        self._task_seq = 0
         self._item_seq = 0
         self._last_run_us = 0
         self._prepare_workflows()
@@ -224,7 +205,7 @@ class Workload:
         self.at(self.now_ms + DETECT_EVERY_MS, self._detect_tick)
         self.at(self.now_ms + HOUR_MS, self._hourly_tick)
         self.at(self.now_ms + 45 * MINUTE_MS, self._pattern_tick)
-        self._next_agent_error()
+        self.staff.schedule_background_errors()
         self.incidents.schedule_first()
 
     # -- arrivals ---------------------------------------------------------------------------
@@ -300,7 +281,7 @@ class Workload:
         spec = step.spec
         agent = None
         if spec.agent_kind is not None:
-            agent = self.pick_agent(spec.agent_kind)
+            agent = self.staff.pick(spec.agent_kind)
             if agent is None:  # the whole pool is offline: try again shortly
                 job.token += 1
                 self.at(self.now_ms + 30_000, self._begin_step, job, job.token)
@@ -326,7 +307,7 @@ class Workload:
         self.emit("dag_run_progress", job.dag_progress_event(stamp))
         self._report(job, 0.0)
         if agent is not None:
-            self.assign(agent, job)
+            self.staff.assign(agent, job)
         hold = self.incidents.hold_until(job, spec)
         if hold is not None:
             job.frac_at = 0.0
@@ -416,7 +397,7 @@ class Workload:
             step.status = "success"
             self.emit("step_status", step.event(job, stamp))
             if agent is not None:
-                self.release(agent, job, True)
+                self.staff.release(agent, job, True)
             job.index += 1
             if job.index >= len(job.steps):
                 job.index = len(job.steps) - 1
@@ -429,7 +410,7 @@ class Workload:
         step.error = text
         self.emit("step_status", step.event(job, stamp))
         if agent is not None:
-            self.release(agent, job, False)
+            self.staff.release(agent, job, False)
         self.emit("dag_run_progress", job.dag_progress_event(stamp))
         self.analytics.step_failure(self.now_ms, job.workflow.dag_id)
         job.token += 1
@@ -509,83 +490,6 @@ class Workload:
     def _activity(self, event: str, job: Job, description: str) -> None:
         self.recent_activity.append({"timestamp": self.stamp(), "event": event, "job_id": job.job_id,
                                      "run_id": job.run_id, "description": description})
-
-    # -- agents -----------------------------------------------------------------------------
-    def pick_agent(self, kind: str) -> AgentState | None:
-        """The least busy online agent of a pool (ties: the one that started fewer tasks)."""
-        best = None
-        for agent in self.pools.get(kind, ()):
-            if agent.status == "offline":
-                continue
-            if best is None or (len(agent.active), agent.tasks_started) < (len(best.active), best.tasks_started):
-                best = agent
-        return best
-
-    def assign(self, agent: AgentState, job: Job) -> None:
-        """Give the job's current step to ``agent``: it reports itself working on it."""
-        description = task_description(job.step.spec.step_id, job.type, job.document)
-        agent.active[job.job_id] = (job, description)
-        agent.tasks_started += 1
-        agent.status = "working"
-        agent.current_task = description
-        agent.progress = 0.0
-        agent.updated_ms = self.now_ms
-        job.agent = agent
-        self.emit("agent_status_update", agent.status_event(self.stamp()))
-
-    def release(self, agent: AgentState, job: Job, ok: bool, report: bool = True) -> None:
-        """The agent is done with the job's step (``ok``: it succeeded)."""
-        agent.active.pop(job.job_id, None)
-        job.agent = None
-        stamp = self.stamp()
-        if ok:
-            spec: StepSpec = job.step.spec
-            duration = (self.now_ms - (job.step.start_ms or self.now_ms)) / 1000
-            agent.tasks_completed += 1
-            agent.record(True, duration)
-            self._task_seq += 1
-            self.emit("agent_task_completed", {
-                "agent_id": agent.agent_id, "task_id": f"task-{self._task_seq}", "job_id": job.job_id,
-                "task_type": spec.task_type, "duration": round(duration, 1),
-                "result": {"summary": agent_summary(spec.step_id, job.document),
-                           "confidence": round(self.rng.uniform(0.78, 0.99), 2)},
-                "timestamp": stamp,
-            })
-        else:
-            agent.record(False)
-        if agent.status != "offline":
-            if agent.active:
-                other, description = next(reversed(agent.active.values()))
-                agent.current_task = description
-                agent.progress = round(100 * self.fraction(other), 1)
-            else:
-                agent.status = "idle"
-                agent.current_task = None
-                agent.progress = 0.0
-        agent.updated_ms = self.now_ms
-        if report:
-            self.emit("agent_status_update", agent.status_event(stamp))
-
-    def agent_error(self, agent: AgentState, text: str, severity: str, can_retry: bool,
-                    affected: list[str]) -> None:
-        agent.errors.append(self.now_ms)
-        self.emit("agent_error", {
-            "agent_id": agent.agent_id, "error": text, "severity": severity, "can_retry": can_retry,
-            "affected_jobs": affected, "timestamp": self.stamp(),
-        })
-
-    def _next_agent_error(self) -> None:
-        gap = self.rng.expovariate(AGENT_ERRORS_PER_HOUR / HOUR_MS)
-        self.at(self.now_ms + 1 + int(gap), self._background_agent_error)
-
-    def _background_agent_error(self) -> None:
-        self._next_agent_error()
-        agent = self.rng.choice(list(self.agents.values()))
-        if agent.status == "offline":
-            return
-        text, _, retryable = self.rng.choice(STEP_ERRORS[_KIND_STEP[agent.spec.kind]])
-        severity = "warning" if self.rng.random() < 0.8 else "error"
-        self.agent_error(agent, text, severity, retryable, list(agent.active))
 
     # -- knowledge --------------------------------------------------------------------------
     def _create_item(self, job: Job) -> None:
