@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,10 +120,11 @@ def test_duplicates_malformed_and_binary_frames_load_as_live_took_them(tmp_path:
             seen = set(client.store.job_events["seq"].dropna().astype(int).head(3))
             for seq, event, data in [entry for entry in server.log if entry[0] in seen]:
                 server.send_raw(encode(event, data, seq))  # an event received before: a duplicate
+                server.send_raw(json.dumps({"seq": seq, "data": data, "event": event}))  # keys in another order
             server.send_raw("not json {")
             server.send_raw(b"\x00\x01 binary")
             server.send_raw('{"event": "processing_job_status", "data": {"job_id": 7, "status": []}}')
-            client.wait_for(lambda store: client.stats.duplicates >= 3 and client.stats.malformed >= 3, timeout=30)
+            client.wait_for(lambda store: client.stats.duplicates >= 6 and client.stats.malformed >= 3, timeout=30)
             client.wait_for(lambda store: len(store.job_events) >= 150, timeout=30)
         finally:
             client.stop()

@@ -8,7 +8,7 @@ same ``ClientSession``, the recorded receive times standing in for the clock.
 
 Most recordings are one connection: one ``connected`` frame first, seqs rising, no resync. There
 the session has nothing to do but deliver, so the frames go to the store in large batches
-(``EventStore.ingest_frames``, the store's own parser) after a vectorised check of each batch.
+(``EventStore.ingest_frames``, the store's own parser) after a quick scan of each batch.
 When a batch shows a reconnect, a resync or a seq out of order, the load starts again with the
 session reading every frame (at most the work done so far is repeated).
 
@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..protocol.codec import parse_timestamp
 from ..protocol.session import ClientSession, Duplicate, GapDetected
@@ -35,10 +34,7 @@ from .reader import FrameBatch, OnError, RecordingReader
 
 __all__ = ["load_into", "load_store"]
 
-_EVENT = r'^\s*\{\s*"event"\s*:\s*"(?P<event>[A-Za-z0-9_]+)"'
-_SEQ_LAST = r'"seq"\s*:\s*(?P<seq>[0-9]{1,18})\s*\}\s*$'  # where the protocol's encoder puts it
 _SESSION_EVENTS = ("connected", "resync_complete")
-_MENTION = '"(connected|resync_complete)"'
 _CHUNK = 65_536  # frames per store batch on the exact path
 _TS = pa.timestamp("ns", tz="UTC")
 
@@ -109,38 +105,33 @@ def _receive_ns(batch: FrameBatch, reader: RecordingReader) -> np.ndarray:
     return times
 
 
-def _text_array(frames: list[str | bytes]) -> pa.Array:
-    try:
-        return pa.array(frames, pa.string())
-    except (pa.ArrowTypeError, pa.ArrowInvalid):  # binary frames: scanned as text, stored as sent
-        return pa.array([f.decode("utf-8", "replace") if isinstance(f, bytes) else f for f in frames], pa.string())
-
-
-def _top_level_seq(frame: str) -> int | None:
+def _top_level(frame: str) -> dict[str, Any]:
     try:
         obj = json.loads(frame)
-    except ValueError:
+    except (ValueError, RecursionError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _seq_of(frame: str) -> int | None:
+    """The frame's top-level seq, as the session reads it (None when it has none)."""
+    at = frame.rfind('"seq"')
+    if at < 0:
         return None
-    seq = obj.get("seq") if isinstance(obj, dict) else None
+    # where the protocol's encoders put it: ..."seq":N} at the very end
+    tail = frame[at + 5 :].lstrip()
+    if tail.startswith(":"):
+        rest = tail[1:].strip()
+        if rest.endswith("}"):
+            number = rest[:-1].rstrip()
+            if number.isascii() and number.isdigit():
+                return int(number)
+    seq = _top_level(frame).get("seq")  # anywhere else: read the frame properly
     return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
 
 
-def _top_level_event(frame: str) -> str | None:
-    try:
-        obj = json.loads(frame)
-    except ValueError:
-        return None
-    event = obj.get("event") if isinstance(obj, dict) else None
-    return event if isinstance(event, str) else None
-
-
-def _group(matches: pa.StructArray, name: str) -> pa.Array:
-    """A regex group per row, null where the row did not match (the struct's children do not say)."""
-    return pc.if_else(matches.is_valid(), matches.field(name), pa.scalar(None, pa.string()))
-
-
 class _Check:
-    """What the session would do with a recording, checked a batch at a time, vectorised."""
+    """Whether the session would do anything but deliver a recording's frames, a batch at a time."""
 
     def __init__(self) -> None:
         self.last_seq = -1
@@ -151,32 +142,22 @@ class _Check:
         self.frames = 0
 
     def batch(self, frames: list[str | bytes]) -> None:
-        """Raise _NeedsSession unless the session would only deliver these frames."""
-        texts = _text_array(frames)
-        events = _group(pc.extract_regex(texts, _EVENT), "event")
-        session = pc.is_in(events, pa.array(_SESSION_EVENTS)).fill_null(False)
-        # a session event written with its keys in another order still counts
-        odd = pc.and_(pc.match_substring_regex(texts, _MENTION), pc.is_null(events))
-        for index in np.flatnonzero(odd.to_numpy(zero_copy_only=False)):
-            if _top_level_event(texts[int(index)].as_py()) in _SESSION_EVENTS:
-                raise _NeedsSession
-        positions = np.flatnonzero(session.to_numpy(zero_copy_only=False))
-        if len(positions):
-            # only the connection's own `connected`, as the recording's very first frame
-            if len(positions) > 1 or self.frames + int(positions[0]) != 0:
-                raise _NeedsSession
-            if events[int(positions[0])].as_py() != "connected":
-                raise _NeedsSession
-        seqs = _group(pc.extract_regex(texts, _SEQ_LAST), "seq").cast(pa.int64()).fill_null(-1).to_numpy().copy()
-        elsewhere = pc.and_(pc.match_substring(texts, '"seq"'), pc.equal(seqs, -1)).to_numpy(zero_copy_only=False)
-        for index in np.flatnonzero(elsewhere):
-            seq = _top_level_seq(texts[int(index)].as_py())
-            seqs[index] = -1 if seq is None else seq
-        present = seqs[seqs >= 0]
-        if len(present):
-            if present[0] <= self.last_seq or (len(present) > 1 and (np.diff(present) <= 0).any()):
-                raise _NeedsSession  # a duplicate, or a replay: the session decides
-            self.last_seq = int(present[-1])
+        """Raise _NeedsSession for a reconnect, a resync, or a seq that does not rise."""
+        last = self.last_seq
+        for index, frame in enumerate(frames):
+            if isinstance(frame, bytes):  # the session reads binary frames that hold UTF-8 JSON
+                frame = frame.decode("utf-8", "replace")
+            if '"connected"' in frame or '"resync_complete"' in frame:
+                event = _top_level(frame).get("event")
+                # a session event other than the connection's own `connected` as the very first frame
+                if event in _SESSION_EVENTS and (event != "connected" or self.frames + index != 0):
+                    raise _NeedsSession
+            seq = _seq_of(frame)
+            if seq is not None:
+                if seq <= last:
+                    raise _NeedsSession  # a duplicate or a replay: the session decides
+                last = seq
+        self.last_seq = last
         self.frames += len(frames)
 
 
@@ -192,7 +173,7 @@ def _load_fast(store: Any, reader: RecordingReader) -> None:
 def _is_connected(frame: str | bytes) -> bool:
     if isinstance(frame, bytes) or '"connected"' not in frame:
         return False
-    return _top_level_event(frame) == "connected"
+    return _top_level(frame).get("event") == "connected"
 
 
 def _load_exact(store: Any, reader: RecordingReader) -> None:

@@ -1,0 +1,108 @@
+"""Loading recordings: ``EventStore.load`` from JSONL (and .gz), against its parts, in one run.
+
+The reference workload's events (offline ``generate``, each with a seq, as the server sends
+them) are written as a recording, then read back:
+
+- ``json.loads`` of every frame: what parsing each frame once costs on this machine (a yardstick);
+- the reader alone (``RecordingReader``: lines -> frames and receive times);
+- the store alone (``EventStore.ingest_frames`` of the same frames in large batches);
+- ``EventStore.load`` end to end (reader + the check that the fast path is exact + store), from
+  JSONL and from gzip;
+- the exact path (every frame through the protocol session, as for recordings with reconnects).
+
+Each is the best of ``--rounds`` runs. The target is 300,000 frames/s from JSONL.
+Run: ``.venv/bin/python benchmarks/load.py [--hours H] [--rounds N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+import pyarrow as pa
+
+from aios_notebook.protocol.codec import encode
+from aios_notebook.recording import RecordingReader, RecordingWriter
+from aios_notebook.recording.load import load_into
+from aios_notebook.server.workload import generate
+from aios_notebook.store import EventStore
+
+TARGET = 300_000
+
+
+def _best(rounds: int, run: Callable[[], object]) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hours", type=float, default=48.0, help="simulated hours recorded (default 48)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each measurement; the best counts")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="aios-load-bench-") as folder:
+        frames: list[str] = []
+        times: list[float] = []
+        for seq, (moment, event, data) in enumerate(generate(hours=args.hours), start=1):
+            frames.append(encode(event, data, seq))
+            times.append(moment)
+        plain, packed = Path(folder) / "rec.jsonl", Path(folder) / "rec.jsonl.gz"
+        for path in (plain, packed):
+            with RecordingWriter(path, flush_interval=None) as writer:
+                for frame, moment in zip(frames, times, strict=True):
+                    writer.write(frame, moment)
+        count = len(frames)
+        size = plain.stat().st_size
+        print(f"recording: {count:,} frames, {size / 1e6:.1f} MB JSONL, {packed.stat().st_size / 1e6:.1f} MB gzip "
+              f"({args.hours:g} simulated hours)")
+
+        received = np.array([int(t * 1e9) for t in times], np.int64)
+        results: dict[str, float] = {}
+        results["json.loads of every frame"] = _best(args.rounds, lambda: [json.loads(f) for f in frames])
+        results["reader alone (JSONL)"] = _best(args.rounds, lambda: sum(len(b) for b in RecordingReader(plain).batches()))
+
+        def store_alone() -> None:
+            store = EventStore(background=False)
+            for start in range(0, count, 65_536):
+                store.ingest_frames(frames[start:start + 65_536], received[start:start + 65_536])
+            store.close()
+
+        results["store alone (ingest_frames)"] = _best(args.rounds, store_alone)
+        loaded: list[EventStore] = []
+        results["EventStore.load (JSONL)"] = _best(args.rounds, lambda: loaded.append(EventStore.load(plain)))
+        results["EventStore.load (gzip)"] = _best(args.rounds, lambda: EventStore.load(packed).close())
+        results["exact path (session per frame)"] = _best(
+            1, lambda: load_into(EventStore(background=False), plain).close())
+        assert loaded[-1].frames == count
+
+        # the receive times as the loader converts them: a sanity check that they are not the cost
+        texts = [f.received_at for f in RecordingReader(plain)]
+        results["receive times -> ns (Arrow)"] = _best(
+            args.rounds, lambda: pa.array(texts, pa.string()).cast(pa.timestamp("ns", tz="UTC")))
+
+    width = max(map(len, results))
+    print(f"{'':{width}}  {'frames/s':>12}  {'x json.loads':>12}  {'x target':>9}")
+    yardstick = count / results["json.loads of every frame"]
+    for name, seconds in results.items():
+        rate = count / seconds
+        print(f"{name:{width}}  {rate:>12,.0f}  {rate / yardstick:>12.2f}  {rate / TARGET:>9.2f}")
+    load_s = results["EventStore.load (JSONL)"]
+    print(f"of EventStore.load (JSONL): reader {results['reader alone (JSONL)'] / load_s:.0%}, "
+          f"store {results['store alone (ingest_frames)'] / load_s:.0%}, the rest is the fast-path check")
+
+
+if __name__ == "__main__":
+    main()
