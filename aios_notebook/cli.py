@@ -119,6 +119,22 @@ def _run_report(args: argparse.Namespace) -> int:
     return run_report(args)
 
 
+def _add_backtest(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("backtest", help="evaluate insight rules on a recording, as they would have run live")
+    p.add_argument("rules", metavar="RULES.py",
+                   help="a Python file defining rules (@rule, or a RULES list); 'builtins' for the built-in library")
+    p.add_argument("--log", required=True, metavar="FILE", help="the recording (JSONL, .gz, or a glob of parts)")
+    p.add_argument("--labels", default=None, metavar="FILE", help="ground-truth labels (JSON): print the scores")
+    p.add_argument("-o", "--output", default=None, metavar="FILE", help="write the firings here (CSV)")
+    p.set_defaults(run=_run_backtest)
+
+
+def _run_backtest(args: argparse.Namespace) -> int:
+    from .rules.command import run_backtest
+
+    return run_backtest(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``aios-notebook`` command."""
     parser = argparse.ArgumentParser(
@@ -132,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_record(sub)
     _add_replay(sub)
     _add_report(sub)
+    _add_backtest(sub)
     return parser
 
 

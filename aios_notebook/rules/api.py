@@ -403,6 +403,11 @@ def _check_tables(name: str, tables: Iterable[str]) -> tuple[str, ...]:
     return out
 
 
+def _default_name(fn: Any) -> str:
+    # a lambda's "<lambda>" is no name: keep the word characters
+    return re.sub(r"\W+", "_", getattr(fn, "__name__", "")).strip("_") or "rule"
+
+
 def rule(
     target: Callable[..., Any] | type[IncrementalRule] | None = None,
     /,
@@ -441,7 +446,7 @@ def rule(
     def make(fn: Callable[..., Any] | type[IncrementalRule]) -> Rule:
         return Rule(
             fn,
-            name=name or getattr(fn, "__name__", "rule"),
+            name=name or _default_name(fn),
             every=every,
             window=window,
             pending=pending,

@@ -246,71 +246,82 @@ def backtest(
         ``end`` (the span evaluated), ``rules`` (name -> detects, every, window: what
         :func:`score` needs), ``evaluations``, ``errors`` (messages) and ``events``.
     """
-    from ..store import EventStore
-
     rule_list = collect_rules(rules)
     if not rule_list:
         raise RuleError("backtest needs at least one rule")
     slow = [r for r in rule_list if not set(r.tables) <= EVENT_TABLES]
     fast = [r for r in rule_list if r not in slow]
-    # rules that read what the engine writes (insights, errors) must share its store
+    # slow rules that read what the engine writes (insights, errors) must share its store
     shared = any(set(r.tables) & {"insights", "errors"} for r in slow)
+    keep_raw = any("raw" in r.tables for r in rule_list)
 
-    if _is_store(source) and not slow:
-        store, times, frames = source, None, None
-    else:
+    times: np.ndarray | None = None
+    frames: list[Any] | None = None
+    if slow or not (_is_store(source) or isinstance(source, (str, Path))):
         times, frames = _history(source)
-        store = EventStore(retention=None if any("raw" in r.tables for r in rule_list) else {"raw": 0})
-        if _is_store(source):  # gaps are the client's own rows, not frames: carry them over
-            for gap in source.gaps.itertuples(index=False):
-                store.add_gap(gap.start, gap.end, gap.reason)
+    if shared:
+        store = _new_store(keep_raw, source)  # fed in time order below, as the as-of store
+    elif _is_store(source):
+        store = source
+    elif isinstance(source, (str, Path)):
+        store = _load_recording(source, keep_raw)
+    else:
+        store = _new_store(keep_raw, source)
+        store.ingest(frames or [])
 
     engine = RuleEngine(store, rule_list, enforce_timeouts=False, publish=publish)
-    begin, finish = as_ns(start), as_ns(end)
-    snapshot = None
-    if times is not None and frames is not None:
-        if not len(times):
-            return _result(engine, rule_list, begin, finish, 0)
-        first, last = int(times[0]), int(times[-1])
-        events = len(frames)
+    snapshot = Snapshot(store, [t for r in fast for t in r.tables]) if not shared else None
+    if times is not None:
+        first, last = (int(times[0]), int(times[-1])) if len(times) else (None, None)
     else:
-        snapshot = Snapshot(store, [t for r in fast for t in r.tables])
+        assert snapshot is not None
         first = snapshot.first_ns([t for r in fast for t in r.tables])
-        last = as_ns(store.now) or 0
-        events = sum(store.counts.values())
-        if first is None:
-            return _result(engine, rule_list, begin, finish, events)
-    begin = first if begin is None else max(begin, first)
-    finish = last if finish is None else min(finish, last)
+        last = as_ns(store.now)
+    events = len(frames) if frames is not None else int(getattr(store, "frames", 0))
+    if first is None or last is None:
+        return _result(engine, rule_list, as_ns(start), as_ns(end), events)
+    begin = first if start is None else max(as_ns(start) or first, first)
+    finish = last if end is None else min(as_ns(end) or last, last)
     engine.schedule_from(pd.Timestamp(begin, unit="ns", tz="UTC"))
 
-    if times is not None and frames is not None:
-        if slow:
-            if shared:
-                as_of, feed, feed_times = store, frames, times
-            else:
-                as_of, feed, feed_times = _as_of_store(slow, frames, times)
-                store.ingest(frames)
-            position = 0
-            slow_names = [r.name for r in slow]
-            slow_tables = [t for r in slow for t in r.tables]
-            for t in _due_times(slow, begin, finish):
-                stop = int(feed_times.searchsorted(t, side="right"))
-                if stop > position:
-                    as_of.ingest(feed[position:stop])
-                    position = stop
-                engine.run_due(pd.Timestamp(t, unit="ns", tz="UTC"), rules=slow_names,
-                               snapshot=None if shared else Snapshot(as_of, slow_tables))
-            if shared and position < len(frames):
-                store.ingest(frames[position:])
+    if slow and times is not None and frames is not None:
+        if shared:
+            as_of, feed, feed_times = store, frames, times
         else:
-            store.ingest(frames)
-    if fast and finish >= begin:
-        if snapshot is None:
+            as_of, feed, feed_times = _as_of_store(slow, frames, times)
+        position = 0
+        names = [r.name for r in slow]
+        tables = [t for r in slow for t in r.tables]
+        for t in _due_times(slow, begin, finish):
+            stop = int(feed_times.searchsorted(t, side="right"))
+            if stop > position:
+                as_of.ingest(feed[position:stop])
+                position = stop
+            engine.run_due(pd.Timestamp(t, unit="ns", tz="UTC"), rules=names,
+                           snapshot=None if shared else Snapshot(as_of, tables))
+        if shared:
+            store.ingest(feed[position:])
             snapshot = Snapshot(store, [t for r in fast for t in r.tables])
+    if fast and finish >= begin:
+        assert snapshot is not None
         engine.run_due(pd.Timestamp(finish, unit="ns", tz="UTC"), rules=[r.name for r in fast], snapshot=snapshot)
     return _result(engine, rule_list, begin, finish, events)
 
+
+def _new_store(keep_raw: bool, source: Any) -> Any:
+    from ..store import EventStore
+
+    store = EventStore(retention=None if keep_raw else {"raw": 0})
+    if _is_store(source):  # gaps are the client's own rows, not frames: carry them over
+        for gap in source.gaps.itertuples(index=False):
+            store.add_gap(gap.start, gap.end, gap.reason)
+    return store
+
+
+def _load_recording(path: str | Path, keep_raw: bool) -> Any:
+    from ..store import EventStore
+
+    return EventStore.load(path, retention=None if keep_raw else {"raw": 0})
 
 def _due_times(rules: list[Rule], begin: int, finish: int) -> np.ndarray:
     """Every instant at which one of ``rules`` falls due in [begin, finish], sorted."""

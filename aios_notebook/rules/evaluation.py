@@ -340,10 +340,9 @@ def _insights(result: Any, name: str, start: int, t: int) -> list[Insight]:
         return []
     if isinstance(result, Insight):
         return [result]
-    window = f"({iso(start)} .. {iso(t)}]"
     if isinstance(result, (str, bytes, Mapping)) or not isinstance(result, Iterable):
         raise RuleResultError(
-            f"rule {name!r} returned a {type(result).__name__} on window {window}; "
+            f"rule {name!r} returned a {type(result).__name__} on window ({iso(start)} .. {iso(t)}]; "
             "return None, an Insight or an iterable of Insights"
         )
     items = list(result)
@@ -351,7 +350,7 @@ def _insights(result: Any, name: str, start: int, t: int) -> list[Insight]:
         if not isinstance(item, Insight):
             raise RuleResultError(
                 f"rule {name!r} returned a {type(item).__name__} among its insights on window "
-                f"{window}; every item must be an Insight"
+                f"({iso(start)} .. {iso(t)}]; every item must be an Insight"
             )
     return items
 

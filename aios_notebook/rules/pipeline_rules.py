@@ -97,26 +97,32 @@ def dag_step_failures(*, period: Any = "30m", baseline: Any = "2h", factor: floa
             return []
         failing = rows.isin("status", _STEP_FAILING) | (np.nan_to_num(rows.column("retry_count")) > 0)
         recent = rows.times > ctx.now_ns - p
-        dags = rows.values("dag_id")
-        steps = rows.values("step_id")
-        tally: dict[tuple[Any, Any], list[int]] = {}
-        for dag, step, fail, new in zip(dags, steps, failing.tolist(), recent.tolist(), strict=True):
-            counts = tally.setdefault((dag, step), [0, 0, 0, 0])  # recent n, k; baseline n, k
-            index = 0 if new else 2
-            counts[index] += 1
-            counts[index + 1] += fail
-        worst: dict[Any, tuple[float, Any, list[int], float]] = {}
-        for (dag, step), (n, k, base_n, base_k) in tally.items():
-            if dag is None or k < min_failures:
-                continue
+        dag_codes, dags = rows.codes("dag_id")
+        step_codes, steps = rows.codes("step_id")
+        known = (dag_codes >= 0) & (step_codes >= 0)
+        # one group per (dag, step): counts of steps and of failing steps, recent and before
+        width = len(steps)
+        group = dag_codes * width + step_codes
+        size = len(dags) * width
+
+        def count(mask: np.ndarray) -> np.ndarray:
+            return np.bincount(group[known & mask], minlength=size)
+
+        n_recent, k_recent = count(recent), count(recent & failing)
+        n_before, k_before = count(~recent), count(~recent & failing)
+        worst: dict[Any, tuple[float, Any, tuple[int, int, int], float]] = {}
+        for g in np.flatnonzero(k_recent >= min_failures).tolist():
+            n, k, base_n, base_k = int(n_recent[g]), int(k_recent[g]), int(n_before[g]), int(k_before[g])
+            # the baseline share, floored: a few quiet hours must not make 3 failures a spike
             p0 = min(0.5, max(base_k / base_n if base_n else 0.0, 0.03))
             if k / n < factor * p0:
                 continue
             p_value = binomial_sf(k, n, p0)
+            dag, step = dags[g // width], steps[g % width]
             if p_value < alpha and (dag not in worst or p_value < worst[dag][0]):
-                worst[dag] = (p_value, step, [n, k, base_n, base_k], p0)
+                worst[dag] = (p_value, step, (n, k, base_n), p0)
         out = []
-        for dag, (p_value, step, (n, k, base_n, _), p0) in worst.items():
+        for dag, (p_value, step, (n, k, base_n), p0) in worst.items():
             out.append(Insight(
                 title="DAG Step Failure Spike",
                 description=(f"{k} of {n} {dag}.{step} steps failed or were retried in the last "

@@ -125,13 +125,17 @@ class TableSnapshot:
         return array
 
     def codes(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(codes, values)`` of a column: int codes per row (-1 when missing) and the values."""
+        """``(codes, values)`` of a column: int codes per row (-1 when missing) and the values
+        (with a last None, so that ``values[codes]`` reads None for a missing value)."""
         found = self._codes.get(name)
         if found is None:
             if name not in self.frame.columns:
                 raise RuleError(f"table {self.name!r} has no column {name!r}")
             codes, uniques = pd.factorize(self.frame[name], use_na_sentinel=True)
-            found = (np.asarray(codes, dtype=np.int64), np.asarray(uniques, dtype=object))
+            # one slot more than the values: code -1 (missing) indexes it and reads None
+            values = np.empty(len(uniques) + 1, dtype=object)
+            values[:-1] = np.asarray(uniques, dtype=object)
+            found = (np.asarray(codes, dtype=np.int64), values)
             self._codes[name] = found
         return found
 
@@ -171,7 +175,8 @@ class Rows:
         return self.snapshot.column(name)[self.lo:self.hi]
 
     def codes(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(codes, values)``: int code per row (-1 missing) and the values the codes index."""
+        """``(codes, values)``: int code per row (-1 missing) and the values the codes index
+        (``values[-1]`` is None, so ``values[codes]`` reads None where a value is missing)."""
         codes, values = self.snapshot.codes(name)
         return codes[self.lo:self.hi], values
 
@@ -179,7 +184,7 @@ class Rows:
         """Boolean mask of the rows whose ``name`` is one of ``wanted`` (compares codes, not text)."""
         codes, values = self.codes(name)
         wanted = set(wanted)
-        hits = [i for i, value in enumerate(values) if value in wanted]
+        hits = [i for i, value in enumerate(values[:-1]) if value in wanted]
         if not hits:
             return np.zeros(len(codes), dtype=bool)
         if len(hits) == 1:
@@ -189,8 +194,7 @@ class Rows:
     def values(self, name: str, mask: np.ndarray | None = None) -> list[Any]:
         """Column ``name`` of the rows (those of ``mask`` if given) as a list, None when missing."""
         codes, values = self.codes(name)
-        lookup = np.append(values, None)  # code -1 (missing) picks the appended None
-        return lookup[codes if mask is None else codes[mask]].tolist()
+        return values[codes if mask is None else codes[mask]].tolist()
 
     def __repr__(self) -> str:
         return f"Rows({self.table!r}, {len(self)} rows)"
