@@ -152,7 +152,12 @@ class _Check:
                 # a session event other than the connection's own `connected` as the very first frame
                 if event in _SESSION_EVENTS and (event != "connected" or self.frames + index != 0):
                     raise _NeedsSession
-            seq = _seq_of(frame)
+            # inline the common case (``..."seq":123}``): this loop sees every frame of the file
+            at = frame.rfind('"seq":')
+            if at >= 0 and frame.endswith("}") and (number := frame[at + 6 : -1]).isdigit() and number.isascii():
+                seq: int | None = int(number)
+            else:
+                seq = _seq_of(frame) if '"seq"' in frame else None
             if seq is not None:
                 if seq <= last:
                     raise _NeedsSession  # a duplicate or a replay: the session decides
