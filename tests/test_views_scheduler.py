@@ -122,6 +122,41 @@ def test_unregistered_views_are_forgotten(scheduler: RedrawScheduler) -> None:
     assert view.count == 0
 
 
+class Slow:
+    """A redraw target that takes ``cost`` seconds of the manual clock."""
+
+    def __init__(self, clock: ManualClock, cost: float) -> None:
+        self.clock, self.cost, self.count = clock, cost, 0
+
+    def redraw(self) -> None:
+        self.count += 1
+        self.clock.advance(self.cost)
+
+
+def test_drawing_takes_at_most_its_share_of_the_time() -> None:
+    clock = ManualClock(0.0)  # small numbers: exact sums
+    scheduler = RedrawScheduler(clock=clock, start=False, max_busy=0.5)
+    first, second = Slow(clock, 0.15), Slow(clock, 0.05)
+    scheduler.register(first, max_rate=100)
+    scheduler.register(second, max_rate=100)
+    assert scheduler.run_due() is None  # both drawn: 0.2 s of drawing, so 0.2 s of rest
+    for view in (first, second):
+        scheduler.mark_dirty(view)
+    assert scheduler.run_due() == pytest.approx(0.2)
+    clock.advance(0.1)
+    assert scheduler.run_due() == pytest.approx(0.1)
+    assert (first.count, second.count) == (1, 1)
+    clock.advance(0.1)
+    scheduler.run_due()
+    assert (first.count, second.count) == (2, 2)
+
+
+@pytest.mark.parametrize("share", [0, 1.5, -0.1, "half"])
+def test_bad_busy_share_is_refused(share: object) -> None:
+    with pytest.raises(ConfigurationError, match="max_busy"):
+        RedrawScheduler(start=False, max_busy=share)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("rate", [0, -1, float("inf"), float("nan"), "fast", None])
 def test_bad_rates_are_refused(scheduler: RedrawScheduler, rate: object) -> None:
     with pytest.raises(ConfigurationError, match="max_redraws_per_second"):

@@ -79,7 +79,7 @@ class View:
     title: ClassVar[str] = "View"
     #: the store tables the view reads (and subscribes to)
     tables: ClassVar[tuple[str, ...]] = ()
-    #: whether the view reads ``store.gaps``
+    #: whether the view reads ``store.gaps`` (then it also watches the errors table, where gaps are rows)
     reads_gaps: ClassVar[bool] = False
     #: the order of the panels; "figure" is where the plot goes
     slots: ClassVar[tuple[str, ...]] = ("summary", "figure")
@@ -231,7 +231,8 @@ class View:
         self._set_header()
         self._scheduler = self._scheduler_arg or default_scheduler()
         self._scheduler.register(self, max_rate=self.max_redraws_per_second, every=self.every, dirty=False)
-        self._subscription = self._store.subscribe(self._on_store_change, tables=list(self.tables) or None)
+        watched = list(self.tables) + (["errors"] if self.reads_gaps else [])
+        self._subscription = self._store.subscribe(self._on_store_change, tables=watched or None)
         self.redraw()  # drawn before the cell returns; changes from here on mark it dirty
 
     def _on_store_change(self, _batch: Any = None) -> None:

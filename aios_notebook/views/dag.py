@@ -11,6 +11,7 @@ import threading
 from typing import Any, ClassVar
 
 import ipywidgets as widgets
+import numpy as np
 import pandas as pd
 
 from .base import Rendered, View
@@ -23,7 +24,7 @@ from .theme import (
     base_layout,
     empty_figure,
     format_duration,
-    status_bucket,
+    status_buckets,
     status_color,
     to_naive_utc,
 )
@@ -52,12 +53,16 @@ def _runs(frames: Frames) -> pd.DataFrame:
         started=pd.to_datetime(runs["started_at"], utc=True, errors="coerce"),
         updated=pd.to_datetime(runs["updated_at"], utc=True, errors="coerce"),
     )
-    counted = steps.assign(bucket=steps["status"].map(status_bucket)).groupby(["run_id", "bucket"]).size()
+    # counts from the steps, for runs whose dag_run_progress has not arrived (one table, no row loop)
+    run_ids = runs["run_id"].astype("string")
+    counted = (pd.DataFrame({"run_id": steps["run_id"].astype("string"),
+                             "bucket": status_buckets(steps["status"])})
+               .groupby(["run_id", "bucket"]).size().unstack(fill_value=0)
+               .reindex(index=run_ids, columns=list(BUCKET_ORDER), fill_value=0))
     for bucket, column in zip(BUCKET_ORDER, ("completed_steps", "running_steps", "failed_steps", "pending_steps"),
                               strict=True):
-        reported = pd.to_numeric(runs[column], errors="coerce")
-        from_steps = runs["run_id"].map(lambda run, b=bucket: int(counted.get((run, b), 0)))
-        runs[bucket] = reported.fillna(from_steps).fillna(0).astype(int)
+        reported = pd.to_numeric(runs[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        runs[bucket] = np.where(np.isnan(reported), counted[bucket].to_numpy(), reported).astype(int)
     order = runs["started"].fillna(runs["updated"])
     return runs.assign(order=order).sort_values("order", ascending=False, na_position="last")
 
@@ -150,7 +155,7 @@ class DagProgressView(View):
         if wanted != AUTO:
             match = runs[(runs["run_id"].astype("string") == wanted).fillna(False).to_numpy()]
             return None if match.empty else match.iloc[0]
-        running = runs[(runs["status"].map(status_bucket) == "running").to_numpy()]
+        running = runs[(status_buckets(runs["status"]) == "running").to_numpy()]
         return (running if not running.empty else runs).iloc[0]
 
     def _render(self, frames: Frames) -> Rendered:

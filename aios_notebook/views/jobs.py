@@ -17,7 +17,7 @@ from .theme import (
     format_age,
     format_duration,
     format_time,
-    status_bucket,
+    status_buckets,
     status_color,
 )
 
@@ -37,7 +37,7 @@ def _ordered(statuses: list[str], preferred: tuple[str, ...]) -> list[str]:
 
 def _counts_figure(jobs: pd.DataFrame) -> dict[str, Any]:
     """Two stacked bar charts side by side: active jobs and finished jobs, by type and status."""
-    buckets = jobs["status"].map(status_bucket)
+    buckets = status_buckets(jobs["status"])
     frame = pd.DataFrame({
         "type": jobs["type"].astype("string").fillna("unknown"),
         "status": jobs["status"],
@@ -96,7 +96,7 @@ class JobsView(View):
                 {"total": 0, "active": 0, "by_status": {}, "by_type": {}, "failures": 0},
             )
         jobs = jobs.assign(status=_status(jobs["status"]))
-        buckets = jobs["status"].map(status_bucket)
+        buckets = status_buckets(jobs["status"])
         active = jobs[buckets.isin(["running", "pending"]).to_numpy()]
         failed = jobs[(buckets == "failed").to_numpy()]
         by_status = {str(k): int(v) for k, v in jobs["status"].value_counts().items()}

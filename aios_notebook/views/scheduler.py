@@ -8,6 +8,12 @@ one at the end (leading and trailing edge), never more than the rate allows. A r
 store's newest snapshot, so a view that was skipped never falls behind: the next redraw shows
 everything. A redraw that takes longer than the interval simply lowers the rate; nothing queues.
 
+Drawing is also capped in CPU time: after redraws that took ``d`` seconds the thread rests
+``d * (1 - max_busy) / max_busy`` seconds before the next, so it is busy at most ``max_busy`` of
+the time (half, by default) however many views are live and however large the tables grow:
+under a firehose the views redraw less often instead of burning a core (auto-refresh that eats
+the CPU is a known pain of live dashboards).
+
 Tests drive a scheduler by hand: ``RedrawScheduler(clock=ManualClock(), start=False)`` and
 :meth:`RedrawScheduler.run_due`.
 """
@@ -22,10 +28,12 @@ from typing import Protocol
 from ..clock import Clock, WallClock
 from ..exceptions import ConfigurationError
 
-__all__ = ["DEFAULT_MAX_RATE", "RedrawScheduler", "Redrawable", "default_scheduler"]
+__all__ = ["DEFAULT_MAX_BUSY", "DEFAULT_MAX_RATE", "RedrawScheduler", "Redrawable", "default_scheduler"]
 
 #: redraws per second per view unless a view is told otherwise
 DEFAULT_MAX_RATE = 4.0
+#: the share of the time a scheduler may spend redrawing
+DEFAULT_MAX_BUSY = 0.5
 
 log = logging.getLogger("aios_notebook.views")
 
@@ -67,9 +75,14 @@ class RedrawScheduler:
     Args:
         clock: monotonic time source (a ``ManualClock`` in tests).
         start: start the background thread at once (False: call :meth:`run_due` yourself).
+        max_busy: the largest share of the time spent redrawing (0 < max_busy <= 1).
     """
 
-    def __init__(self, *, clock: Clock | None = None, start: bool = True) -> None:
+    def __init__(self, *, clock: Clock | None = None, start: bool = True, max_busy: float = DEFAULT_MAX_BUSY) -> None:
+        if not (isinstance(max_busy, int | float) and 0 < max_busy <= 1):
+            raise ConfigurationError(f"max_busy must be a share of the time in (0, 1], not {max_busy!r}")
+        self.max_busy = float(max_busy)
+        self._rest_until: float | None = None  # monotonic time before which nothing is redrawn
         self._clock: Clock = clock or WallClock()
         self._cond = threading.Condition()
         self._entries: dict[int, _Entry] = {}
@@ -130,10 +143,16 @@ class RedrawScheduler:
                 due = now if entry.last is None else entry.last + max(entry.every, entry.interval)
             if due is not None and (best is None or due < best):
                 best = due
-        return None if best is None else max(0.0, best - now)
+        if best is None:
+            return None
+        if self._rest_until is not None:
+            best = max(best, self._rest_until)
+        return max(0.0, best - now)
 
     def _take_due_locked(self, now: float) -> list[_Entry]:
-        due = []
+        due: list[_Entry] = []
+        if self._rest_until is not None and now < self._rest_until:
+            return due
         for entry in self._entries.values():
             if not entry.active:
                 continue
@@ -148,7 +167,8 @@ class RedrawScheduler:
     def run_due(self) -> float | None:
         """Redraw every view that is due now; return seconds until the next is due (None: none)."""
         with self._cond:
-            entries = self._take_due_locked(self._clock.monotonic())
+            began = self._clock.monotonic()
+            entries = self._take_due_locked(began)
         for entry in entries:
             try:
                 entry.target.redraw()
@@ -158,7 +178,10 @@ class RedrawScheduler:
             finally:
                 entry.redraws += 1
         with self._cond:
-            return self._delay_locked(self._clock.monotonic())
+            now = self._clock.monotonic()
+            if entries and now > began:
+                self._rest_until = now + (now - began) * (1 - self.max_busy) / self.max_busy
+            return self._delay_locked(now)
 
     def start(self) -> None:
         """Start the background redraw thread (idempotent)."""

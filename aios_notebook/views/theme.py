@@ -13,6 +13,7 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "format_signed",
     "format_time",
     "status_bucket",
+    "status_buckets",
     "status_color",
     "to_naive_utc",
 ]
@@ -96,6 +98,13 @@ def status_bucket(status: object) -> str:
     if status is None or (isinstance(status, float) and math.isnan(status)):
         return "pending"
     return _BUCKET_OF.get(str(status).strip().lower(), "pending")
+
+
+def status_buckets(statuses: pd.Series) -> pd.Series:
+    """:func:`status_bucket` of a whole column, computed once per distinct status."""
+    codes, uniques = pd.factorize(statuses.astype("object"), use_na_sentinel=True)
+    buckets = np.array([status_bucket(status) for status in uniques] + ["pending"], dtype=object)
+    return pd.Series(buckets[codes], index=statuses.index)  # code -1 (missing) -> the last, "pending"
 
 
 def status_color(status: object) -> str:

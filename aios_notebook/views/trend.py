@@ -81,7 +81,7 @@ class SuccessRateTrend(View):
     """
 
     title = "Success rate"
-    tables: ClassVar[tuple[str, ...]] = ("metrics", "job_events", "errors")
+    tables: ClassVar[tuple[str, ...]] = ("metrics", "job_events")
     reads_gaps: ClassVar[bool] = True
     slots: ClassVar[tuple[str, ...]] = ("summary", "figure")
 
