@@ -123,6 +123,12 @@ def test_agents_cards_and_errors_by_severity(store: EventStore) -> None:
     assert dict(zip(warnings.y, warnings.x, strict=True)) == {"content_mind_01": 1, "digest_agent_02": 1}
 
 
+def test_agents_are_listed_by_id_whatever_their_arrival(store: EventStore) -> None:
+    feed(store, [agent_status(name, "idle", i) for i, name in enumerate(["zeta_09", "alpha_01", "mid_05"])])
+    cards = AgentsView(store).render().panels["cards"]
+    assert cards.index("alpha_01") < cards.index("mid_05") < cards.index("zeta_09")
+
+
 def _insight_store(store: EventStore) -> EventStore:
     feed(store, [
         insight("insight-1", "Volume up", "trend", 0.92, 10, metadata={"metric": "volume", "change": "+45%"}),

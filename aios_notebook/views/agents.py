@@ -98,7 +98,8 @@ class AgentsView(View):
             return Rendered(empty_figure(message, uirevision="agents"),
                             {"summary": "", "cards": empty(message), "errors": ""},
                             {"agents": 0, "by_status": {}, "errors_by_severity": {}})
-        agents = agents.sort_values("agent_id", kind="stable")
+        # by name, not by the categorical's order of first appearance
+        agents = agents.iloc[agents["agent_id"].astype("string").argsort(kind="stable")]
         statuses = agents["status"].astype("string").fillna("unknown").str.lower()
         by_status = {str(k): int(v) for k, v in statuses.value_counts().items()}
         by_severity = {str(k): int(v) for k, v in errors["severity"].value_counts().items()}

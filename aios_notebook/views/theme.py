@@ -19,7 +19,6 @@ import pandas as pd
 __all__ = [
     "BUCKET_COLORS",
     "BUCKET_ORDER",
-    "FONT_FAMILY",
     "PALETTE",
     "SEVERITY_COLORS",
     "STATIC_FONT_COLOR",
@@ -39,7 +38,6 @@ __all__ = [
     "to_naive_utc",
 ]
 
-FONT_FAMILY = "var(--jp-ui-font-family, -apple-system, 'Segoe UI', Roboto, sans-serif)"
 _PLOT_FONT = "-apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 #: text colour of static figures: 4.6:1 on white, 4.4:1 on JupyterLab's dark background
 STATIC_FONT_COLOR = "#7b8490"
