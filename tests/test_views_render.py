@@ -313,6 +313,6 @@ def test_dashboard_tiles_show_latest_metrics_and_changes(store: EventStore, sche
     assert values["state"] == "offline"
     tiles = dashboard.header._panels["tiles"].value
     assert 'data-kpi="total_processed"' in tiles and "1,247" in tiles and "+5" in tiles
-    assert "97.3%" in tiles and "2.8 s" in tiles
+    assert "97.3%" in tiles and "2.8 min" in tiles
     assert set(dashboard.figure()) == {"Jobs", "Agents", "Success rate", "Insights", "Knowledge", "DAG runs"}
     dashboard.close()

@@ -84,10 +84,10 @@ def insight(insight_id: str, title: str, type: str, confidence: float, t: float,
                                         "created_at": at(t), "timestamp": at(t)})
 
 
-def metrics(t: float, total: int, time_s: float, rate: float, agents: int, items: int,
+def metrics(t: float, total: int, minutes: float, rate: float, agents: int, items: int,
             changes: dict[str, str] | None = None) -> dict[str, Any]:
     return _event("dashboard_metrics_update", {
-        "total_processed": total, "processing_time": time_s, "success_rate": rate, "active_agents": agents,
+        "total_processed": total, "processing_time": minutes, "success_rate": rate, "active_agents": agents,
         "knowledge_items": items, "changes": changes or {}, "timestamp": at(t)})
 
 

@@ -32,7 +32,8 @@ __all__ = ["KPIS", "ConnectionHeader", "Dashboard"]
 #: the KPI tiles: metrics column -> (label, decimals, unit, True if higher is better)
 KPIS: dict[str, tuple[str, int, str, bool]] = {
     "total_processed": ("total processed", 0, "", True),
-    "processing_time": ("processing time", 1, "s", False),
+    # the mean duration of recently completed jobs, in minutes (the reference server's unit)
+    "processing_time": ("processing time", 1, "min", False),
     "success_rate": ("success rate", 1, "%", True),
     "active_agents": ("active agents", 0, "", True),
     "knowledge_items": ("knowledge items", 0, "", True),
