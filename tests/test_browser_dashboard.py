@@ -264,6 +264,11 @@ def test_live_dashboard_in_chromium(chromium: str, lab: dict[str, Any], referenc
             page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
             page.wait_for_timeout(1500)  # the figure re-reads the theme's colours and redraws
             page.locator(DASHBOARD).screenshot(path=str(ARTIFACTS / "dashboard_dark.png"))
+            for index, title in enumerate(TABS):
+                tab_bar.nth(index).click()
+                _wait_drawn(page, TABS[title])
+                page.locator(DASHBOARD).screenshot(
+                    path=str(ARTIFACTS / f"tab_{index}_{title.replace(' ', '_')}_dark.png"))
 
             output_text = page.locator(f"{PANEL} .jp-OutputArea").all_inner_texts()
             assert not any(reference_server.token in text for text in output_text), "the token reached an output"

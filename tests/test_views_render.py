@@ -284,6 +284,7 @@ def test_dag_gantt_extends_running_steps_to_now(store: EventStore) -> None:
     assert list(running.y) == ["text_extraction"] and list(running.x) == [70_000.0]  # ms, 110 s -> 180 s
     assert _trace(figure, "success").marker.color != running.marker.color
     assert "1 of 4 steps done" in rendered.panels["summary"]
+    assert "+ 2 steps not started yet" in [a.text for a in figure.layout.annotations]
     assert 'data-bucket="running"' in rendered.panels["runs"]
 
 

@@ -184,7 +184,9 @@ class DagProgressView(View):
                    f'({esc(run["dag_id"])}, {esc(text_of(run["status"]) or "status unknown")}): '
                    f"{done} of {total} steps done</div>")
         panels = {"summary": summary, "runs": self._runs_table(runs, run_id)}
-        return Rendered(self._gantt(bars, run_id, frames.now, text_of(run["dag_id"])), panels, values)
+        # steps the server has not mentioned yet (step_status comes when a step starts)
+        unseen = max(0, counts["pending"] - int((~bars["drawn"]).sum()))
+        return Rendered(self._gantt(bars, run_id, frames.now, text_of(run["dag_id"]), unseen), panels, values)
 
     @staticmethod
     def _runs_table(runs: pd.DataFrame, picked: str) -> str:
@@ -206,7 +208,8 @@ class DagProgressView(View):
         return table(("DAG", "run", "status", "progress", "steps"), rows)
 
     @staticmethod
-    def _gantt(bars: pd.DataFrame, run_id: str, now: pd.Timestamp | None, dag_id: str) -> dict[str, Any]:
+    def _gantt(bars: pd.DataFrame, run_id: str, now: pd.Timestamp | None, dag_id: str,
+               unseen: int = 0) -> dict[str, Any]:
         """Horizontal bars from each step's start to its end (now, for running steps), by status."""
         if bars.empty:
             return empty_figure(f"run {run_id}: no step events yet", height=260, uirevision="dag")
@@ -240,10 +243,16 @@ class DagProgressView(View):
         layout["xaxis"] = axis("time (UTC)", type="date")
         layout["yaxis"] = axis("step", autorange="reversed", categoryorder="array",
                                categoryarray=bars["step_id"].tolist())
+        annotations = []
         if now is not None and bars["running"].any():
             layout["shapes"] = [{"type": "line", "xref": "x", "yref": "paper", "x0": to_naive_utc(now),
                                  "x1": to_naive_utc(now), "y0": 0, "y1": 1,
                                  "line": {"color": PALETTE["blue"], "width": 1, "dash": "dot"}}]
-            layout["annotations"] = [{"x": to_naive_utc(now), "xref": "x", "y": 1, "yref": "paper", "text": "now",
-                                      "showarrow": False, "yanchor": "bottom", "font": {"size": 10}}]
+            annotations.append({"x": to_naive_utc(now), "xref": "x", "y": 1, "yref": "paper", "text": "now",
+                                "showarrow": False, "yanchor": "bottom", "font": {"size": 10}})
+        if unseen:
+            annotations.append({"x": 1, "xref": "paper", "y": 1, "yref": "paper", "xanchor": "right",
+                                "yanchor": "bottom", "yshift": 18, "showarrow": False, "font": {"size": 11},
+                                "text": f"+ {unseen} step{'s' if unseen != 1 else ''} not started yet"})
+        layout["annotations"] = annotations
         return {"data": data, "layout": layout}
