@@ -9,7 +9,7 @@ For 1, 10 and 100 clients (all in one child process, each counting the frames it
   (the simulator's frames of six simulated hours) to the same number of clients.
 
 Both sides are paced the same way. The client process reports how many frames it has read every
-20 ms, and a producer keeps about 2,000 frames per client in flight: the simulated speed is
+10 ms, and a producer keeps about 5,000 frames per client in flight: the simulated speed is
 steered up and down by that, and ``broadcast()`` (which never waits) is held back by it. Without
 it the kernel buffers of 100 loopback sockets would swallow hundreds of megabytes and the producer
 would spin and starve the clients of CPU. So each figure is what the server sustains while the
@@ -44,8 +44,8 @@ WARM = 1.0  # seconds the clients read before counting
 WINDOW = 3.0  # seconds counted
 ROUNDS = 2
 CLIENT_COUNTS = (1, 10, 100)
-IN_FLIGHT = 2000  # frames per client sent but not yet read
-REPORT_EVERY = 0.02
+IN_FLIGHT = 5000  # frames per client sent but not yet read
+REPORT_EVERY = 0.01
 
 
 # -- the client process -------------------------------------------------------------------------------

@@ -238,7 +238,9 @@ class Simulator:
         housekeeping = min(0.25, self.heartbeat / 4, self.auth_timeout / 4)
         next_housekeeping = last
         while True:
-            await asyncio.sleep(self.tick)
+            # a steady cadence: the time a step took comes off the pause before the next one (a
+            # step longer than a tick still yields once, so the sockets get their turn)
+            await asyncio.sleep(max(0.0, last + self.tick - loop.time()))
             now = loop.time()
             self._sim_ms += min(now - last, _MAX_CATCH_UP) * self.speed * 1000
             last = now
