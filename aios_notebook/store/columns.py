@@ -124,6 +124,15 @@ class Dictionary:
             self.values.append(value)
         return code
 
+    def codes_of_list(self, values: list) -> np.ndarray:
+        """Codes (int32, -1 for None) of a list of strings."""
+        get = self.index.get
+        codes = [-1 if value is None else get(value, -2) for value in values]
+        if -2 in codes:  # values never seen before
+            code = self.code
+            codes = [-1 if value is None else code(value) for value in values]
+        return np.array(codes, np.int32)
+
     def codes(self, values: pa.Array) -> np.ndarray:
         """Codes (int32, -1 for null) of a string array: one dict look-up per distinct value."""
         n = len(values)
@@ -133,11 +142,10 @@ class Dictionary:
             return np.full(n, -1, np.int32)
         encoded = pc.dictionary_encode(values)
         distinct = encoded.dictionary.to_pylist()
-        mapping = np.empty(len(distinct) + 1, np.int32)
-        code = self.code
-        for i, value in enumerate(distinct):
-            mapping[i] = code(value)
-        mapping[-1] = -1
+        get = self.index.get
+        mapping = np.array([get(value, -1) for value in distinct] + [-1], np.int32)
+        for i in np.flatnonzero(mapping[:-1] < 0).tolist():  # values never seen before
+            mapping[i] = self.code(distinct[i])
         indices = encoded.indices
         if indices.null_count:
             indices = pc.fill_null(indices, len(distinct))
@@ -171,8 +179,9 @@ class Column:
         return self.n
 
     # -- implemented by subclasses -------------------------------------------------------
-    def encode(self, values: pa.Array | list) -> Encoded:
-        """Batch values -> ``(values, missing)`` in this column's storage representation."""
+    def encode(self, values: pa.Array | list | np.ndarray) -> Encoded:
+        """Batch values (an Arrow array of the kind's type, or a Python list, where None is a
+        missing value) -> ``(values, missing)`` in this column's storage representation."""
         raise NotImplementedError
 
     def append(self, encoded: Encoded) -> None:
@@ -279,9 +288,11 @@ class CategoryColumn(_NumpyColumn):
         self.dictionary = dictionary or Dictionary()
 
     def encode(self, values: pa.Array | list) -> Encoded:
-        if not isinstance(values, pa.Array):
-            values = pa.array(values, pa.string())
-        return self.dictionary.codes(values), None
+        if isinstance(values, pa.Array):
+            if values.type != pa.string():
+                values = values.cast(pa.string())
+            return self.dictionary.codes(values), None
+        return self.dictionary.codes_of_list(list(values)), None
 
     def _value_missing(self, values: np.ndarray) -> np.ndarray:
         return values < 0
@@ -304,8 +315,10 @@ class FloatColumn(_NumpyColumn):
 
     def encode(self, values: pa.Array | list) -> Encoded:
         if isinstance(values, pa.Array):
+            if values.null_count == len(values):
+                return np.full(len(values), np.nan, self.dtype), None
             return values.to_numpy(zero_copy_only=False).astype(self.dtype, copy=False), None
-        return np.array([np.nan if v is None else v for v in values], dtype=self.dtype), None
+        return np.array(values, dtype=self.dtype), None  # None becomes NaN
 
     def _value_missing(self, values: np.ndarray) -> np.ndarray:
         return np.isnan(values)
@@ -325,9 +338,13 @@ class MaskedColumn(_NumpyColumn):
         self.fill = False if kind == "bool" else (NAT if kind == "ts" else 0)
         super().__init__()
 
-    def encode(self, values: pa.Array | list) -> Encoded:
+    def encode(self, values: pa.Array | list | np.ndarray) -> Encoded:
+        if isinstance(values, np.ndarray):  # int64 values (ns for timestamps), none missing
+            return values.astype(self.dtype, copy=False), None
         if not isinstance(values, pa.Array):
-            values = normalize(self.kind, values, len(values))
+            return self._encode_list(list(values))
+        if values.null_count == len(values):
+            return np.full(len(values), self.fill, self.dtype), np.ones(len(values), bool)
         missing = values.is_null().to_numpy(zero_copy_only=False) if values.null_count else None
         if self.kind == "ts":
             values = values.cast(pa.int64())
@@ -341,6 +358,29 @@ class MaskedColumn(_NumpyColumn):
                 missing = big if missing is None else (missing | big)
                 out = np.where(big, 0, out)
         return out.astype(self.dtype, copy=False), missing
+
+    def _encode_list(self, values: list) -> Encoded:
+        # Python ints (ns for timestamps) and bools, None where missing
+        missing = np.fromiter((v is None for v in values), bool, len(values))
+        if missing.any():
+            fill = self.fill
+            values = [fill if v is None else v for v in values]
+        else:
+            missing = None
+        if self.kind == "int32":
+            out = np.array(values, np.int64)
+            big = (out > np.iinfo(np.int32).max) | (out < np.iinfo(np.int32).min)
+            if big.any():  # out of range: missing rather than wrapped around
+                missing = big if missing is None else (missing | big)
+                out[big] = 0
+            return out.astype(np.int32), missing
+        try:
+            return np.array(values, self.dtype), missing
+        except OverflowError:  # an integer beyond int64: keep what fits
+            fits = [isinstance(v, (bool, int)) and -(2**63) <= v < 2**63 for v in values]
+            out = np.array([v if ok else 0 for v, ok in zip(values, fits, strict=True)], self.dtype)
+            lost = ~np.array(fits, bool)
+            return out, lost if missing is None else (missing | lost)
 
     def to_pandas(self, start: int, stop: int) -> Any:
         values = self.buf[start:stop].copy()
@@ -365,11 +405,11 @@ class ObjectColumn(_NumpyColumn):
 
     def encode(self, values: pa.Array | list) -> Encoded:
         if isinstance(values, pa.Array):
+            if values.null_count == len(values):
+                return np.full(len(values), None, dtype=object), None
             values = values.to_pylist()
-        out = np.empty(len(values), dtype=object)
-        for i, value in enumerate(values):  # never np.array(values): lists would broadcast
-            out[i] = value
-        return out, None
+        # never np.array(values): a list of lists would become a 2-D array
+        return np.fromiter(values, dtype=object, count=len(values)), None
 
     def _value_missing(self, values: np.ndarray) -> np.ndarray:
         return np.fromiter((v is None for v in values), bool, len(values))
@@ -393,6 +433,8 @@ class ArrowTextColumn(Column):
     def encode(self, values: pa.Array | list) -> Encoded:
         if not isinstance(values, pa.Array):
             values = pa.array(values, pa.string())
+        elif values.type != pa.string():
+            values = values.cast(pa.string())
         return values, None  # type: ignore[return-value]
 
     def append(self, encoded: Encoded) -> None:

@@ -11,15 +11,18 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from ..protocol.codec import parse_timestamp
+from ..protocol.models import SERVER_EVENTS
 from .schema import EVENT_ROUTES, METRIC_NAMES, TABLES
 
 __all__ = [
     "ERROR_EVENTS",
     "convert",
+    "counted_tables",
     "event_rows",
     "get_path",
     "parse_change",
@@ -102,36 +105,123 @@ def parse_change(value: Any) -> float:
     return math.nan
 
 
-def event_rows(event: str, data: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], list[tuple[str, Any]]]:
-    """The rows one event gives, by table, and the ``(field, value)`` pairs of the wrong type.
+# -- per-event plans: what to check and where each column comes from ----------------------------
+_SPEC_KIND_TO_COLUMN = {
+    "str": "text", "id": "cat", "category": "cat", "int": "int64", "float": "f64", "bool": "bool",
+    "timestamp": "ts", "str_list": "obj", "object": "obj", "any": "obj",
+}
+
+
+@dataclass(frozen=True)
+class _EventPlan:
+    """For one event: the data paths to check (with the column kind their values take, the
+    spec's kind for the message), the required fields, and each route's columns."""
+
+    checks: tuple[tuple[str, str, str | None], ...]  # (path, column kind, spec kind or None)
+    required: tuple[str, ...]
+    routes: tuple[tuple[str, tuple[tuple[str, tuple[str, ...], Any], ...]], ...]
+    counted: tuple[str, ...]
+
+
+def _plan(event: str) -> _EventPlan:
+    spec = SERVER_EVENTS.get(event)
+    checks: dict[str, tuple[str, str | None]] = {}
+    if spec is not None:
+        for name, kind in spec.fields.items():
+            if kind == "object" and name in spec.nested:
+                for sub, sub_kind in spec.nested[name].items():
+                    checks[f"{name}.{sub}"] = (_SPEC_KIND_TO_COLUMN[sub_kind], sub_kind)
+            checks[name] = (_SPEC_KIND_TO_COLUMN[kind], kind)
+    routes = []
+    counted = []
+    for route in EVENT_ROUTES.get(event, ()):
+        table = TABLES[route.table]
+        columns = []
+        for column, source in route.fields.items():
+            paths = (source,) if isinstance(source, str) else tuple(source)
+            for path in paths:  # a path the spec does not name is checked as its column's kind
+                checks.setdefault(path, (table.kind(column), None))
+            columns.append((column, paths, route.defaults.get(column)))
+        columns += [(c, (), d) for c, d in route.defaults.items() if c not in route.fields]
+        routes.append((route.table, tuple(columns)))
+        if route.counts:
+            counted.append(route.table)
+    return _EventPlan(
+        tuple((path, kind, spec_kind) for path, (kind, spec_kind) in checks.items()),
+        tuple(sorted(spec.required)) if spec is not None else (),
+        tuple(routes),
+        tuple(counted),
+    )
+
+
+_PLANS = {event: _plan(event) for event in {*SERVER_EVENTS, *EVENT_ROUTES}}
+
+
+def _check(kind: str, column: str, value: Any) -> tuple[bool, Any]:
+    # the common cases first, without a function call per isinstance
+    cls = type(value)
+    if kind in ("cat", "text"):
+        return (True, value) if cls is str else (False, None)
+    if kind in ("f64", "f32"):
+        if cls is float:
+            return (True, value) if math.isfinite(value) else (False, None)
+        return (True, float(value)) if cls is int else convert(kind, column, value)
+    if kind == "ts" and cls is str:
+        return _timestamp_text(value)
+    return convert(kind, column, value)
+
+
+def _timestamp_text(text: str) -> tuple[bool, int | None]:
+    ns = _TIMESTAMPS.get(text)
+    if ns is None:
+        ns = timestamp_ns(text)
+        if ns is None:
+            return False, None
+        if len(_TIMESTAMPS) > 50_000:  # job start times repeat in every status event
+            _TIMESTAMPS.clear()
+        _TIMESTAMPS[text] = ns
+    return True, ns
+
+
+_TIMESTAMPS: dict[str, int] = {}
+
+
+def event_rows(event: str, data: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], list[tuple[str, Any, str | None]], list[str]]:
+    """The rows one event gives, by table; the ``(field, value, spec kind)`` of each value of the
+    wrong type; the required fields that are missing.
 
     Envelope columns (received_at, seq, event) are left to the caller.
     """
+    plan = _PLANS.get(event)
+    if plan is None:
+        return {}, [], []
+    values: dict[str, Any] = {}
+    bad: list[tuple[str, Any, str | None]] = []
+    for path, kind, spec_kind in plan.checks:
+        raw = data.get(path) if "." not in path else get_path(data, path)
+        if raw is None:
+            values[path] = None
+            continue
+        ok, value = _check(kind, path.rpartition(".")[2], raw)
+        if not ok:
+            bad.append((path, raw, spec_kind))
+        values[path] = value
+    missing = [name for name in plan.required if data.get(name) is None]
     rows: dict[str, dict[str, Any]] = {}
-    bad: dict[str, Any] = {}
-    for route in EVENT_ROUTES.get(event, ()):
-        spec = TABLES[route.table]
+    for table, columns in plan.routes:
         row: dict[str, Any] = {}
-        for column, source in route.fields.items():
-            kind = spec.kind(column)
+        for column, paths, default in columns:
             value = None
-            for path in (source,) if isinstance(source, str) else source:
-                raw = get_path(data, path)
-                ok, converted = convert(kind, column, raw)
-                if not ok:
-                    bad.setdefault(path, raw)
-                if converted is not None:
-                    value = converted
+            for path in paths:
+                value = values[path]
+                if value is not None:
                     break
-            row[column] = value
-        for column, default in route.defaults.items():
-            if row.get(column) is None:
-                row[column] = default
-        if route.table == "metrics":
+            row[column] = default if value is None else value
+        if table == "metrics":
             changes = row.get("changes") or {}
             for name in METRIC_NAMES:
                 row[f"{name}_change"] = parse_change(changes.get(name))
-        rows[route.table] = row
+        rows[table] = row
     if event in ERROR_EVENTS:
         code = data.get("code") if isinstance(data.get("code"), str) else None
         if event == "connection_error":
@@ -148,7 +238,13 @@ def event_rows(event: str, data: Mapping[str, Any]) -> tuple[dict[str, dict[str,
             "kind": kind,
             "code": code,
             "message": message if isinstance(message, str) else None,
-            "start": timestamp_ns(data.get("timestamp")),
+            "start": values.get("timestamp"),
             "details": details if isinstance(details, dict) else None,
         }
-    return rows, list(bad.items())
+    return rows, bad, missing
+
+
+def counted_tables(event: str) -> tuple[str, ...]:
+    """The tables whose counter column counts ``event``."""
+    plan = _PLANS.get(event)
+    return plan.counted if plan is not None else ()

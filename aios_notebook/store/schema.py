@@ -65,23 +65,22 @@ class TableSpec:
     columns: tuple[ColumnSpec, ...]
     key: tuple[str, ...] = ()
     time: str = "timestamp"
+    names: tuple[str, ...] = field(init=False)
+    kinds: MappingProxyType[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # looked up for every column of every batch: computed once
+        object.__setattr__(self, "names", tuple(c.name for c in self.columns))
+        object.__setattr__(self, "kinds", MappingProxyType({c.name: c.kind for c in self.columns}))
 
     @property
     def latest(self) -> bool:
         """True for a latest-state table (one row per key)."""
         return bool(self.key)
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        """The column names, in order."""
-        return tuple(c.name for c in self.columns)
-
     def kind(self, name: str) -> str:
         """The kind of column ``name``."""
-        for column in self.columns:
-            if column.name == name:
-                return column.kind
-        raise KeyError(name)
+        return self.kinds[name]
 
 
 def _table(name: str, spec: str, key: tuple[str, ...] = (), time: str = "timestamp") -> TableSpec:

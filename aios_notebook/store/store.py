@@ -298,13 +298,8 @@ class EventStore:
         if not rows:
             return {}
         spec = TABLES[table]
-        from .columns import normalize  # local: only this slow path needs it
-
         names = {k for row in rows for k in row if k in spec.names or k == "seq"}
-        columns = {
-            name: normalize(spec.kind(name) if name in spec.names else "int64", [r.get(name) for r in rows], len(rows))
-            for name in names
-        }
+        columns = {name: [r.get(name) for r in rows] for name in names}
         items = list(enumerate(rows))
         parsed = Parsed(batches={table: [Batch(np.arange(len(rows)), columns, None, owned_columns(items, columns))]})
         return self._apply(parsed, snapshot=snapshot)

@@ -68,11 +68,13 @@ def merge_batches(spec: TableSpec, batches: list[Batch]) -> Batch | None:
         if name not in names:
             continue
         kind = spec.kind(name)
-        parts = [normalize(kind, b.columns.get(name), len(b)) for b in batches]
-        if kind == "obj":
-            flat = [v for part in parts for v in part]
+        raw_parts = [b.columns.get(name) for b in batches]
+        if kind == "obj" or all(p is None or isinstance(p, list) for p in raw_parts):
+            flat = [v for b, part in zip(batches, raw_parts, strict=True)
+                    for v in (normalize(kind, part, len(b)) if kind == "obj" else part or [None] * len(b))]
             columns[name] = [flat[i] for i in order]
         else:
+            parts = [normalize(kind, part, len(b)) for b, part in zip(batches, raw_parts, strict=True)]
             columns[name] = pa.concat_arrays(parts).take(order_arrow)
     counted = None
     if any(b.counted is not None for b in batches):
@@ -138,7 +140,7 @@ class AppendTable(Table):
             if values is None:
                 column.extend_empty(count)
             else:
-                column.append(column.encode(normalize(column.kind, values, count)))
+                column.append(column.encode(values))
         self.version += 1
         return count
 
@@ -204,12 +206,21 @@ class LatestTable(Table):
     def _rows(self, batch: Batch) -> np.ndarray:
         """Row index of every batch row (-1 when its key is missing); new keys get new rows."""
         count = len(batch)
-        keys = [normalize("cat", batch.columns.get(k), count) for k in self.spec.key]
-        if len(keys) == 1:
+        keys = [batch.columns.get(k) for k in self.spec.key]
+        if any(isinstance(k, list) for k in keys):  # Python rows: look keys up directly
+            values = keys[0] if len(keys) == 1 else list(zip(*keys, strict=True))
+            if len(keys) > 1:
+                values = [None if None in v else v for v in values]
+            distinct = list(dict.fromkeys(values))
+            position = {key: i for i, key in enumerate(distinct)}
+            indices = np.array([position[v] for v in values], np.int64)
+        elif len(keys) == 1:
+            keys = [normalize("cat", keys[0], count)]
             encoded = pc.dictionary_encode(keys[0])
             distinct: list[Any] = encoded.dictionary.to_pylist()
             indices = pc.fill_null(encoded.indices, len(distinct)).to_numpy(zero_copy_only=False)
         else:
+            keys = [normalize("cat", k, count) for k in keys]
             codes = []
             dictionaries = []
             for key in keys:
@@ -228,16 +239,16 @@ class LatestTable(Table):
                 None if p < 0 else (dictionaries[0][p // width], dictionaries[1][p % width])
                 for p in uniq[appearance].tolist()
             ]
-        mapping = np.full(len(distinct) + 1, -1, np.int64)
+        get = self.index.get
+        mapping = np.array([get(key, -1) for key in distinct] + [-1], np.int64)
         new_keys = []
-        for i, key in enumerate(distinct):
-            if key is None:
+        for i in np.flatnonzero(mapping[:-1] < 0).tolist():  # keys never seen before
+            key = distinct[i]
+            if key is None or key in self.index:  # no key; or twice in a composite batch
+                mapping[i] = self.index.get(key, -1) if key is not None else -1
                 continue
-            row = self.index.get(key)
-            if row is None:
-                row = self.index[key] = self.n + len(new_keys)
-                new_keys.append(key)
-            mapping[i] = row
+            mapping[i] = self.index[key] = self.n + len(new_keys)
+            new_keys.append(key)
         if new_keys:
             self._add_rows(new_keys)
         return mapping[indices]
@@ -296,7 +307,7 @@ class LatestTable(Table):
             if name in skip or name not in self.columns:
                 continue
             column = self.columns[name]
-            encoded = column.encode(normalize(column.kind, values, count))
+            encoded = column.encode(values)
             carries = batch.owned.get(name)
             if new_rows.size:  # the newest event carrying the column sets it, null included
                 rows_k, pos_k = (new_rows, new_pos) if carries is None else (
@@ -362,6 +373,8 @@ def _int_values(values: Any, count: int, fill: int, ts: bool = False) -> np.ndar
     """An int64 / timestamp batch column as int64 NumPy values (``fill`` where missing)."""
     if values is None:
         return np.full(count, fill, np.int64)
+    if isinstance(values, list):
+        return np.array([fill if v is None else v for v in values], np.int64)
     array = normalize("ts" if ts else "int64", values, count)
     if ts:
         array = array.cast(pa.int64())
