@@ -22,7 +22,7 @@ from . import library
 from .api import IncrementalRule, Insight, Rule, RuleContext, parse_duration, rule
 from .backtest import backtest, collect_rules, load_rules
 from .engine import RuleEngine, State
-from .scoring import load_labels, match_firings, score, timeline
+from .scoring import combine_scores, load_labels, match_firings, score, timeline
 from .windows import Rows
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "State",
     "backtest",
     "collect_rules",
+    "combine_scores",
     "library",
     "load_labels",
     "load_rules",

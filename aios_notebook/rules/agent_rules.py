@@ -159,7 +159,7 @@ class _AgentErrors(IncrementalRule):
         return out
 
 
-def agent_error_burst(*, window: Any = "15m", min_errors: int = 3, every: Any = "5m", pending: Any = 0,
+def agent_error_burst(*, window: Any = "20m", min_errors: int = 3, every: Any = "10m", pending: Any = 0,
                       cooldown: Any = "1h", name: str = "agent_error_burst") -> Rule:
     """agent_error events per agent in ``window`` (the usual rate is well under one an hour).
 

@@ -75,18 +75,21 @@ class _VolumeChange(_JobCounts):
         recent = self.counts.totals(t - self.period, t)
         before = self.counts.totals(t - self.period - self.baseline, t - self.period)
         scale = self.period / self.baseline
+        share = self.period / (self.period + self.baseline)
         out = []
         for key in set(recent) | set(before):
             if key is None:
                 continue
-            count = recent.get(key, 0)
-            expected = before.get(key, 0) * scale
+            count, base = recent.get(key, 0), before.get(key, 0)
+            expected = base * scale
             change = (count - expected) / expected if expected > 0 else math.inf
+            # two Poisson counts compared exactly: given their sum, the recent one is binomial
+            # with the period's share of the time (the baseline's own noise is accounted for)
             if self.direction in ("up", "both") and count >= self.min_count and count >= self.factor * expected:
-                p_value = poisson_sf(count, max(expected, 0.5))
+                p_value = binomial_sf(count, count + base, share)
                 word, title = "increased", "Processing Volume Increase Detected"
             elif self.direction in ("down", "both") and expected >= self.min_count and count * self.factor <= expected:
-                p_value = 1.0 - poisson_sf(count + 1, expected)
+                p_value = 1.0 - binomial_sf(count + 1, count + base, share)
                 word, title = "decreased", "Processing Volume Drop Detected"
             else:
                 continue
@@ -118,7 +121,8 @@ def volume_change(*, period: Any = "10m", baseline: Any = "2h", factor: float = 
         baseline: the span before it that sets the expected rate (scaled to ``period``).
         factor: how many times the expected count (or, down, its fraction) makes a change.
         min_count: fewest arrivals (up) or expected arrivals (down) worth a verdict.
-        alpha: the Poisson tail probability below which the change is not chance.
+        alpha: the tail probability (counts compared exactly, as two Poisson rates) below which
+            the change is not chance.
         direction: ``"up"``, ``"down"`` or ``"both"``.
         every, pending, cooldown, name: the rule's schedule (see :func:`~aios_notebook.rules.rule`).
     """

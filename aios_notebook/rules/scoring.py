@@ -24,12 +24,12 @@ import pandas as pd
 from ..exceptions import ConfigurationError
 from .api import Rule
 
-__all__ = ["SCORE_COLUMNS", "load_labels", "match_firings", "score", "timeline"]
+__all__ = ["SCORE_COLUMNS", "combine_scores", "load_labels", "match_firings", "score", "timeline"]
 
 SCORE_COLUMNS = [
     "rule", "detects", "firings", "labels", "detected", "true_positives", "false_positives",
     "precision", "recall", "f1", "mean_time_to_detect", "mean_time_to_detect_intervals",
-    "false_alarms_per_day",
+    "false_alarms_per_day", "days", "every",
 ]
 _LABEL_COLUMNS = ["id", "kind", "start", "end", "entities", "description"]
 
@@ -195,8 +195,51 @@ def score(
                 mean_delay.total_seconds() / every if delays and every == every else math.nan
             ),
             "false_alarms_per_day": fp / days if days == days and days > 0 else math.nan,
+            "days": days,
+            "every": pd.Timedelta(seconds=every) if every == every else pd.NaT,
         })
-    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+    return _typed(pd.DataFrame(rows, columns=SCORE_COLUMNS))
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    # all-missing durations would otherwise be read as datetimes
+    for column in ("mean_time_to_detect", "every"):
+        frame[column] = pd.to_timedelta(frame[column])
+    return frame
+
+
+def combine_scores(scores: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """Scores of several runs (seeds, recordings) -> one row per rule over all of them.
+
+    Counts add up; precision, recall and F1 are recomputed from them, the mean time to detect
+    is weighted by the labels each run detected, false alarms are per day of all runs.
+    """
+    frames = [frame for frame in scores if len(frame)]
+    if not frames:
+        return _typed(pd.DataFrame(columns=SCORE_COLUMNS))
+    rows = []
+    for name, part in pd.concat(frames, ignore_index=True).groupby("rule", sort=False):
+        firings, tp, fp = int(part["firings"].sum()), int(part["true_positives"].sum()), int(part["false_positives"].sum())
+        labels, detected = int(part["labels"].sum()), int(part["detected"].sum())
+        precision = tp / firings if firings else math.nan
+        recall = detected / labels if labels else math.nan
+        f1 = (2 * precision * recall / (precision + recall)
+              if precision == precision and recall == recall and precision + recall > 0 else math.nan)
+        weights = part["detected"].where(part["mean_time_to_detect"].notna(), 0)
+        total = (part["mean_time_to_detect"].fillna(pd.Timedelta(0)) * weights).sum()
+        mean_delay = total / int(weights.sum()) if int(weights.sum()) else pd.NaT
+        every = part["every"].dropna()
+        days = float(part["days"].sum())
+        rows.append({
+            "rule": name, "detects": part["detects"].iloc[0], "firings": firings, "labels": labels,
+            "detected": detected, "true_positives": tp, "false_positives": fp, "precision": precision,
+            "recall": recall, "f1": f1, "mean_time_to_detect": mean_delay,
+            "mean_time_to_detect_intervals": (mean_delay / every.iloc[0]
+                                              if mean_delay is not pd.NaT and len(every) else math.nan),
+            "false_alarms_per_day": fp / days if days > 0 else math.nan,
+            "days": days, "every": every.iloc[0] if len(every) else pd.NaT,
+        })
+    return _typed(pd.DataFrame(rows, columns=SCORE_COLUMNS))
 
 
 def timeline(
