@@ -113,7 +113,7 @@ def match_firings(
     rules: Iterable[Rule] | None = None,
     match_entities: bool = True,
 ) -> pd.DataFrame:
-    """The firings with a ``label`` column: the id of the first label each detects (None: none)."""
+    """The firings with a ``label`` column: the id of the first label each detects (missing: none)."""
     info = _rule_info(firings, rules)
     frame = load_labels(labels)
     out = firings.copy()
@@ -204,7 +204,8 @@ def score(
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     # all-missing durations would otherwise be read as datetimes
     for column in ("mean_time_to_detect", "every"):
-        frame[column] = pd.to_timedelta(frame[column])
+        frame[column] = pd.Series([v if isinstance(v, pd.Timedelta) and v is not pd.NaT else pd.NaT
+                                   for v in frame[column]], index=frame.index, dtype="timedelta64[ns]")
     return frame
 
 
