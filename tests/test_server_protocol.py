@@ -26,7 +26,9 @@ async def sim() -> AsyncIterator[Simulator]:
 
 
 async def stream_for(client: WireClient, sim: Simulator, simulated_seconds: float) -> list[dict]:
-    """The client's stream frames from now until ``simulated_seconds`` later (all of them: sync)."""
+    """The stream frames the client gets over the next ``simulated_seconds``, from the moment the
+    server has handled everything it sent so far (frames queued before that are read and dropped)."""
+    await client.sync()
     until = sim.now + simulated_seconds
     while sim.now < until:  # noqa: ASYNC110 - polling the simulated clock, which has no event
         await asyncio.sleep(0.05)
