@@ -52,9 +52,9 @@ def test_event_tables_hold_one_row_per_event(store, events):
     assert counts["raw"] == len(events)
     assert store.received == sent
     assert store.frames == len(events)
-    # everything the reference server sends is well-formed: the batched path took it all but
-    # the few events with free-form objects (insights, errors)
-    assert store.fast_frames == len(events) - sent["insight_generated"] - sent["error"]
+    # everything the reference server sends is well-formed: the batched paths took it all but
+    # the error events, which are decoded one by one
+    assert store.fast_frames == len(events) - sent["error"]
 
 
 def test_event_tables_keep_arrival_order_and_values(store, events):
@@ -143,13 +143,14 @@ def test_empty_store_has_every_table_with_its_dtypes():
 
 def test_batched_path_matches_frame_by_frame_decoding():
     frames = sample_frames(1.0, seed=11, scenario="failure_burst")
-    fast = EventStore(background=False, batch_size=1500)  # Arrow, but for the last 335 frames
-    small = EventStore(background=False, batch_size=40)  # small batches: frame by frame
+    fast = EventStore(background=False, batch_size=3000)  # Arrow, but for the last 335 frames
+    small = EventStore(background=False, batch_size=40)  # small batches: json.loads, by event
     slow = EventStore(background=False, fast_path=False)
     for frame in frames:
         for store in (fast, small, slow):
             store.ingest_frame(frame, received_at=1_700_000_000.0)
-    assert fast.fast_frames > 0.8 * len(frames) and small.fast_frames == slow.fast_frames == 0
+    assert fast.fast_frames > 0.9 * len(frames) and small.fast_frames > 0.9 * len(frames)
+    assert slow.fast_frames == 0
     for name in TABLES:
         pd.testing.assert_frame_equal(fast.table(name), slow.table(name), obj=name)
         pd.testing.assert_frame_equal(small.table(name), slow.table(name), obj=name)

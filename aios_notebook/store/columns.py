@@ -361,7 +361,7 @@ class MaskedColumn(_NumpyColumn):
 
     def _encode_list(self, values: list) -> Encoded:
         # Python ints (ns for timestamps) and bools, None where missing
-        missing = np.fromiter((v is None for v in values), bool, len(values))
+        missing = np.array([v is None for v in values], bool)
         if missing.any():
             fill = self.fill
             values = [fill if v is None else v for v in values]

@@ -31,6 +31,7 @@ from ..protocol.models import SERVER_EVENTS
 from .columns import TS_TYPE, arrow_type
 from .rows import counted_tables, event_rows, timestamp_ns
 from .schema import EVENT_ROUTES, FAST_EVENTS, METRIC_NAMES, TABLES
+from .small_batches import parse_small
 from .tables import Batch
 
 __all__ = ["FAST_SCHEMA", "SMALL_BATCH", "Parsed", "owned_columns", "parse_frames"]
@@ -52,7 +53,7 @@ _FIXED_OBJECTS = {"changes": {name: "str" for name in METRIC_NAMES}}
 _CHANGE_NUMBER = r"^\s*(?P<n>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*%?\s*$"
 _MIN_SPLIT = 16
 #: batches smaller than this are decoded frame by frame (see parse_frames)
-SMALL_BATCH = 1000  # below this many frames, a failing group is decoded frame by frame
+SMALL_BATCH = 2000  # below this many frames, a failing group is decoded frame by frame
 USE_THREADS = True  # Arrow's JSON reader releases the GIL: the I/O thread keeps receiving
 
 
@@ -319,7 +320,7 @@ def owned_columns(items: list[tuple[int, dict]], columns: dict[str, Any]) -> dic
     """Which rows carry each column (a key present in the row's dict), where not all do."""
     owned = {}
     for name in columns:
-        carries = np.fromiter((name in row for _, row in items), bool, len(items))
+        carries = np.array([name in row for _, row in items], bool)
         if not carries.all():
             owned[name] = carries
     return owned
@@ -371,9 +372,21 @@ def parse_frames(texts: list[Any], received: np.ndarray, fast: bool = True, smal
     event_names: list[Any] | None = None
     texts_out: list[Any] | None = None
     slow_rows = np.flatnonzero(is_slow)
+    if slow_rows.size and fast:
+        event_names = names.to_pylist() if names is not None else [None] * n
+        handled, handled_names, handled_seqs, latest = parse_small(texts, slow_rows, received, parsed.batches)
+        for position, event, seq in zip(handled, handled_names, handled_seqs, strict=True):
+            event_names[position] = event
+            raw_seq[position] = -1 if seq is None else seq
+        is_slow[handled] = False
+        if latest is not None and (parsed.now is None or latest > parsed.now):
+            parsed.now = latest
+        parsed.fast += len(handled)
+        slow_rows = np.flatnonzero(is_slow)
     if slow_rows.size:
         slow: dict[str, list[tuple[int, dict]]] = {}
-        event_names = names.to_pylist() if names is not None else [None] * n
+        if event_names is None:
+            event_names = names.to_pylist() if names is not None else [None] * n
         if not_text is not None:
             texts_out = frames.to_pylist()
         for position in slow_rows.tolist():
