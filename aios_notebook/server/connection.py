@@ -68,7 +68,8 @@ class Connection:
         self._close: CloseRequest | None = None
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
-        self._done = asyncio.Event()
+        self._closing: asyncio.Task[None] | None = None  # kept: the loop holds tasks only weakly
+        self._finishing = False
 
     def __repr__(self) -> str:
         return f"Connection({self.client_id}, queued={len(self.queue)}, joined={self.joined})"
@@ -85,7 +86,10 @@ class Connection:
 
     def pump(self) -> None:
         """Move the session's own replies (connected, errors, pings ...) to the queue."""
-        for text in self.session.data_to_send():
+        replies = self.session.data_to_send()
+        if self.cut_off:
+            return  # nothing more is sent to a client that was cut off, so nothing piles up
+        for text in replies:
             self.queue.append(text_frame(text.encode()))
         self.flush()
 
@@ -113,10 +117,13 @@ class Connection:
         self._close = CloseRequest(CLOSE_POLICY_VIOLATION, "send queue full: the client is not reading")
         if self._writer is not None:
             self._writer.cancel()  # it may be stuck waiting for the socket to drain
-        asyncio.get_running_loop().create_task(self._finish())
+        self._closing = asyncio.get_running_loop().create_task(self._finish())
 
     # -- requests from the session -----------------------------------------------------------------
     def handle(self, requests: list[ServerRequest]) -> None:
+        if self.cut_off:
+            self.session.data_to_send()  # dropped: see pump
+            return
         for request in requests:
             if isinstance(request, CloseRequest):
                 self.request_close(request.code, request.reason)
@@ -201,9 +208,9 @@ class Connection:
     async def _finish(self) -> None:
         """Send the requested close frame; drop the transport if the client never answers."""
         request = self._close
-        if request is None or self._done.is_set():
+        if request is None or self._finishing:
             return
-        self._done.set()
+        self._finishing = True
         try:
             await asyncio.wait_for(
                 self.ws.close(code=request.code, message=request.reason.encode()[:120], drain=False),
