@@ -65,6 +65,16 @@ def test_start_in_thread_serves_until_stop() -> None:
         sim.stop()
 
 
+def test_start_may_be_epoch_seconds_a_datetime_or_an_iso_time() -> None:
+    from datetime import datetime, timezone
+
+    first = next(generate(1, "steady", 0.1, start=datetime(2026, 1, 5, tzinfo=timezone.utc)))
+    assert first[0] == DEFAULT_START
+    assert Simulator(start="2026-01-05T00:00:00Z").origin == DEFAULT_START
+    with pytest.raises(ConfigurationError, match="start must be epoch seconds, a datetime or an ISO"):
+        Simulator(start="next tuesday")
+
+
 def test_the_token_is_never_in_the_repr() -> None:
     sim = Simulator(token="super-secret-token")
     assert "super-secret-token" not in repr(sim) and "super-secret-token" not in str(sim)

@@ -28,6 +28,7 @@ import secrets
 import threading
 import time
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -38,6 +39,7 @@ from .connection import CLOSE_TIMEOUT, Connection
 from .entities import Job
 from .hub import Hub
 from .scenarios import get_scenario, labels_document
+from .timestamps import epoch_of
 from .workload import Workload
 
 __all__ = ["Simulator", "is_loopback"]
@@ -69,7 +71,8 @@ class Simulator:
         host: address to bind; 127.0.0.1 unless told otherwise.
         port: port to bind (0: any free port; read it from ``sim.port``).
         heartbeat: wall seconds between ``ping`` events.
-        start: epoch seconds where simulated time starts (default: see the module docstring).
+        start: where simulated time starts: epoch seconds, a datetime or an ISO time (default:
+            now, see the module docstring).
         warmup: simulated seconds run at once before serving.
         replay_buffer: events kept for ``resync``.
         auth_timeout: wall seconds a client has to authenticate (then 4408).
@@ -87,7 +90,7 @@ class Simulator:
         host: str = "127.0.0.1",
         port: int = 0,
         heartbeat: float = 30.0,
-        start: float | None = None,
+        start: float | datetime | str | None = None,
         warmup: float = 0.0,
         replay_buffer: int = 100_000,
         *,
@@ -118,7 +121,7 @@ class Simulator:
         self.host = host
         self.port = port
         self.heartbeat = float(heartbeat)
-        self.start_time = start
+        self.start_time = epoch_of(start)
         self.warmup = float(warmup)
         self.auth_timeout = float(auth_timeout)
         self.send_queue_limit = send_queue_limit

@@ -8,8 +8,9 @@ timestamp it formats is the same string ``protocol.codec.format_timestamp`` give
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
-__all__ = ["DAY_MS", "HOUR_MS", "MINUTE_MS", "iso_ms", "ms_from_epoch", "run_id_ms"]
+__all__ = ["DAY_MS", "HOUR_MS", "MINUTE_MS", "epoch_of", "iso_ms", "ms_from_epoch", "run_id_ms"]
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -57,3 +58,23 @@ def run_id_ms(us: int) -> str:
 def ms_from_epoch(seconds: float) -> int:
     """Epoch seconds (float) -> integer milliseconds, rounded to the nearest."""
     return round(seconds * 1000)
+
+
+def epoch_of(moment: Any) -> float | None:
+    """A start given as epoch seconds, a datetime (naive = UTC) or an ISO string -> epoch seconds.
+
+    Raises:
+        ConfigurationError: the value is none of those.
+    """
+    from ..exceptions import ConfigurationError
+    from ..protocol.codec import parse_timestamp
+
+    if moment is None:
+        return None
+    if isinstance(moment, datetime):
+        parsed = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    else:
+        parsed = parse_timestamp(moment)
+    if parsed is None:
+        raise ConfigurationError(f"start must be epoch seconds, a datetime or an ISO 8601 time, got {moment!r}")
+    return parsed.timestamp()

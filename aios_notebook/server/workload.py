@@ -35,6 +35,7 @@ import math
 import random
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 from .agents import AgentPool
@@ -44,7 +45,7 @@ from .content import clean_filename, document_for_upload, job_result, new_docume
 from .entities import AgentState, Job, KnowledgeItem, StepState
 from .incidents import Incidents
 from .scenarios import Scenario, Window, get_scenario
-from .timestamps import DAY_MS, HOUR_MS, MINUTE_MS, iso_ms, ms_from_epoch, run_id_ms
+from .timestamps import DAY_MS, HOUR_MS, MINUTE_MS, epoch_of, iso_ms, ms_from_epoch, run_id_ms
 
 __all__ = ["DEFAULT_START", "Event", "Workload", "generate"]
 
@@ -74,7 +75,8 @@ class Workload:
     Args:
         seed: seed of the only random generator.
         scenario: a name of ``scenarios.SCENARIOS``.
-        start: epoch seconds of the simulation's start (default :data:`DEFAULT_START`).
+        start: the simulation's start: epoch seconds, a datetime or an ISO time
+            (default :data:`DEFAULT_START`).
         arrivals_per_hour: mean job arrival rate before the daily and weekly cycles.
         keep_runs: finished runs kept for REST look-ups (the oldest are forgotten first).
         keep_items: knowledge items kept for REST look-ups.
@@ -84,7 +86,7 @@ class Workload:
         self,
         seed: int = 7,
         scenario: str = "steady",
-        start: float | None = None,
+        start: float | datetime | str | None = None,
         *,
         arrivals_per_hour: float = ARRIVALS_PER_HOUR,
         keep_runs: int = 20_000,
@@ -92,7 +94,8 @@ class Workload:
     ) -> None:
         self.seed = seed
         self.scenario: Scenario = get_scenario(scenario)
-        self.origin_ms = ms_from_epoch(DEFAULT_START if start is None else start)
+        origin = epoch_of(start)
+        self.origin_ms = ms_from_epoch(DEFAULT_START if origin is None else origin)
         self.now_ms = self.origin_ms
         self.arrivals_per_hour = arrivals_per_hour
         self.rng = random.Random(seed)
@@ -559,7 +562,7 @@ def generate(
     seed: int = 7,
     scenario: str = "steady",
     hours: float = 10.0,
-    start: float | None = None,
+    start: float | datetime | str | None = None,
 ) -> Iterator[Event]:
     """The events of ``hours`` simulated hours, offline: ``(epoch_seconds, event, data)``.
 
