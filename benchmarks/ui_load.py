@@ -12,7 +12,7 @@ how soon after the load stopped every view showed the store's final state, and t
 trip (p50 / p95 / max, idle and loaded). Exits 1 when a view redrew above its throttle, a view
 stayed behind, or the loaded p95 reached 200 ms.
 
-    .venv/bin/python benchmarks/ui_load.py [--rate 20000] [--seconds 20] [--throttle 4]
+    .venv/bin/python benchmarks/ui_load.py [--rate 20000] [--seconds 20] [--throttle 4] [--max-busy 0.5]
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from typing import Any
 
 from jupyter_client.manager import start_new_kernel
 
+from aios_notebook.views.scheduler import DEFAULT_MAX_BUSY
+
 P95_LIMIT_MS = 200.0
 
 SETUP = """
@@ -36,7 +38,9 @@ from aios_notebook.server.workload import generate
 from aios_notebook.store import EventStore
 from aios_notebook.views import AgentsView, DagProgressView, InsightsFeed, JobsView, KnowledgeView, SuccessRateTrend
 from aios_notebook.views.dashboard import ConnectionHeader
+from aios_notebook.views.scheduler import default_scheduler
 
+default_scheduler().max_busy = {max_busy}
 _frames = [encode(name, data, seq=i + 1)
            for i, (_, name, data) in enumerate(generate(seed=7, scenario="steady", hours={hours}))]
 _store = EventStore()
@@ -114,6 +118,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=20_000.0, help="events per second (default 20000)")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds under load (default 20)")
     parser.add_argument("--throttle", type=float, default=4.0, help="redraws per second per view (default 4)")
+    parser.add_argument("--max-busy", type=float, default=DEFAULT_MAX_BUSY,
+                        help=f"share of a core the redraws may burn (default {DEFAULT_MAX_BUSY:g})")
     args = parser.parse_args()
     # frames for warm-up + the measured window, with a margin (the steady workload: ~5,500 events an hour)
     hours = int((args.seconds + 8) * args.rate / 5_000) + 1
@@ -122,13 +128,14 @@ def main() -> int:
     failures: list[str] = []
     try:
         started = time.perf_counter()
-        reply = kc.execute_interactive(SETUP.format(hours=hours, throttle=args.throttle, rate=args.rate),
+        reply = kc.execute_interactive(SETUP.format(hours=hours, throttle=args.throttle, rate=args.rate,
+                                                    max_busy=args.max_busy),
                                        timeout=600, output_hook=lambda msg: None)
         if reply["content"]["status"] != "ok":
             raise RuntimeError(f"setup failed: {reply['content'].get('ename')}: {reply['content'].get('evalue')}")
         frames = _expression(kc, "json.dumps(len(_frames))")
         print(f"kernel ready in {time.perf_counter() - started:.1f} s: {frames:,} frames ({hours} simulated hours), "
-              f"7 live views at most {args.throttle:g} redraws/s each")
+              f"7 live views at most {args.throttle:g} redraws/s each, drawing with at most {args.max_busy:.0%} of a core")
 
         idle = _round_trips(kc, 3.0)
         kc.execute_interactive("threading.Thread(target=_feed, daemon=True).start()", timeout=30,

@@ -30,8 +30,8 @@ cell to every view drawn: 2.0-2.7 s here (tiles ~1 s, first view ~1.1-1.7 s), on
 
 Redraws (``scheduler.py``): the store's change callback only marks a view dirty; one background
 thread redraws each dirty view at most ``max_redraws_per_second`` times a second (4 by default),
-reading the store's newest snapshot, so ingestion never waits and a view never falls behind. It
-also spends at most half of the time drawing (``max_busy``), so a firehose slows the redraws
+reading the store's newest snapshot, so ingestion never waits and a view never falls behind. Its
+redraws burn at most half a core (``max_busy``, in thread CPU time), so a firehose slows them
 down instead of taking a core. The dashboard pauses the views of hidden tabs.
 benchmarks/ui_load.py measures all of it in a real kernel at 20,000 events/s.
 

@@ -8,11 +8,12 @@ one at the end (leading and trailing edge), never more than the rate allows. A r
 store's newest snapshot, so a view that was skipped never falls behind: the next redraw shows
 everything. A redraw that takes longer than the interval simply lowers the rate; nothing queues.
 
-Drawing is also capped in CPU time: after redraws that took ``d`` seconds the thread rests
-``d * (1 - max_busy) / max_busy`` seconds before the next, so it is busy at most ``max_busy`` of
-the time (half, by default) however many views are live and however large the tables grow:
-under a firehose the views redraw less often instead of burning a core (auto-refresh that eats
-the CPU is a known pain of live dashboards).
+Drawing is also capped in CPU time: after redraws that used ``d`` seconds of the thread's CPU
+(``time.thread_time``: waiting for the store's lock or for the GIL does not count) the thread
+rests ``d * (1 - max_busy) / max_busy`` seconds before the next, so it burns at most
+``max_busy`` of a core (half, by default) however many views are live and however large the
+tables grow: under a firehose the views redraw less often instead of taking a core
+(auto-refresh that eats the CPU is a known pain of live dashboards).
 
 Tests drive a scheduler by hand: ``RedrawScheduler(clock=ManualClock(), start=False)`` and
 :meth:`RedrawScheduler.run_due`.
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -75,7 +78,7 @@ class RedrawScheduler:
     Args:
         clock: monotonic time source (a ``ManualClock`` in tests).
         start: start the background thread at once (False: call :meth:`run_due` yourself).
-        max_busy: the largest share of the time spent redrawing (0 < max_busy <= 1).
+        max_busy: the largest share of a core the redraws may burn (0 < max_busy <= 1).
     """
 
     def __init__(self, *, clock: Clock | None = None, start: bool = True, max_busy: float = DEFAULT_MAX_BUSY) -> None:
@@ -84,6 +87,8 @@ class RedrawScheduler:
         self.max_busy = float(max_busy)
         self._rest_until: float | None = None  # monotonic time before which nothing is redrawn
         self._clock: Clock = clock or WallClock()
+        # the CPU time of the calling thread; a test's manual clock stands for it
+        self._cpu_time: Callable[[], float] = time.thread_time if clock is None else self._clock.monotonic
         self._cond = threading.Condition()
         self._entries: dict[int, _Entry] = {}
         self._thread: threading.Thread | None = None
@@ -167,8 +172,8 @@ class RedrawScheduler:
     def run_due(self) -> float | None:
         """Redraw every view that is due now; return seconds until the next is due (None: none)."""
         with self._cond:
-            began = self._clock.monotonic()
-            entries = self._take_due_locked(began)
+            entries = self._take_due_locked(self._clock.monotonic())
+        cpu_began = self._cpu_time()
         for entry in entries:
             try:
                 entry.target.redraw()
@@ -177,10 +182,11 @@ class RedrawScheduler:
                 log.exception("redrawing %r failed", entry.target)
             finally:
                 entry.redraws += 1
+        spent = self._cpu_time() - cpu_began
         with self._cond:
             now = self._clock.monotonic()
-            if entries and now > began:
-                self._rest_until = now + (now - began) * (1 - self.max_busy) / self.max_busy
+            if entries and spent > 0:
+                self._rest_until = now + spent * (1 - self.max_busy) / self.max_busy
             return self._delay_locked(now)
 
     def start(self) -> None:
