@@ -193,7 +193,8 @@ def test_dag_step_failures_hit_one_dag_step_and_are_retried() -> None:
     assert rate_in > 5 and rate_in > 20 * max(rate_out, 0.1)
     other = [t for t, n, d in run("dag_step_failures") if n == "step_status" and d["status"] == "up_for_retry"
              and d["dag_id"] != "audio_processing"]
-    assert per_hour(other, spans)[0] < 2
+    other_in, other_out = per_hour(other, spans)
+    assert other_in < 2 * other_out + 2, "the other DAGs keep their normal rare retries"
 
 
 @pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s != "steady"])

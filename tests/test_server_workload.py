@@ -252,3 +252,10 @@ def test_uploads_start_jobs_at_the_current_simulated_time() -> None:
 )
 def test_client_filenames_are_display_strings_only(name: str, expected: str) -> None:
     assert clean_filename(name) == expected
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_every_stream_event_comes_within_two_simulated_hours_even_on_a_quiet_night(seed: int) -> None:
+    saturday_2am = DEFAULT_START + 5 * 86_400 + 2 * 3600  # the quietest hour of the week
+    seen = {name for _, name, _ in generate(seed, "steady", 2.0, start=saturday_2am)}
+    assert seen == set(STREAM_EVENTS)

@@ -111,6 +111,13 @@ class AgentPool:
             "affected_jobs": affected, "timestamp": workload.stamp(),
         })
 
+    def early_warning(self) -> None:
+        """The first background error of a run, at a fixed point early on (see ``Workload``)."""
+        rng = self.workload.rng
+        agent = rng.choice([a for a in self.agents.values() if a.status != "offline"])
+        text, _, _ = rng.choice([e for e in STEP_ERRORS[_KIND_STEP[agent.spec.kind]] if e[2]])
+        self.error(agent, text, "warning", True, list(agent.active))
+
     def schedule_background_errors(self) -> None:
         """The next rare error of the normal background (a Poisson process)."""
         gap = self.workload.rng.expovariate(AGENT_ERRORS_PER_HOUR / HOUR_MS)

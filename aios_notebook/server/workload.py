@@ -19,6 +19,8 @@ What happens (``catalog.py`` has the workflows, agents and texts; ``scenarios.py
   transiently (up_for_retry) and be retried by the DAG 30-90 s later.
 - Agents take steps from their pool (``agents.py``: the least busy online agent); their status,
   current task, progress and performance follow the work. Rare agent_error events (1.5 an hour).
+- So that every run shows every kind of event within its first hour, whatever the hour of day,
+  one agent warning comes 10-40 minutes in and one retryable job failure 5-30 minutes in.
 - 90 % of completed jobs create a knowledge item; a quarter of those are updated later.
 - dashboard_metrics_update every 30 s and insight_generated from ``analytics.py``.
 
@@ -121,6 +123,7 @@ class Workload:
         self._job_seq = 10_000
         self._item_seq = 0
         self._last_run_us = 0
+        self._first_failure_due: int | None = None  # see _start
         self._prepare_workflows()
         self.analytics = Analytics(
             self._expected_minutes(),
@@ -210,6 +213,10 @@ class Workload:
         self.at(self.now_ms + 45 * MINUTE_MS, self._pattern_tick)
         self.staff.schedule_background_errors()
         self.incidents.schedule_first()
+        # every run shows every kind of event within its first hour, whatever the hour of day:
+        # one agent warning 10-40 minutes in, and one retryable job failure 5-30 minutes in
+        self.at(self.now_ms + self.rng.randint(10 * MINUTE_MS, 40 * MINUTE_MS), self.staff.early_warning)
+        self._first_failure_due = self.now_ms + self.rng.randint(5 * MINUTE_MS, 30 * MINUTE_MS)
 
     # -- arrivals ---------------------------------------------------------------------------
     def base_rate(self, t_ms: int) -> float:
@@ -327,6 +334,10 @@ class Workload:
         )
         draw = self.rng.random()
         errors = STEP_ERRORS[spec.step_id]
+        due = self._first_failure_due
+        if due is not None and self.now_ms >= due and any(e[2] for e in errors):
+            self._first_failure_due = None
+            return "failed", self.rng.choice([e for e in errors if e[2]])
         if draw < p_fail:
             return "failed", forced or self.rng.choice(errors)
         if draw < p_fail + p_retry:
