@@ -151,30 +151,35 @@ def _times(given: list[Any], frames: list[Any]) -> np.ndarray:
     return filled
 
 
-def _history(source: Any) -> tuple[np.ndarray, list[Any]]:
-    """(event times, frames) of a source, in time order (stable: ties keep their order)."""
+def _frames(source: Any) -> tuple[list[Any], list[Any]]:
+    """(the time given with each item or None, frames) of a source, in the source's order."""
     if _is_store(source):
-        raw = source.raw
-        frames = raw["text"].tolist()
-        given: list[Any] = [None] * len(frames)
-    elif isinstance(source, (str, Path)):
+        frames = source.raw["text"].tolist()
+        return [None] * len(frames), frames
+    if isinstance(source, (str, Path)):
         from ..recording import RecordingReader
 
-        frames, given = [], []
-        for batch in RecordingReader(source).batches():
-            frames.extend(batch.frames)
-            given.extend([None] * len(batch))
-    else:
-        if isinstance(source, (bytes, Mapping)) or not isinstance(source, Iterable):
-            raise ConfigurationError(
-                f"backtest source must be a recording path, an EventStore or an iterable of events, "
-                f"not {type(source).__name__}"
-            )
-        given, frames = [], []
-        for item in source:
-            t, frame = _frame_of(item)
-            given.append(t)
-            frames.append(frame)
+        frames = [frame for batch in RecordingReader(source).batches() for frame in batch.frames]
+        return [None] * len(frames), frames
+    if isinstance(source, (bytes, Mapping)) or not isinstance(source, Iterable):
+        raise ConfigurationError(
+            f"backtest source must be a recording path, an EventStore or an iterable of events, "
+            f"not {type(source).__name__}"
+        )
+    given, frames = [], []
+    for item in source:
+        t, frame = _frame_of(item)
+        given.append(t)
+        frames.append(frame)
+    return given, frames
+
+
+def _in_time_order(given: list[Any], frames: list[Any], wanted: frozenset[str] | None) -> tuple[np.ndarray, list[Any]]:
+    """(event times, frames) of the frames whose event is ``wanted`` (all if None), sorted by
+    time (stable: ties keep their order)."""
+    if wanted is not None:
+        keep = [i for i, frame in enumerate(frames) if _event_name(frame) in wanted]
+        given, frames = [given[i] for i in keep], [frames[i] for i in keep]
     times = _times(given, frames)
     if len(times) > 1 and not bool((times[1:] >= times[:-1]).all()):
         order = np.argsort(times, kind="stable")
@@ -192,20 +197,15 @@ def _feeds(tables: set[str]) -> frozenset[str] | None:
     return frozenset(e for e, routes in EVENT_ROUTES.items() if any(r.table in tables for r in routes))
 
 
-def _event_names(frames: list[Any]) -> list[str | None]:
-    names: list[str | None] = []
-    for frame in frames:
-        match = None if isinstance(frame, bytes) else _EVENT.search(frame)
-        names.append(match.group(1) if match else None)
-    return names
+def _event_name(frame: Any) -> str | None:
+    match = None if isinstance(frame, bytes) else _EVENT.search(frame)
+    return match.group(1) if match else None
 
 
-def _as_of_store(rules: list[Rule], frames: list[Any], times: np.ndarray) -> tuple[Any, list[Any], np.ndarray]:
+def _as_of_store(rules: list[Rule]) -> Any:
     """The store that rules over latest-state tables read, fed in time order up to each
-    evaluation: only the frames that fill their tables, and an age limit of their longest
-    window on each such table, so every read stays small."""
-    from ..store import EventStore
-
+    evaluation, with an age limit of their longest window on each such table (so every read
+    stays small)."""
     tables = {t for r in rules for t in r.tables}
     longest: dict[str, int] = {}
     for r in rules:
@@ -215,11 +215,22 @@ def _as_of_store(rules: list[Rule], frames: list[Any], times: np.ndarray) -> tup
                                  if t not in ("insights", "errors", "raw")}
     if "raw" not in tables:
         retention["raw"] = 0
-    wanted = _feeds(tables)
-    if wanted is not None:
-        keep = [i for i, name in enumerate(_event_names(frames)) if name in wanted]
-        frames, times = [frames[i] for i in keep], times[keep]
-    return EventStore(retention=retention), frames, times
+    return _store(retention)
+
+
+def _store(retention: dict[str, Any] | None) -> Any:
+    from ..store import EventStore
+
+    return EventStore(retention=retention, background=False)
+
+
+def _ingest(store: Any, frames: list[Any], times: np.ndarray) -> None:
+    """Feed frames in one batch; in a backtest a frame is received at its event time."""
+    bulk = getattr(store, "ingest_frames", None)
+    if bulk is not None:
+        bulk(frames, times)
+    else:
+        store.ingest(frames)
 
 
 def backtest(
@@ -253,75 +264,73 @@ def backtest(
     fast = [r for r in rule_list if r not in slow]
     # slow rules that read what the engine writes (insights, errors) must share its store
     shared = any(set(r.tables) & {"insights", "errors"} for r in slow)
-    keep_raw = any("raw" in r.tables for r in rule_list)
+    raw_limit = None if any("raw" in r.tables for r in rule_list) else {"raw": 0}
 
-    times: np.ndarray | None = None
+    # the store the engine publishes to and the fast rules read (every event table in full)
+    given: list[Any] | None = None
     frames: list[Any] | None = None
     if slow or not (_is_store(source) or isinstance(source, (str, Path))):
-        times, frames = _history(source)
-    if shared:
-        store = _new_store(keep_raw, source)  # fed in time order below, as the as-of store
+        given, frames = _frames(source)
+    if shared or not fast:
+        store = _store(raw_limit)  # filled in time order below, or read by no rule
+        if _is_store(source):  # gaps are the client's own rows, not frames: carry them over
+            for gap in source.gaps.itertuples(index=False):
+                store.add_gap(gap.start, gap.end, gap.reason)
     elif _is_store(source):
         store = source
     elif isinstance(source, (str, Path)):
-        store = _load_recording(source, keep_raw)
+        from ..store import EventStore
+
+        store = EventStore.load(source, retention=raw_limit, background=False)
     else:
-        store = _new_store(keep_raw, source)
-        store.ingest(frames or [])
+        store = _store(raw_limit)
+        store.ingest(frames or [])  # in any order: fast rules' tables are sorted when windowed
+
+    # the history slow rules read, in time order: every frame when they share the engine's
+    # store, else only the frames that fill their tables, fed to a store of their own
+    feed_times: np.ndarray = np.empty(0, np.int64)
+    feed: list[Any] = []
+    as_of = store
+    if slow and given is not None and frames is not None:
+        wanted = None if shared else _feeds({t for r in slow for t in r.tables})
+        feed_times, feed = _in_time_order(given, frames, wanted)
+        as_of = store if shared else _as_of_store(slow)
 
     engine = RuleEngine(store, rule_list, enforce_timeouts=False, publish=publish)
-    snapshot = Snapshot(store, [t for r in fast for t in r.tables]) if not shared else None
-    if times is not None:
-        first, last = (int(times[0]), int(times[-1])) if len(times) else (None, None)
-    else:
-        assert snapshot is not None
-        first = snapshot.first_ns([t for r in fast for t in r.tables])
-        last = as_ns(store.now)
+    fast_tables = [t for r in fast for t in r.tables]
+    snapshot = Snapshot(store, fast_tables) if fast and not shared else None
+    firsts, lasts = ([int(feed_times[0])], [int(feed_times[-1])]) if len(feed_times) else ([], [])
+    if snapshot is not None:
+        first = snapshot.first_ns(fast_tables)
+        if first is not None:
+            firsts.append(first)
+            lasts.append(as_ns(store.now) or first)
     events = len(frames) if frames is not None else int(getattr(store, "frames", 0))
-    if first is None or last is None:
+    if not firsts:
         return _result(engine, rule_list, as_ns(start), as_ns(end), events)
-    begin = first if start is None else max(as_ns(start) or first, first)
-    finish = last if end is None else min(as_ns(end) or last, last)
+    begin = min(firsts) if start is None else max(as_ns(start) or min(firsts), min(firsts))
+    finish = max(lasts) if end is None else min(as_ns(end) or max(lasts), max(lasts))
     engine.schedule_from(pd.Timestamp(begin, unit="ns", tz="UTC"))
 
-    if slow and times is not None and frames is not None:
-        if shared:
-            as_of, feed, feed_times = store, frames, times
-        else:
-            as_of, feed, feed_times = _as_of_store(slow, frames, times)
+    if slow:
         position = 0
         names = [r.name for r in slow]
-        tables = [t for r in slow for t in r.tables]
+        slow_tables = [t for r in slow for t in r.tables]
         for t in _due_times(slow, begin, finish):
             stop = int(feed_times.searchsorted(t, side="right"))
             if stop > position:
-                as_of.ingest(feed[position:stop])
+                _ingest(as_of, feed[position:stop], feed_times[position:stop])
                 position = stop
             engine.run_due(pd.Timestamp(t, unit="ns", tz="UTC"), rules=names,
-                           snapshot=None if shared else Snapshot(as_of, tables))
+                           snapshot=None if shared else Snapshot(as_of, slow_tables))
         if shared:
-            store.ingest(feed[position:])
-            snapshot = Snapshot(store, [t for r in fast for t in r.tables])
+            _ingest(store, feed[position:], feed_times[position:])
+            snapshot = Snapshot(store, fast_tables)
     if fast and finish >= begin:
         assert snapshot is not None
         engine.run_due(pd.Timestamp(finish, unit="ns", tz="UTC"), rules=[r.name for r in fast], snapshot=snapshot)
     return _result(engine, rule_list, begin, finish, events)
 
-
-def _new_store(keep_raw: bool, source: Any) -> Any:
-    from ..store import EventStore
-
-    store = EventStore(retention=None if keep_raw else {"raw": 0})
-    if _is_store(source):  # gaps are the client's own rows, not frames: carry them over
-        for gap in source.gaps.itertuples(index=False):
-            store.add_gap(gap.start, gap.end, gap.reason)
-    return store
-
-
-def _load_recording(path: str | Path, keep_raw: bool) -> Any:
-    from ..store import EventStore
-
-    return EventStore.load(path, retention=None if keep_raw else {"raw": 0})
 
 def _due_times(rules: list[Rule], begin: int, finish: int) -> np.ndarray:
     """Every instant at which one of ``rules`` falls due in [begin, finish], sorted."""
