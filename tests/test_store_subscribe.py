@@ -131,7 +131,7 @@ def test_the_background_thread_ends_when_idle_and_restarts():
     store._worker.idle_exit = 0.05  # type: ignore[union-attr]
     store.ingest_frame(encode("ping", {"timestamp": "2026-01-05T00:00:00Z"}))
     assert _wait_for(lambda: not store._worker.running)  # type: ignore[union-attr]
-    assert not store._times  # parsed by the thread before it ended, not by the read below
+    assert not store._waiting  # parsed by the thread before it ended, not by the read below
     assert store.counts["raw"] == 1
     store.ingest_frame(encode("ping", {"timestamp": "2026-01-05T00:00:01Z"}))
     assert store._worker.running  # type: ignore[union-attr]

@@ -386,8 +386,9 @@ class MaskedColumn(_NumpyColumn):
         values = self.buf[start:stop].copy()
         missing = self.miss[start:stop].copy()
         if self.kind == "ts":
-            values[missing] = NAT
-            return pd.DatetimeIndex(values.view("M8[ns]"), tz="UTC").array
+            if missing.any():
+                values[missing] = NAT
+            return pd.DatetimeIndex(values.view("M8[ns]"), tz="UTC", copy=False).array
         if self.kind == "bool":
             return pd.arrays.BooleanArray(values, missing)
         return pd.arrays.IntegerArray(values, missing)
@@ -416,8 +417,8 @@ class ObjectColumn(_NumpyColumn):
 
     def to_pandas(self, start: int, stop: int) -> Any:
         values = self.buf[start:stop]
-        if self.kind == "text":
-            return pd.array(values, dtype="str")
+        if self.kind == "text":  # through Arrow: several times faster than from objects
+            return pd.array(pa.array(values, pa.string(), from_pandas=True), dtype="str")
         return values.copy()
 
 

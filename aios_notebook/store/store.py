@@ -110,8 +110,7 @@ class EventStore:
             name: (LatestTable(spec) if spec.latest else AppendTable(spec)) for name, spec in TABLES.items()
         }
         self._lock = threading.RLock()
-        self._texts: list[Any] = []  # frames waiting to be parsed ...
-        self._times: list[int] = []  # ... and when each arrived (appended second: see _take)
+        self._waiting: list[tuple[Any, int]] = []  # (frame, received_at ns) not parsed yet
         self._fast_path = fast_path
         self._batch_size = batch_size
         self._version = 0
@@ -125,7 +124,7 @@ class EventStore:
         self._worker: Worker | None = None
         if background:
             self._worker = Worker(
-                lambda: len(self._times), self._tick, self._notifier,
+                lambda: len(self._waiting), self._tick, self._notifier,
                 batch_size=batch_size, max_delay=max_delay, notify_interval=notify_interval,
             )
             self._notifier.on_subscribe = self._worker.ensure
@@ -145,9 +144,8 @@ class EventStore:
                 moment = _ns(received_at, "received_at") or self._time_ns()
             except ConfigurationError:
                 moment = self._time_ns()
-        self._texts.append(text)
-        self._times.append(moment)
-        waiting = len(self._times)
+        self._waiting.append((text, moment))  # one append: atomic, whatever the threads
+        waiting = len(self._waiting)
         worker = self._worker
         if worker is not None:
             if not worker.running:
@@ -224,13 +222,15 @@ class EventStore:
             self._flush_locked()
 
     def _take(self) -> tuple[list[Any], list[int]]:
-        # times are appended after texts, so the first len(times) texts all have a time;
-        # slicing and deleting a prefix are single atomic list operations
-        count = len(self._times)
-        texts, times = self._texts[:count], self._times[:count]
-        del self._texts[:count]
-        del self._times[:count]
-        return texts, times
+        # slicing and deleting a prefix are single atomic list operations: frames appended
+        # meanwhile stay for the next batch
+        count = len(self._waiting)
+        items = self._waiting[:count]
+        del self._waiting[:count]
+        if not items:
+            return [], []
+        texts, times = zip(*items, strict=True)
+        return list(texts), list(times)
 
     def _flush_locked(self) -> dict[str, int]:
         texts, times = self._take()
@@ -567,7 +567,7 @@ class EventStore:
 
     def __repr__(self) -> str:
         with self._lock:
-            waiting = len(self._times)
+            waiting = len(self._waiting)
             held = ", ".join(f"{name}={len(t)}" for name, t in self._tables.items() if len(t))
             now = "-" if self._now is None else pd.Timestamp(self._now, tz="UTC").isoformat()
         return f"<EventStore v{self._version} now={now} {held or 'empty'}{f' waiting={waiting}' if waiting else ''}>"
