@@ -1,18 +1,22 @@
 """Frames -> typed table batches, many frames at a time.
 
-The client hands the store raw text frames; parsing them one by one with ``json.loads`` costs
-more than receiving them. So frames are parsed in batches:
+The client hands the store raw text frames; parsing them one by one with every check costs
+more than receiving them. So frames are parsed in batches, three ways:
 
-1. the batch becomes one Arrow string array (which is also the ``raw`` table's text);
-2. a regular expression reads each frame's event name from its first bytes (C++, vectorised);
-3. frames of the frequent, fixed-shape events (:data:`.schema.FAST_EVENTS`) are parsed by
-   Arrow's JSON reader in one call against an explicit schema, straight into typed columns;
-4. everything else, and every frame the fast path cannot vouch for (a parse error, a wrong
-   type, a missing required field, an extra top-level key, NaN...), goes through
+1. large batches (``SMALL_BATCH`` frames or more): the batch becomes one Arrow string array
+   (also the ``raw`` table's text), a regular expression reads each frame's event name from its
+   first bytes, and the frames of the frequent, fixed-shape events (:data:`.schema.FAST_EVENTS`)
+   are parsed by Arrow's JSON reader, one call per event against that event's schema, straight
+   into typed columns;
+2. small batches, and the rare events of large ones: :mod:`.small_batches` reads each frame
+   with ``json.loads`` and checks each field over the whole group of an event at once;
+3. every frame the first two cannot vouch for (a parse error, a wrong type, a missing required
+   field, an extra top-level key, NaN, an error event...) goes through
    :func:`aios_notebook.protocol.codec.decode` and :mod:`.rows` one frame at a time, which
    describes each problem in the errors table.
 
-The result is the same as decoding every frame with ``decode``; the fast path is only faster.
+The tables are the same whichever way a frame goes (the tests compare them); 1 and 2 are only
+faster, 1 for thousands of frames, 2 for a trickle (Arrow costs milliseconds per call).
 """
 
 from __future__ import annotations
@@ -51,9 +55,9 @@ _ARROW_OF_KIND = {
 #: of another shape makes Arrow fail, and the frame goes the per-frame way)
 _FIXED_OBJECTS = {"changes": {name: "str" for name in METRIC_NAMES}}
 _CHANGE_NUMBER = r"^\s*(?P<n>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*%?\s*$"
-_MIN_SPLIT = 16
-#: batches smaller than this are decoded frame by frame (see parse_frames)
-SMALL_BATCH = 2000  # below this many frames, a failing group is decoded frame by frame
+_MIN_SPLIT = 16  # a failing group this small goes the per-frame way without more halving
+#: batches smaller than this skip Arrow (see the module docstring)
+SMALL_BATCH = 2000
 USE_THREADS = True  # Arrow's JSON reader releases the GIL: the I/O thread keeps receiving
 
 
@@ -119,7 +123,7 @@ class Parsed:
         raw: the raw table's batch (one row per frame).
         now: the latest event time seen in the batch (ns), or None.
         events: frames per event name (None for frames without one).
-        fast: how many frames took the batched path.
+        fast: how many frames were parsed in groups (ways 1 and 2 of the module docstring).
     """
 
     batches: dict[str, list[Batch]] = field(default_factory=dict)
@@ -130,13 +134,14 @@ class Parsed:
 
 
 def _read(frames: pa.Array, event: str) -> pa.Table | None:
-    """Parse newline-free JSON frames with Arrow; None when anything at all goes wrong."""
-    joined = pc.binary_join_element_wise(frames, "", "\n")  # each frame + "\n"
-    offsets = np.frombuffer(joined.buffers()[1], np.int32, len(joined) + 1, joined.offset * 4)
-    data = joined.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
-    longest = int(pc.max(pc.binary_length(frames)).as_py() or 0)
-    options = pj.ReadOptions(use_threads=USE_THREADS, block_size=max(1 << 20, 2 * longest + 2))
+    """Parse frames of one event with Arrow, one a line (a frame with a raw newline makes the
+    call fail or count wrong); None when anything at all goes wrong."""
     try:
+        joined = pc.binary_join_element_wise(frames, "", "\n")  # each frame + "\n"
+        offsets = np.frombuffer(joined.buffers()[1], np.int32, len(joined) + 1, joined.offset * 4)
+        data = joined.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+        longest = int(pc.max(pc.binary_length(frames)).as_py() or 0)
+        options = pj.ReadOptions(use_threads=USE_THREADS, block_size=max(1 << 20, 2 * longest + 2))
         table = pj.read_json(pa.BufferReader(data), read_options=options, parse_options=_PARSE[event])
     except (pa.ArrowException, ValueError, TypeError, OverflowError):
         return None
