@@ -178,7 +178,11 @@ class RuleContext:
         return self._now_ns
 
     def rows(self, table: str, start: Any = None, end: Any = None) -> Rows:
-        """The rows of a declared ``table`` in ``(start, end]`` (default: the rule's window)."""
+        """The rows of a declared ``table`` in ``(start, end]`` (default: the rule's window).
+
+        ``start`` and ``end`` are Timestamps (or int nanoseconds, like ``now_ns``); ``end`` is
+        never later than ``now``.
+        """
         self._check(table)
         lo = self._start_ns if start is None else _to_ns(start)
         hi = self._now_ns if end is None else min(_to_ns(end), self._now_ns)

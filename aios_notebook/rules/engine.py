@@ -33,21 +33,10 @@ import pandas as pd
 
 from ..exceptions import RuleError
 from .api import Rule
-from .evaluation import RuleRunner, as_ns, frame_of, iso
+from .evaluation import RuleRunner, State, as_ns, frame_of, iso
 from .windows import Snapshot
 
 __all__ = ["RuleEngine", "State"]
-
-
-class State:
-    """Names of the states (strings, so that DataFrames of them read well)."""
-
-    NORMAL = "Normal"
-    PENDING = "Pending"
-    FIRING = "Firing"
-    RESOLVED = "Resolved"
-    NODATA = "NoData"
-    DISABLED = "Disabled"
 
 
 _FIRING_COLUMNS = [

@@ -26,11 +26,24 @@ from .windows import Snapshot
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import RuleEngine
 
-__all__ = ["KeyState", "RuleRunner", "as_ns", "frame_of", "iso", "ns_to_datetime"]
+__all__ = ["KeyState", "RuleRunner", "State", "as_ns", "frame_of", "iso", "ns_to_datetime"]
 
 _NAT = np.iinfo(np.int64).min
+
+
+class State:
+    """Names of the states (strings, so that DataFrames of them read well)."""
+
+    NORMAL = "Normal"
+    PENDING = "Pending"
+    FIRING = "Firing"
+    RESOLVED = "Resolved"
+    NODATA = "NoData"
+    DISABLED = "Disabled"
+
+
 NORMAL, PENDING, FIRING, RESOLVED, NODATA, DISABLED = (
-    "Normal", "Pending", "Firing", "Resolved", "NoData", "Disabled",
+    State.NORMAL, State.PENDING, State.FIRING, State.RESOLVED, State.NODATA, State.DISABLED,
 )
 
 
