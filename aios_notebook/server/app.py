@@ -8,7 +8,6 @@ the REST handlers then share one thread and one state without locks.
 
 from __future__ import annotations
 
-import itertools
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -23,8 +22,6 @@ if TYPE_CHECKING:
 
 __all__ = ["build_app"]
 
-_client_ids = itertools.count(1)
-
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     """``/ws``: one AIOS v2 client, served by a :class:`ServerSession` until either side closes."""
@@ -38,7 +35,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     )
     await ws.prepare(request)
     session = ServerSession(
-        client_id=f"client-{next(_client_ids)}",
+        client_id=simulator.next_client_id(),
         token_check=simulator.check_token,
         heartbeat=simulator.heartbeat,
         auth_timeout=simulator.auth_timeout,
@@ -46,7 +43,6 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     )
     connection = Connection(simulator, ws, request, session, simulator.send_queue_limit)
     simulator.connections.add(connection)
-    simulator.stats["connections"] += 1
     try:
         connection.start()
         async for message in ws:

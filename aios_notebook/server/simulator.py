@@ -129,6 +129,7 @@ class Simulator:
         self.tick = float(tick)
         self.hub = Hub(replay_buffer)
         self.connections: set[Connection] = set()
+        #: connections, slow_readers_cut (closed 1008), simulation_errors (logged, skipped)
         self.stats: Counter[str] = Counter()
         self._workload: Workload | None = None
         self._runner: web.AppRunner | None = None
@@ -188,6 +189,11 @@ class Simulator:
         """The ``--labels FILE`` JSON document."""
         origin = self.origin
         return labels_document(self.scenario, self.seed, origin, origin + max(7 * _DAY, self.warmup + _DAY))
+
+    def next_client_id(self) -> str:
+        """``client-1``, ``client-2`` ... in the order clients connect to this server."""
+        self.stats["connections"] += 1
+        return f"client-{self.stats['connections']}"
 
     def check_token(self, token: str) -> bool:
         """Constant-time comparison with the server's token."""
