@@ -70,6 +70,8 @@ class RuleEngine:
         enforce_timeouts: bool = True,
         publish: bool = True,
     ) -> None:
+        if not isinstance(poll, (int, float)) or not poll > 0:
+            raise RuleError(f"poll must be a positive number of seconds, not {poll!r}")
         self.store = store
         self.clock = clock
         self.poll = float(poll)
