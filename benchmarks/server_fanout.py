@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -216,4 +217,7 @@ if __name__ == "__main__":
         token = sys.stdin.readline().strip() if options.token_stdin else None
         asyncio.run(clients_main(options.url, token, options.clients))
     else:
+        # clients leaving at the end of a run make asyncio and websockets log each failed write
+        logging.getLogger("asyncio").setLevel(logging.ERROR)
+        logging.getLogger("websockets").setLevel(logging.ERROR)
         asyncio.run(main())
