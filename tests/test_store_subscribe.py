@@ -63,6 +63,29 @@ def test_the_background_thread_coalesces_a_fast_stream():
     store.close()
 
 
+def test_a_subscriber_may_read_the_store_it_is_told_about():
+    store = EventStore(background=False)
+    seen: list[int] = []
+    store.subscribe(lambda batch: seen.append(len(store.jobs)), tables=["jobs"])
+    store.ingest(sample_frames(0.5))
+    assert seen and seen[-1] == len(store.jobs) > 0
+
+
+def test_several_threads_may_ingest_at_once():
+    frames = sample_frames(1.0)
+    store = EventStore(batch_size=300)
+    threads = [threading.Thread(target=lambda part=frames[i::3]: [store.ingest_frame(f) for f in part])
+               for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    raw = store.raw
+    assert sorted(raw["seq"].tolist()) == list(range(1, len(frames) + 1))
+    assert len(store.job_events) == sum('"event":"processing_job_' in f for f in frames)
+    store.close()
+
+
 def test_a_failing_subscriber_is_reported_and_stops_nothing():
     store = EventStore(background=False)
     good: list[ChangeBatch] = []
