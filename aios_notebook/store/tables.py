@@ -207,6 +207,9 @@ class LatestTable(Table):
         """Row index of every batch row (-1 when its key is missing); new keys get new rows."""
         count = len(batch)
         keys = [batch.columns.get(k) for k in self.spec.key]
+        if any(k is None for k in keys):  # a key column no event of the batch carries
+            keys = [[None] * count if k is None else k for k in keys]
+            keys = [k.to_pylist() if isinstance(k, pa.Array) else list(k) for k in keys]
         if any(isinstance(k, list) for k in keys):  # Python rows: look keys up directly
             values = keys[0] if len(keys) == 1 else list(zip(*keys, strict=True))
             if len(keys) > 1:
