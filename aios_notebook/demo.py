@@ -58,8 +58,14 @@ def _wait_for_lab(port: int, token: str, process: subprocess.Popen[bytes], timeo
     return False
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Start both processes, print both URLs, wait for Ctrl-C, stop both."""
+    # SIGTERM (e.g. from a process manager) stops both children like Ctrl-C does
+    signal.signal(signal.SIGTERM, _interrupt)
     root = Path(__file__).resolve().parent.parent
     notebooks = root / "notebooks"
     port = args.port or free_port()
