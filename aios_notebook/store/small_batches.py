@@ -1,20 +1,22 @@
-"""Well-formed frames without Arrow: ``json.loads`` per frame, then checks column by column.
+"""Well-formed frames without Arrow: msgspec per frame, then checks column by column.
 
 The Arrow path costs a few milliseconds per batch whatever its size, which a trickle of frames
 (a live stream read often) cannot repay; decoding frame by frame with every check is the other
-extreme. This path sits between: each frame is read with ``json.loads``, frames are grouped by
-event, and each field is checked for a whole group at once (``set(map(type, column))`` is
-usually all it takes). A frame with anything odd about it (an extra top-level key, a wrong
+extreme. This path sits between: each frame's envelope is read with msgspec (its ``data`` left
+as raw JSON), frames are grouped by event, each group's data is read into a Struct of the
+fields the event's tables use (no dict, no key strings for the fields nobody reads), and each
+field is checked for a whole group at once (``set(map(type, column))`` is usually all it takes). A frame with anything odd about it (an extra top-level key, a wrong
 type, a missing required field, an error event) is left to the per-frame path, which
 describes the problem; so the tables are the same whichever path a frame takes.
 """
 
 from __future__ import annotations
 
-import json
 import math
+from operator import attrgetter
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from .rows import ERROR_EVENTS, EVENT_PLANS, TIMESTAMP_CACHE, check_value, parse_change
@@ -31,6 +33,33 @@ _FINE_TYPES = {
     "int64": {int, _NONE},
     "bool": {bool, _NONE},
 }
+
+
+class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
+    """A frame's top level: any other key sends the frame the per-frame way (which reports it)."""
+
+    event: str
+    data: msgspec.Raw
+    seq: int | None = None
+
+
+#: decoders read JSON exactly as ``json.loads`` does, or fail (NaN, 1e400, a lone surrogate):
+#: such a frame goes the per-frame way, which describes it
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+
+
+def _data_decoder(event: str) -> tuple[msgspec.json.Decoder, tuple[str, ...]]:
+    """A decoder of one event's ``data`` into a Struct of the top-level fields its plan reads
+    (values as JSON gives them; the checks below do the typing), and those fields."""
+    plan = EVENT_PLANS[event]
+    heads = tuple(dict.fromkeys([*(path.partition(".")[0] for path, _, _ in plan.checks), *plan.required]))
+    fields = [(f"f{i}", Any, None) for i in range(len(heads))]  # data keys need not be identifiers
+    renames = {f"f{i}": head for i, head in enumerate(heads)}
+    struct = msgspec.defstruct(f"_{event}_data", fields, rename=renames)
+    return msgspec.json.Decoder(struct), heads
+
+
+_DATA = {event: _data_decoder(event) for event in EVENT_PLANS if event not in ERROR_EVENTS}
 
 
 def _timestamps(values: list[Any]) -> tuple[list[Any], list[bool] | None]:
@@ -74,60 +103,58 @@ def parse_small(texts: list[Any], rows: np.ndarray, received: np.ndarray,
         (positions handled, their event names, their seqs, the latest event time in ns or None).
         The frames not handled go to the per-frame path.
     """
-    loads = json.loads
-    groups: dict[str, tuple[list[int], list[dict], list[int | None]]] = {}
+    envelope_of = _ENVELOPE.decode
+    groups: dict[str, tuple[list[int], list[Any], list[int | None]]] = {}
     for position in rows.tolist():
         text = texts[position]
         if type(text) is not str:
             continue
         try:
-            message = loads(text)
-        except (ValueError, RecursionError):
+            message = envelope_of(text)
+        except (ValueError, UnicodeError, RecursionError):  # msgspec.DecodeError is a ValueError
             continue
-        if type(message) is not dict:
-            continue
-        event = message.get("event")
-        data = message.get("data")
-        seq = message.get("seq")
-        size = len(message)
-        if (type(data) is not dict or type(event) is not str or event in ERROR_EVENTS
-                or event not in EVENT_PLANS or size > 3 or (size == 3 and "seq" not in message)
-                or (seq is not None and type(seq) is not int)):
+        event = message.event
+        if event not in _DATA:
             continue
         group = groups.get(event)
         if group is None:
             group = groups[event] = ([], [], [])
         group[0].append(position)
-        group[1].append(data)
-        group[2].append(seq)
+        group[1].append(message.data)
+        group[2].append(message.seq)
     handled: list[int] = []
     names: list[str] = []
     seqs: list[int | None] = []
     latest: int | None = None
-    for event, (positions, datas, group_seqs) in groups.items():
+    for event, (positions, raws, group_seqs) in groups.items():
         plan = EVENT_PLANS[event]
-        ok = np.ones(len(datas), bool)
+        decode, heads = _DATA[event]
+        decode = decode.decode
+        datas: list[Any] = []
+        ok = np.ones(len(raws), bool)
+        for index, raw in enumerate(raws):
+            try:
+                datas.append(decode(raw))
+            except (ValueError, RecursionError):  # not an object, or a value JSON cannot be
+                datas.append(None)
+                ok[index] = False
+        if not ok.all():  # decode failures go the per-frame way; their columns read as nones
+            dummy = _DATA[event][0].decode(b"{}")
+            datas = [d if d is not None else dummy for d in datas]
+        # the top-level columns, each read once; a field no frame of the group has is all None
+        tops: dict[str, list[Any]] = {
+            head: list(map(attrgetter(f"f{i}"), datas)) for i, head in enumerate(heads)
+        }
         values: dict[str, list[Any]] = {}
-        present = set().union(*datas)  # the keys any frame of the group has
-        nones = [None] * len(datas)
-        parents: dict[str, list[Any]] = {}
         for path, kind, _ in plan.checks:
             head, _, tail = path.partition(".")
-            if head not in present:  # routes name fields other events carry: skip them fast
-                values[path] = nones
-                continue
-            if tail:  # a nested field: its parent objects are collected once
-                parent = parents.get(head)
-                if parent is None:
-                    parent = parents[head] = [d.get(head) for d in datas]
-                column = [p.get(tail) if type(p) is dict else None for p in parent]
-            else:
-                column = [d.get(path) for d in datas]
+            parent = tops[head]  # a nested field's values come from its parent objects
+            column = [p.get(tail) if type(p) is dict else None for p in parent] if tail else parent
             values[path], bad = _column(kind, tail or head, column)
             if bad is not None:
                 ok &= ~np.array(bad, bool)
         for name in plan.required:
-            ok &= np.array([d.get(name) is not None for d in datas], bool)
+            ok &= np.array([v is not None for v in tops[name]], bool)
         if not ok.any():
             continue
         every = bool(ok.all())
