@@ -35,7 +35,7 @@ _FINE_TYPES = {
 }
 
 
-class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
+class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """A frame's top level: any other key sends the frame the per-frame way (which reports it)."""
 
     event: str
@@ -55,11 +55,21 @@ def _data_decoder(event: str) -> tuple[msgspec.json.Decoder, tuple[str, ...]]:
     heads = tuple(dict.fromkeys([*(path.partition(".")[0] for path, _, _ in plan.checks), *plan.required]))
     fields = [(f"f{i}", Any, None) for i in range(len(heads))]  # data keys need not be identifiers
     renames = {f"f{i}": head for i, head in enumerate(heads)}
-    struct = msgspec.defstruct(f"_{event}_data", fields, rename=renames)
+    struct = msgspec.defstruct(f"_{event}_data", fields, rename=renames, gc=False)
     return msgspec.json.Decoder(struct), heads
 
 
 _DATA = {event: _data_decoder(event) for event in EVENT_PLANS if event not in ERROR_EVENTS}
+
+
+def _envelope(text: Any) -> _Envelope | None:
+    """A frame's envelope, or None for a frame the per-frame path must describe."""
+    if type(text) is not str:
+        return None
+    try:
+        return _ENVELOPE.decode(text)
+    except (ValueError, UnicodeError, RecursionError):  # msgspec.DecodeError is a ValueError
+        return None
 
 
 def _timestamps(values: list[Any]) -> tuple[list[Any], list[bool] | None]:
@@ -103,15 +113,19 @@ def parse_small(texts: list[Any], rows: np.ndarray, received: np.ndarray,
         (positions handled, their event names, their seqs, the latest event time in ns or None).
         The frames not handled go to the per-frame path.
     """
-    envelope_of = _ENVELOPE.decode
-    groups: dict[str, tuple[list[int], list[Any], list[int | None]]] = {}
-    for position in rows.tolist():
-        text = texts[position]
-        if type(text) is not str:
-            continue
-        try:
-            message = envelope_of(text)
+    positions_in = rows.tolist()
+    chosen = [texts[position] for position in positions_in]
+    messages: list[Any] | None = None
+    if all(type(text) is str for text in chosen):
+        try:  # the usual case, every frame well-formed: one loop in C
+            messages = list(map(_ENVELOPE.decode, chosen))
         except (ValueError, UnicodeError, RecursionError):  # msgspec.DecodeError is a ValueError
+            messages = None
+    if messages is None:  # some frame is odd: read them one by one, leaving the odd ones out
+        messages = [_envelope(text) for text in chosen]
+    groups: dict[str, tuple[list[int], list[Any], list[int | None]]] = {}
+    for position, message in zip(positions_in, messages, strict=True):
+        if message is None:
             continue
         event = message.event
         if event not in _DATA:
@@ -130,14 +144,17 @@ def parse_small(texts: list[Any], rows: np.ndarray, received: np.ndarray,
         plan = EVENT_PLANS[event]
         decode, heads = _DATA[event]
         decode = decode.decode
-        datas: list[Any] = []
         ok = np.ones(len(raws), bool)
-        for index, raw in enumerate(raws):
-            try:
-                datas.append(decode(raw))
-            except (ValueError, RecursionError):  # not an object, or a value JSON cannot be
-                datas.append(None)
-                ok[index] = False
+        try:
+            datas: list[Any] = list(map(decode, raws))
+        except (ValueError, RecursionError):  # not an object, or a value JSON cannot be
+            datas = []
+            for index, raw in enumerate(raws):
+                try:
+                    datas.append(decode(raw))
+                except (ValueError, RecursionError):
+                    datas.append(None)
+                    ok[index] = False
         if not ok.all():  # decode failures go the per-frame way; their columns read as nones
             dummy = _DATA[event][0].decode(b"{}")
             datas = [d if d is not None else dummy for d in datas]
