@@ -368,7 +368,12 @@ class MaskedColumn(_NumpyColumn):
         else:
             missing = None
         if self.kind == "int32":
-            out = np.array(values, np.int64)
+            try:
+                out = np.array(values, np.int64)
+            except OverflowError:  # an integer beyond int64: missing, as any beyond int32
+                huge = np.array([not -(2**63) <= v < 2**63 for v in values], bool)
+                out = np.array([0 if h else v for v, h in zip(values, huge, strict=True)], np.int64)
+                missing = huge if missing is None else (missing | huge)
             big = (out > np.iinfo(np.int32).max) | (out < np.iinfo(np.int32).min)
             if big.any():  # out of range: missing rather than wrapped around
                 missing = big if missing is None else (missing | big)

@@ -71,7 +71,7 @@ def convert(kind: str, column: str, value: Any) -> tuple[bool, Any]:
     if value is None:
         return True, None
     if kind in ("cat", "text"):
-        return (True, value) if isinstance(value, str) else (False, None)
+        return (True, value) if isinstance(value, str) and _utf8(value) else (False, None)
     if kind in ("f64", "f32"):
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return True, float(value)
@@ -93,6 +93,17 @@ def convert(kind: str, column: str, value: Any) -> tuple[bool, Any]:
     if column in _DICTS:
         return (True, value) if isinstance(value, dict) else (False, None)
     return True, value
+
+
+def _utf8(text: str) -> bool:
+    """Whether a text can be stored (a lone surrogate, which JSON escapes allow, cannot)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_change(value: Any) -> float:
@@ -165,7 +176,7 @@ def check_value(kind: str, column: str, value: Any) -> tuple[bool, Any]:
     # the common cases first, without a function call per isinstance
     cls = type(value)
     if kind in ("cat", "text"):
-        return (True, value) if cls is str else (False, None)
+        return (True, value) if cls is str and _utf8(value) else (False, None)
     if kind in ("f64", "f32"):
         if cls is float:
             return (True, value) if math.isfinite(value) else (False, None)
