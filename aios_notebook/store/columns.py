@@ -126,6 +126,13 @@ class Dictionary:
 
     def codes_of_list(self, values: list) -> np.ndarray:
         """Codes (int32, -1 for None) of a list of strings."""
+        if len(values) >= 1000:  # one look-up per distinct value: Arrow finds them in C
+            try:
+                array = pa.array(values, pa.string())
+            except (pa.ArrowException, TypeError, ValueError):  # a lone surrogate: one by one
+                pass
+            else:
+                return self.codes(array)
         get = self.index.get
         codes = [-1 if value is None else get(value, -2) for value in values]
         if -2 in codes:  # values never seen before
@@ -144,8 +151,13 @@ class Dictionary:
         distinct = encoded.dictionary.to_pylist()
         get = self.index.get
         mapping = np.array([get(value, -1) for value in distinct] + [-1], np.int32)
-        for i in np.flatnonzero(mapping[:-1] < 0).tolist():  # values never seen before
-            mapping[i] = self.code(distinct[i])
+        new = np.flatnonzero(mapping[:-1] < 0)  # values never seen before (each once: distinct)
+        if new.size:
+            start = len(self.values)
+            fresh = [distinct[i] for i in new.tolist()]
+            self.values.extend(fresh)
+            self.index.update(zip(fresh, range(start, start + len(fresh)), strict=True))
+            mapping[new] = np.arange(start, start + len(fresh), dtype=np.int32)
         indices = encoded.indices
         if indices.null_count:
             indices = pc.fill_null(indices, len(distinct))
