@@ -20,8 +20,10 @@ from ..protocol.models import SERVER_EVENTS
 from .schema import EVENT_ROUTES, METRIC_NAMES, TABLES
 
 __all__ = [
+    "DICT_FIELDS",
     "ERROR_EVENTS",
     "EVENT_PLANS",
+    "LIST_FIELDS",
     "TIMESTAMP_CACHE",
     "check_value",
     "convert",
@@ -33,8 +35,10 @@ __all__ = [
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_LISTS = {"entities", "insights", "tags", "affected_jobs", "updated_fields"}
-_DICTS = {"metadata", "changes", "details"}
+#: object columns that hold lists of strings / dicts (any other object column takes any value)
+LIST_FIELDS = frozenset({"entities", "insights", "tags", "affected_jobs", "updated_fields"})
+DICT_FIELDS = frozenset({"metadata", "changes", "details"})
+_LISTS, _DICTS = LIST_FIELDS, DICT_FIELDS
 _NUMBER = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*%?\s*$")
 
 #: events that become rows of the errors table

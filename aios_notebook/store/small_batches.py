@@ -12,14 +12,21 @@ describes the problem; so the tables are the same whichever path a frame takes.
 
 from __future__ import annotations
 
-import math
 from operator import attrgetter
 from typing import Any
 
 import msgspec
 import numpy as np
 
-from .rows import ERROR_EVENTS, EVENT_PLANS, TIMESTAMP_CACHE, check_value, parse_change
+from .rows import (
+    DICT_FIELDS,
+    ERROR_EVENTS,
+    EVENT_PLANS,
+    LIST_FIELDS,
+    TIMESTAMP_CACHE,
+    check_value,
+    parse_change,
+)
 from .schema import METRIC_NAMES, TABLES
 from .tables import Batch
 
@@ -75,6 +82,8 @@ def _envelope(text: Any) -> _Envelope | None:
 def _timestamps(values: list[Any]) -> tuple[list[Any], list[bool] | None]:
     known = TIMESTAMP_CACHE.get
     out = [known(v) if type(v) is str else None for v in values]  # texts seen before
+    if out.count(None) == values.count(None):  # every text known (a None in values is one in out)
+        return out, None
     bad = None
     for i, (value, ns) in enumerate(zip(values, out, strict=True)):
         if value is not None and ns is None:  # new texts, epoch numbers, wrong types
@@ -86,6 +95,15 @@ def _timestamps(values: list[Any]) -> tuple[list[Any], list[bool] | None]:
     return out, bad
 
 
+def _finite(values: list[Any]) -> bool:
+    """Whether no number is NaN or infinite (None reads as NaN: the finite count tells)."""
+    try:
+        finite = int(np.isfinite(np.array(values, np.float64)).sum())
+    except OverflowError:  # an integer beyond a float's range
+        return False
+    return finite == len(values) - values.count(None)
+
+
 def _column(kind: str, name: str, values: list[Any]) -> tuple[list[Any], list[bool] | None]:
     """Checked values of one field over a group, and which rows are bad (None: none)."""
     if kind == "ts":
@@ -94,12 +112,13 @@ def _column(kind: str, name: str, values: list[Any]) -> tuple[list[Any], list[bo
     fine = _FINE_TYPES.get(kind)
     if fine is not None and types <= fine:
         return values, None
-    if kind in ("f64", "f32") and types <= {float, int, _NONE} and (
-        float not in types or all(math.isfinite(v) for v in values if type(v) is float)
-    ):
+    if kind in ("f64", "f32") and types <= {float, int, _NONE} and (float not in types or _finite(values)):
         return values, None
     if types == {_NONE}:
         return values, None
+    if kind == "obj" and ((name not in LIST_FIELDS and name not in DICT_FIELDS)
+                          or (name in DICT_FIELDS and types <= {dict, _NONE})):
+        return values, None  # what convert() accepts of these, without a call per value
     checked = [(True, None) if v is None else check_value(kind, name, v) for v in values]
     bad = [not ok for ok, _ in checked]
     return [v for _, v in checked], bad if any(bad) else None
@@ -116,7 +135,7 @@ def parse_small(texts: list[Any], rows: np.ndarray, received: np.ndarray,
     positions_in = rows.tolist()
     chosen = [texts[position] for position in positions_in]
     messages: list[Any] | None = None
-    if all(type(text) is str for text in chosen):
+    if set(map(type, chosen)) <= {str}:
         try:  # the usual case, every frame well-formed: one loop in C
             messages = list(map(_ENVELOPE.decode, chosen))
         except (ValueError, UnicodeError, RecursionError):  # msgspec.DecodeError is a ValueError
@@ -171,7 +190,8 @@ def parse_small(texts: list[Any], rows: np.ndarray, received: np.ndarray,
             if bad is not None:
                 ok &= ~np.array(bad, bool)
         for name in plan.required:
-            ok &= np.array([v is not None for v in tops[name]], bool)
+            if None in tops[name]:
+                ok &= np.array([v is not None for v in tops[name]], bool)
         if not ok.any():
             continue
         every = bool(ok.all())
