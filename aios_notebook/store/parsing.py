@@ -9,7 +9,8 @@ more than receiving them. So frames are parsed in batches, three ways:
    are parsed by Arrow's JSON reader, one call per event against that event's schema, straight
    into typed columns;
 2. small batches, and the rare events of large ones: :mod:`.small_batches` reads each frame
-   with ``json.loads`` and checks each field over the whole group of an event at once;
+   with msgspec (envelope, then each event's data as a Struct) and checks each field over
+   the whole group of an event at once;
 3. every frame the first two cannot vouch for (a parse error, a wrong type, a missing required
    field, an extra top-level key, NaN, an error event...) goes through
    :func:`aios_notebook.protocol.codec.decode` and :mod:`.rows` one frame at a time, which

@@ -477,7 +477,7 @@ class EventStore:
 
     @property
     def fast_frames(self) -> int:
-        """Frames parsed in groups (Arrow, or json.loads with checks per field over a group);
+        """Frames parsed in groups (Arrow, or msgspec with checks per field over a group);
         the rest, frames with problems and error events, were decoded one by one."""
         with self._lock:
             self._flush_locked()
