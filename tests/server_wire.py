@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from typing import Any
 
 import websockets
@@ -24,7 +25,17 @@ class WireClient:
         self._markers = 0
 
     @classmethod
-    async def open(cls, sim: Simulator, *, auth: bool = True, **options: Any) -> WireClient:
+    async def open(cls, sim: Simulator, *, auth: bool = True, receive_buffer: int | None = None,
+                   **options: Any) -> WireClient:
+        """Connect (and authenticate). ``receive_buffer`` fixes the socket's SO_RCVBUF, so that a
+        client that stops reading fills it quickly instead of the kernel growing it to megabytes."""
+        if receive_buffer is not None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            sock.settimeout(10)
+            sock.connect(("127.0.0.1", sim.port))
+            sock.setblocking(False)
+            options["sock"] = sock
         client = cls(await websockets.connect(sim.url, open_timeout=10, **options))
         client.connected = await client.next()
         assert client.connected["event"] == "connected"
