@@ -28,6 +28,7 @@ DEFAULT_RETENTION: Mapping[str, Any] = {
     "raw": 1_000_000,
     "job_events": 2_000_000,
     "agent_events": 2_000_000,
+    "dag_step_events": 2_000_000,
     "errors": 100_000,
     "insights": 200_000,
     "metrics": 500_000,

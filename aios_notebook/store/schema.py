@@ -162,6 +162,11 @@ TABLES: MappingProxyType[str, TableSpec] = MappingProxyType(
                 time="updated_at",
             ),
             _table(
+                "dag_step_events",
+                "received_at:ts seq:int64 timestamp:ts event:cat dag_id:cat run_id:cat step_id:cat "
+                "status:cat start_time:ts end_time:ts duration:f64 retry_count:int32 error:cat",
+            ),
+            _table(
                 "errors",
                 "received_at:ts kind:cat code:cat message:text event:cat seq:int64 start:ts "
                 "end:ts details:obj",
@@ -211,6 +216,7 @@ _JOB_EVENT = "timestamp job_id run_id type status progress current_step filename
 _JOB_STATUS = "job_id run_id type status progress filename started_at estimated_completion current_step"
 _JOB_COMPLETED = "job_id run_id type status progress completed_at"
 _JOB_FAILED = "job_id run_id type status error failed_at retry_count can_retry"
+_STEP_EVENT = "timestamp dag_id run_id step_id status start_time end_time duration retry_count error"
 _AGENT_EVENT = {
     **_same("timestamp agent_id name status current_task progress task_id job_id task_type duration error severity can_retry affected_jobs"),
     "confidence": "result.confidence",
@@ -304,6 +310,7 @@ EVENT_ROUTES: MappingProxyType[str, tuple[Route, ...]] = MappingProxyType(
             ),
         ),
         "step_status": (
+            _route("dag_step_events", _STEP_EVENT),
             _route(
                 "dag_steps",
                 {

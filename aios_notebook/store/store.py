@@ -427,6 +427,7 @@ class EventStore:
     metrics = property(lambda self: self.table("metrics"), doc="The dashboard metrics time series.")
     dag_runs = property(lambda self: self.table("dag_runs"), doc="One row per DAG run_id, latest state.")
     dag_steps = property(lambda self: self.table("dag_steps"), doc="One row per (run_id, step_id), latest state.")
+    dag_step_events = property(lambda self: self.table("dag_step_events"), doc="Every step_status event.")
     errors = property(lambda self: self.table("errors"), doc="Server errors and the client's own.")
     raw = property(lambda self: self.table("raw"), doc="Every frame received.")
 
