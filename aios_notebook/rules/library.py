@@ -14,7 +14,7 @@ stuck_jobs             job_events       unfinished jobs of a type sent nothing f
 agent_error_burst      agent_events     an agent raised ``min_errors`` agent_error in ``window``
 agent_offline          agent_events     an agent's latest status is offline
 knowledge_stall        metrics          jobs complete but the knowledge base does not grow
-dag_step_failures      dag_steps        a DAG's steps fail (or are retried) ``factor`` x more
+dag_step_failures      dag_step_events  a DAG's steps fail (or are retried) ``factor`` x more
                                         often than in the baseline (binomial test)
 =====================  ===============  ==========================================================
 

@@ -76,8 +76,9 @@ def dag_step_failures(*, period: Any = "30m", baseline: Any = "2h", factor: floa
                       name: str = "dag_step_failures") -> Rule:
     """Share of DAG steps failing (failed / up_for_retry, or retried) per DAG and step, against the baseline.
 
-    Reads the latest state of the steps updated in the window: a step counts as failing when it
-    is failed or up for retry, or was retried. Steps last updated in ``period`` are compared with
+    Reads the step history (``dag_step_events``) of the window and takes each step's (run_id,
+    step_id) latest event in it, the state the step was in: it counts as failing when it is
+    failed or up for retry, or was retried. Steps last updated in ``period`` are compared with
     those last updated in the ``baseline`` before (binomial test per step of each DAG; the key
     is the ``dag_id``).
 
@@ -92,14 +93,21 @@ def dag_step_failures(*, period: Any = "30m", baseline: Any = "2h", factor: floa
     p, b = parse_duration(period, "period"), parse_duration(baseline, "baseline")
 
     def spike(ctx: RuleContext) -> list[Insight]:
-        rows = ctx.rows("dag_steps")
+        rows = ctx.rows("dag_step_events")
         if not len(rows):
             return []
-        failing = rows.isin("status", _STEP_FAILING) | (np.nan_to_num(rows.column("retry_count")) > 0)
-        recent = rows.times > ctx.now_ns - p
-        dag_codes, dags = rows.codes("dag_id")
+        run_codes, _ = rows.codes("run_id")
         step_codes, steps = rows.codes("step_id")
-        known = (dag_codes >= 0) & (step_codes >= 0)
+        # each step's latest event in the window: rows are in time order, so the first of each
+        # (run, step) in the reversed order (+1: a missing code is -1)
+        step_key = (run_codes + 1) * (len(steps) + 1) + (step_codes + 1)
+        _, first_reversed = np.unique(step_key[::-1], return_index=True)
+        latest = len(rows) - 1 - first_reversed
+        failing = (rows.isin("status", _STEP_FAILING) | (np.nan_to_num(rows.column("retry_count")) > 0))[latest]
+        recent = rows.times[latest] > ctx.now_ns - p
+        dag_codes, dags = rows.codes("dag_id")
+        dag_codes, step_codes = dag_codes[latest], step_codes[latest]
+        known = (dag_codes >= 0) & (step_codes >= 0) & (run_codes[latest] >= 0)
         # one group per (dag, step): counts of steps and of failing steps, recent and before
         width = len(steps)
         group = dag_codes * width + step_codes
@@ -137,7 +145,7 @@ def dag_step_failures(*, period: Any = "30m", baseline: Any = "2h", factor: floa
         return out
 
     return _declare(
-        spike, name, ("dag_steps",),
+        spike, name, ("dag_step_events",),
         {"every": every, "window": (p + b) / _NS, "pending": pending, "cooldown": cooldown},
         {"period": period, "baseline": baseline, "factor": factor, "min_failures": min_failures, "alpha": alpha},
         ("dag_step_failures",), dag_step_failures.__doc__, incremental=False,

@@ -34,6 +34,7 @@ __all__ = [
 TIME_COLUMNS: dict[str, str] = {
     "job_events": "timestamp",
     "agent_events": "timestamp",
+    "dag_step_events": "timestamp",
     "metrics": "timestamp",
     "insights": "timestamp",
     "jobs": "updated_at",
@@ -49,7 +50,7 @@ TABLES: tuple[str, ...] = tuple(TIME_COLUMNS)
 #: append-only histories the stream alone writes: their rows up to ``t`` are the same whether
 #: read at ``t`` or later, so a backtest may read them once (insights and errors are not here:
 #: the engine itself writes to them)
-EVENT_TABLES: frozenset[str] = frozenset({"job_events", "agent_events", "metrics", "raw"})
+EVENT_TABLES: frozenset[str] = frozenset({"job_events", "agent_events", "dag_step_events", "metrics", "raw"})
 
 _NAT = np.iinfo(np.int64).min
 
