@@ -6,9 +6,10 @@ states, and returns the firings with event-time timestamps.
 
 How history is fed depends on what the rules read:
 
-- Rules over event histories only (job_events, agent_events, metrics, raw): those tables hold,
-  at any time ``t``, exactly their rows up to ``t``. The store ingests everything once and the
-  engine evaluates each instant over the rows up to it (binary search on time, no re-reads).
+- Rules over event histories only (job_events, agent_events, dag_step_events, metrics, raw):
+  those tables hold, at any time ``t``, exactly their rows up to ``t``. The store ingests
+  everything once and the engine evaluates each instant over the rows up to it (binary search on
+  time, no re-reads).
 - Rules over latest-state tables (jobs, dag_steps, ...) or tables the engine itself writes
   (insights, errors) need the state *as of* ``t``: events are ingested in time order up to each
   evaluation, and those tables are read from the store then, as live. Such tables are given an
