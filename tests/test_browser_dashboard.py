@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chromium import CHROMIUM_ARGS, chromium_path
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -97,19 +98,6 @@ TIMELINE = """(classes) => {
     };
     requestAnimationFrame(check);
 }"""
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _chromium() -> str:
-    path = shutil.which("chromium")
-    if path:
-        return path
-    if os.environ.get("CI") == "true":
-        pytest.fail("CI=true but no chromium on PATH: .ci/run must install it (apt-get install -y chromium)")
-    pytest.skip("no chromium on PATH: install Debian's package (apt-get install -y chromium) to run the browser test")
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -118,7 +106,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    return _chromium()
+    return chromium_path()
 
 
 @pytest.fixture(scope="module")

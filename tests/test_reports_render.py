@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from chromium import launch
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from aios_notebook.exceptions import ConfigurationError, ReportError
@@ -92,21 +92,12 @@ def test_the_report_needs_no_network(rendered: tuple[Path, str]) -> None:
 
 @pytest.mark.browser
 def test_every_figure_draws_in_headless_chromium_offline(rendered: tuple[Path, str]) -> None:
-    executable = shutil.which("chromium")
-    if executable is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is missing (CI=true): apt-get install chromium")
-        pytest.skip("chromium is not installed (apt-get install chromium); the browser check is skipped")
     from playwright.sync_api import sync_playwright
 
     requests: list[str] = []
     errors: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )
+        browser = launch(playwright)
         try:
             context = browser.new_context(offline=True)
             page = context.new_page()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
+from chromium import launch
 
 from aios_notebook.client import AIOSClient
 from aios_notebook.exceptions import ReportError
@@ -62,21 +61,12 @@ def test_the_report_holds_no_token_and_fetches_nothing(report: tuple[Path, str])
 
 @pytest.mark.browser
 def test_every_figure_draws_offline_in_chromium(report: tuple[Path, str]) -> None:
-    executable = shutil.which("chromium")
-    if executable is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is missing (CI=true): apt-get install chromium")
-        pytest.skip("chromium is not installed (apt-get install chromium); the browser check is skipped")
     from playwright.sync_api import sync_playwright
 
     requests: list[str] = []
     errors: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )
+        browser = launch(playwright)
         try:
             page = browser.new_context(offline=True).new_page()
             page.on("request", lambda request: requests.append(request.url))

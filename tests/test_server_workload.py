@@ -165,7 +165,8 @@ def test_agents_follow_their_work() -> None:
         elif name == "agent_task_completed":
             assert data["job_id"] in jobs_seen
             completed[data["agent_id"]] += 1
-            assert data["duration"] > 0 and 0 < data["result"]["confidence"] <= 1
+            assert data["duration"] > 0
+            assert 0 < data["result"]["confidence"] <= 1
         elif name == "agent_status_update":
             perf = data["performance"]
             assert perf["tasks_completed"] == completed[data["agent_id"]]

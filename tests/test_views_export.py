@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
+from chromium import launch
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 
@@ -73,18 +73,12 @@ def test_static_mode_for_report_runs(tmp_path: Path) -> None:
 
 @pytest.mark.browser
 def test_the_export_draws_offline_in_chromium(live_notebook: nbformat.NotebookNode, tmp_path: Path) -> None:
-    chromium = shutil.which("chromium")
-    if not chromium:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but no chromium on PATH: .ci/run must install it (apt-get install -y chromium)")
-        pytest.skip("no chromium on PATH: install Debian's package (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
 
     page_file = tmp_path / "export.html"
     page_file.write_text(_export(live_notebook))
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, headless=True,
-                                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = launch(playwright)
         try:
             page = browser.new_page()
             page.route("**/*", lambda route: route.abort() if not route.request.url.startswith("file:")
