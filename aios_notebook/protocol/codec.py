@@ -223,14 +223,16 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def format_timestamp(moment: datetime | float) -> str:
-    """UTC ISO 8601 with millisecond precision and a trailing ``Z`` (the protocol's form)."""
+def format_timestamp(moment: datetime | float, *, microseconds: bool = False) -> str:
+    """UTC ISO 8601 with a trailing ``Z``: milliseconds (the protocol's form) or ``microseconds``."""
     if not isinstance(moment, datetime):
         moment = datetime.fromtimestamp(float(moment), tz=timezone.utc)
     elif moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     else:
         moment = moment.astimezone(timezone.utc)
+    if microseconds:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 

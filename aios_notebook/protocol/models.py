@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, get_args
 
 __all__ = [
     "CLIENT_EVENTS",
@@ -68,16 +68,7 @@ ErrorCode = Literal[
     "processing_error",
     "server_shutdown",
 ]
-ERROR_CODES: tuple[str, ...] = (
-    "not_authenticated",
-    "auth_failed",
-    "auth_timeout",
-    "invalid_message",
-    "invalid_subscription",
-    "not_found",
-    "processing_error",
-    "server_shutdown",
-)
+ERROR_CODES: tuple[str, ...] = get_args(ErrorCode)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ..protocol.codec import parse_timestamp
+from ..protocol.codec import format_timestamp, parse_timestamp
 
 __all__ = [
     "FORMAT_VERSION",
@@ -51,13 +51,7 @@ def format_received_at(moment: datetime | float | str | None) -> str:
         if parsed is None:
             raise ValueError(f"not a timestamp: {moment[:40]!r}")
         moment = parsed
-    elif not isinstance(moment, datetime):
-        moment = datetime.fromtimestamp(float(moment), tz=timezone.utc)
-    elif moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    else:
-        moment = moment.astimezone(timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_timestamp(moment, microseconds=True)
 
 
 def public_url(url: str | None) -> str | None:
