@@ -173,23 +173,23 @@ class Job:
             "timestamp": stamp,
         }
 
-    def dag_progress_event(self, stamp: str) -> dict[str, Any]:
+    def progress_fields(self) -> dict[str, Any]:
+        """The step counts of dag_run_progress (also part of the run's REST form)."""
         total, completed, running, failed, pending = self.counts()
         return {
-            "dag_id": self.workflow.dag_id,
-            "run_id": self.run_id,
             "total_steps": total,
             "completed_steps": completed,
             "running_steps": running,
             "failed_steps": failed,
             "pending_steps": pending,
             "completion_percentage": round(100.0 * completed / total, 1),
-            "timestamp": stamp,
         }
+
+    def dag_progress_event(self, stamp: str) -> dict[str, Any]:
+        return {"dag_id": self.workflow.dag_id, "run_id": self.run_id, **self.progress_fields(), "timestamp": stamp}
 
     # -- REST -------------------------------------------------------------------------------------
     def to_rest(self, with_steps: bool = False) -> dict[str, Any]:
-        total, completed, running, failed, pending = self.counts()
         data: dict[str, Any] = {
             "run_id": self.run_id,
             "dag_id": self.workflow.dag_id,
@@ -207,12 +207,7 @@ class Job:
             "failed_at": _iso(self.failed_ms),
             "error": self.error,
             "retry_count": self.retry_count,
-            "total_steps": total,
-            "completed_steps": completed,
-            "running_steps": running,
-            "failed_steps": failed,
-            "pending_steps": pending,
-            "completion_percentage": round(100.0 * completed / total, 1),
+            **self.progress_fields(),
         }
         if with_steps:
             data["steps"] = [step.to_rest(self) for step in self.steps]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from aiohttp import BodyPartReader, web
@@ -48,6 +48,16 @@ class RestError(web.HTTPException):
 
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(text=_JSON_DUMPS(data), status=status, content_type="application/json")
+
+
+T = TypeVar("T")
+
+
+def _found(value: T | None, what: str, key: str) -> T:
+    """``value``, or the REST 404 that names what was looked for."""
+    if value is None:
+        raise RestError(404, "not_found", f"no {what} {key[:200]!r}")
+    return value
 
 
 _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -110,9 +120,7 @@ async def dag_runs(request: web.Request) -> web.Response:
 
 async def dag_run(request: web.Request) -> web.Response:
     run_id = request.match_info["run_id"]
-    job = request.app[SIMULATOR].workload.run(run_id)
-    if job is None:
-        raise RestError(404, "not_found", f"no DAG run {run_id[:200]!r}")
+    job = _found(request.app[SIMULATOR].workload.run(run_id), "DAG run", run_id)
     return _json(job.to_rest(with_steps=True))
 
 
@@ -123,10 +131,7 @@ async def agents(request: web.Request) -> web.Response:
 
 async def agent(request: web.Request) -> web.Response:
     agent_id = request.match_info["agent_id"]
-    found = request.app[SIMULATOR].workload.agents.get(agent_id)
-    if found is None:
-        raise RestError(404, "not_found", f"no agent {agent_id[:200]!r}")
-    return _json(found.to_rest())
+    return _json(_found(request.app[SIMULATOR].workload.agents.get(agent_id), "agent", agent_id).to_rest())
 
 
 async def knowledge_search(request: web.Request) -> web.Response:
@@ -150,9 +155,7 @@ async def knowledge_search(request: web.Request) -> web.Response:
 
 async def knowledge_item(request: web.Request) -> web.Response:
     item_id = request.match_info["item_id"]
-    item = request.app[SIMULATOR].workload.knowledge.get(item_id)
-    if item is None:
-        raise RestError(404, "not_found", f"no knowledge item {item_id[:200]!r}")
+    item = _found(request.app[SIMULATOR].workload.knowledge.get(item_id), "knowledge item", item_id)
     return _json(item.to_rest())
 
 
