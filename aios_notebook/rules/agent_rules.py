@@ -6,24 +6,16 @@ See :mod:`aios_notebook.rules.library` for the table of every built-in rule.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .aggregates import BinnedCounts, BinnedValues, LatestByKey
 from .api import IncrementalRule, Insight, Rule, RuleContext, format_duration, parse_duration
+from .declare import NS, declare, two_spans
 from .windows import Rows
 
 __all__ = ["agent_error_burst", "agent_offline", "slow_processing"]
-
-_NS = 1_000_000_000
-
-
-def _declare(target: Callable[..., Any], name: str, tables: tuple[str, ...], schedule: dict[str, Any],
-             params: dict[str, Any], detects: tuple[str, ...], doc: str | None, incremental: bool = True) -> Rule:
-    return Rule(target, name=name, tables=tables, detects=detects, params=params, description=doc,
-                incremental=incremental, **schedule)
 
 
 # -- agents ---------------------------------------------------------------------------------------
@@ -98,11 +90,10 @@ def slow_processing(*, period: Any = "5m", baseline: Any = "2h", factor: float =
         min_tasks: fewest recent tasks worth a verdict.
         every, pending, cooldown, name: the rule's schedule.
     """
-    p, b, e = parse_duration(period, "period"), parse_duration(baseline, "baseline"), parse_duration(every, "every")
-    width = math.gcd(p, b, e)
-    return _declare(
+    p, b, width, schedule = two_spans(period, baseline, every, pending, cooldown)
+    return declare(
         lambda: _SlowProcessing(p, b, factor, min_tasks, width), name, ("agent_events",),
-        {"every": every, "window": (p + b) / _NS, "pending": pending, "cooldown": cooldown},
+        schedule,
         {"period": period, "baseline": baseline, "factor": factor, "min_tasks": min_tasks},
         ("slow_processing",), slow_processing.__doc__,
     )
@@ -169,7 +160,7 @@ def agent_error_burst(*, window: Any = "20m", min_errors: int = 3, every: Any = 
         every, pending, cooldown, name: the rule's schedule.
     """
     w, e = parse_duration(window, "window"), parse_duration(every, "every")
-    return _declare(
+    return declare(
         lambda: _AgentErrors(min_errors, math.gcd(w, e)), name, ("agent_events",),
         {"every": every, "window": window, "pending": pending, "cooldown": cooldown},
         {"window": window, "min_errors": min_errors}, ("agent_errors",), agent_error_burst.__doc__,
@@ -200,7 +191,7 @@ class _AgentOffline(IncrementalRule):
         for agent, (t, status) in self.latest.latest.items():
             if agent is None or status not in self.statuses:
                 continue
-            minutes = (ctx.now_ns - t) / (60 * _NS)
+            minutes = (ctx.now_ns - t) / (60 * NS)
             out.append(Insight(
                 title="Agent Offline",
                 description=f"agent {agent} has been {status} for {minutes:.0f} minutes",
@@ -223,7 +214,7 @@ def agent_offline(*, statuses: tuple[str, ...] = ("offline",), window: Any = "2h
         every, pending, cooldown, name: the rule's schedule.
     """
     wanted = frozenset(statuses)
-    return _declare(
+    return declare(
         lambda: _AgentOffline(wanted), name, ("agent_events",),
         {"every": every, "window": window, "pending": pending, "cooldown": cooldown},
         {"statuses": list(statuses), "window": window}, ("agent_outage",), agent_offline.__doc__,

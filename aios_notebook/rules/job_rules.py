@@ -6,24 +6,17 @@ See :mod:`aios_notebook.rules.library` for the table of every built-in rule.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
 
 from .aggregates import BinnedCounts, LatestByKey, binomial_sf, confidence, poisson_sf
 from .api import IncrementalRule, Insight, Rule, RuleContext, format_duration, parse_duration
+from .declare import NS, declare, two_spans
 from .windows import Rows
 
 __all__ = ["failure_burst", "stuck_jobs", "success_rate_drop", "volume_change"]
-
-_NS = 1_000_000_000
-
-
-def _declare(target: Callable[..., Any], name: str, tables: tuple[str, ...], schedule: dict[str, Any],
-             params: dict[str, Any], detects: tuple[str, ...], doc: str | None, incremental: bool = True) -> Rule:
-    return Rule(target, name=name, tables=tables, detects=detects, params=params, description=doc,
-                incremental=incremental, **schedule)
 
 
 # -- counts of job events ---------------------------------------------------------------------------
@@ -128,11 +121,10 @@ def volume_change(*, period: Any = "10m", baseline: Any = "2h", factor: float = 
     """
     if direction not in ("up", "down", "both"):
         raise ValueError(f"direction must be 'up', 'down' or 'both', not {direction!r}")
-    p, b, e = parse_duration(period, "period"), parse_duration(baseline, "baseline"), parse_duration(every, "every")
-    width = math.gcd(p, b, e)
-    return _declare(
+    p, b, width, schedule = two_spans(period, baseline, every, pending, cooldown)
+    return declare(
         lambda: _VolumeChange(p, b, factor, min_count, alpha, direction, width), name, ("job_events",),
-        {"every": every, "window": (p + b) / _NS, "pending": pending, "cooldown": cooldown},
+        schedule,
         {"period": period, "baseline": baseline, "factor": factor, "min_count": min_count, "alpha": alpha,
          "direction": direction}, ("volume_spike",), volume_change.__doc__,
     )
@@ -204,11 +196,10 @@ def success_rate_drop(*, period: Any = "20m", baseline: Any = "2h", drop: float 
         alpha: the binomial tail probability below which the failures are not chance.
         every, pending, cooldown, name: the rule's schedule.
     """
-    p, b, e = parse_duration(period, "period"), parse_duration(baseline, "baseline"), parse_duration(every, "every")
-    width = math.gcd(p, b, e)
-    return _declare(
+    p, b, width, schedule = two_spans(period, baseline, every, pending, cooldown)
+    return declare(
         lambda: _Outcomes(p, b, drop, min_outcomes, alpha, width), name, ("job_events",),
-        {"every": every, "window": (p + b) / _NS, "pending": pending, "cooldown": cooldown},
+        schedule,
         {"period": period, "baseline": baseline, "drop": drop, "min_outcomes": min_outcomes, "alpha": alpha},
         ("success_rate_drop",), success_rate_drop.__doc__,
     )
@@ -263,11 +254,10 @@ def failure_burst(*, period: Any = "10m", baseline: Any = "2h", factor: float = 
         alpha: the Poisson tail probability below which the burst is not chance.
         every, pending, cooldown, name: the rule's schedule.
     """
-    p, b, e = parse_duration(period, "period"), parse_duration(baseline, "baseline"), parse_duration(every, "every")
-    width = math.gcd(p, b, e)
-    return _declare(
+    p, b, width, schedule = two_spans(period, baseline, every, pending, cooldown)
+    return declare(
         lambda: _FailureBurst(p, b, factor, min_failures, alpha, width), name, ("job_events",),
-        {"every": every, "window": (p + b) / _NS, "pending": pending, "cooldown": cooldown},
+        schedule,
         {"period": period, "baseline": baseline, "factor": factor, "min_failures": min_failures,
          "alpha": alpha}, ("failure_burst",), failure_burst.__doc__,
     )
@@ -307,7 +297,7 @@ class _StuckJobs(IncrementalRule):
             if len(jobs) < self.min_jobs:
                 continue
             jobs.sort(key=lambda item: item[1])
-            silent_min = (ctx.now_ns - jobs[0][1]) / (60 * _NS)
+            silent_min = (ctx.now_ns - jobs[0][1]) / (60 * NS)
             out.append(Insight(
                 title="Stuck Jobs Detected",
                 description=(f"{len(jobs)} unfinished {job_type} job(s) sent no update for "
@@ -332,7 +322,7 @@ def stuck_jobs(*, stale: Any = "3m", min_jobs: int = 1, window: Any = "90m", eve
         every, pending, cooldown, name: the rule's schedule.
     """
     s = parse_duration(stale, "stale")
-    return _declare(
+    return declare(
         lambda: _StuckJobs(s, min_jobs), name, ("job_events",),
         {"every": every, "window": window, "pending": pending, "cooldown": cooldown},
         {"stale": stale, "min_jobs": min_jobs}, ("stuck_jobs",), stuck_jobs.__doc__,

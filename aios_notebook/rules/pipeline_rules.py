@@ -5,23 +5,15 @@ Both are plain functions (their windows hold few rows). See :mod:`aios_notebook.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .aggregates import binomial_sf, confidence
 from .api import Insight, Rule, RuleContext, format_duration, parse_duration
+from .declare import NS, declare
 
 __all__ = ["dag_step_failures", "knowledge_stall"]
-
-_NS = 1_000_000_000
-
-
-def _declare(target: Callable[..., Any], name: str, tables: tuple[str, ...], schedule: dict[str, Any],
-             params: dict[str, Any], detects: tuple[str, ...], doc: str | None, incremental: bool = True) -> Rule:
-    return Rule(target, name=name, tables=tables, detects=detects, params=params, description=doc,
-                incremental=incremental, **schedule)
 
 
 # -- knowledge and DAGs (plain rules: their windows are small) ------------------------------------------
@@ -60,7 +52,7 @@ def knowledge_stall(*, period: Any = "5m", min_completed: int = 5, every: Any = 
             evidence={"processed": done, "knowledge_items": float(items[-1])},
         )
 
-    return _declare(
+    return declare(
         stall, name, ("metrics",),
         {"every": every, "window": period, "pending": pending, "cooldown": cooldown},
         {"period": period, "min_completed": min_completed}, ("knowledge_stall",), knowledge_stall.__doc__,
@@ -144,9 +136,9 @@ def dag_step_failures(*, period: Any = "30m", baseline: Any = "2h", factor: floa
             ))
         return out
 
-    return _declare(
+    return declare(
         spike, name, ("dag_step_events",),
-        {"every": every, "window": (p + b) / _NS, "pending": pending, "cooldown": cooldown},
+        {"every": every, "window": (p + b) / NS, "pending": pending, "cooldown": cooldown},
         {"period": period, "baseline": baseline, "factor": factor, "min_failures": min_failures, "alpha": alpha},
         ("dag_step_failures",), dag_step_failures.__doc__, incremental=False,
     )
