@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -29,14 +29,15 @@ def simulator() -> Iterator[Simulator]:
     sim.stop()
 
 
-def _record(url: str, token: str, path: Path, jobs: int, **options) -> AIOSClient:
+def _record(url: str, token: str, path: Path, jobs: int, until: Callable[[], bool] = lambda: True,
+            **options) -> AIOSClient:
     # REST snapshots are not frames: the comparison is with the store the frames built
     client = AIOSClient(url, token, snapshots=False, reconnect_delay=0.05, max_reconnect_delay=0.3,
                         healthy_after=0.2)
     recorder = client.record(path, **options)
     client.start()
     try:
-        client.wait_for(lambda store: len(store.jobs) >= jobs, timeout=60)
+        client.wait_for(lambda store: len(store.jobs) >= jobs and until(), timeout=60)
     finally:
         client.stop()
         recorder.stop()
@@ -69,7 +70,9 @@ def test_a_recording_loads_into_exactly_the_tables_live_ingestion_built(simulato
 
 
 def test_gzip_and_rotated_parts_load_like_one_file(simulator: Simulator, tmp_path: Path) -> None:
-    client = _record(simulator.url, simulator.token, tmp_path / "rec.jsonl.gz", jobs=50, rotate_bytes=6_000)
+    # a gzip part grows when the compressor emits, mostly at flushes: record until it has rotated twice
+    client = _record(simulator.url, simulator.token, tmp_path / "rec.jsonl.gz", jobs=50, rotate_bytes=6_000,
+                     flush_interval=0.1, until=lambda: len(list(tmp_path.glob("rec*.jsonl.gz"))) > 2)
     parts = sorted(tmp_path.glob("rec*.jsonl.gz"))
     assert len(parts) > 2
     _assert_same_tables(client.store, EventStore.load(str(tmp_path / "rec*.jsonl.gz")))
