@@ -11,8 +11,56 @@ import pytest
 
 from aios_notebook.exceptions import AIOSWarning, ConfigurationError, CorruptLog, RecordingError
 from aios_notebook.recording import RecordingReader, RecordingWriter, read_frames
+from aios_notebook.recording import reader as reader_module
 
 FRAMES = [json.dumps({"event": "ping", "data": {"n": i, "pad": os.urandom(8).hex()}}) for i in range(2000)]
+
+
+@pytest.fixture(autouse=True, params=["columns", "lines"])
+def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test both ways: the columnar path tried on every chunk, and the line loop only."""
+    monkeypatch.setattr(reader_module, "_MIN_COLUMNS", 0 if request.param == "columns" else 1 << 62)
+    return request.param
+
+
+def _read_both(source: object, monkeypatch: pytest.MonkeyPatch, **options: object) -> dict[str, list[tuple]]:
+    out = {}
+    for way, threshold in (("columns", 0), ("lines", 1 << 62)):
+        monkeypatch.setattr(reader_module, "_MIN_COLUMNS", threshold)
+        out[way] = [(b.first_line, b.starts_recording, b.received_at, b.frames)
+                    for b in RecordingReader(source, **options).batches()]  # type: ignore[arg-type]
+    return out
+
+
+def test_columns_and_lines_read_the_same_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    odd = ["caf\u00e9 \U0001f600 not ascii", '{"event": "x", "data": {"s": "\\ud83d\\ude00 \\"q\\""}}',
+           "", "line\nbreak", '{"lone": "\\ud800"}']
+    frames = FRAMES[:700] + odd + FRAMES[700:1400]
+    path = tmp_path / "r.jsonl"
+    with RecordingWriter(path, flush_interval=None) as writer:
+        for index, frame in enumerate(frames):
+            writer.write(frame, 1_767_571_200.0 + index / 1000)
+        writer.write(b"\x00\x01 binary", 1_767_571_300.0)
+        writer.write(FRAMES[1500], 1_767_571_301.0)
+    both = _read_both(path, monkeypatch)
+    assert both["columns"] == both["lines"]
+    got = [f for batch in both["columns"] for f in batch[3]]
+    assert got == [*frames, b"\x00\x01 binary", FRAMES[1500]]
+    # two recordings in one file (cat a b): the second header starts a new batch either way
+    twice = tmp_path / "twice.jsonl"
+    twice.write_bytes(path.read_bytes() * 2)
+    both = _read_both(twice, monkeypatch)
+    assert both["columns"] == both["lines"] and len(both["columns"]) >= 2
+
+
+def test_the_columnar_path_hands_out_arrow_arrays_and_makes_lists_on_demand(tmp_path: Path, way: str) -> None:
+    path = _recording(tmp_path / "r.jsonl")
+    batches = list(RecordingReader(path).batches())
+    columnar = [b.frame_array is not None and b.time_array is not None for b in batches]
+    assert all(columnar) if way == "columns" else not any(columnar)
+    assert sum(map(len, batches)) == len(FRAMES)
+    assert [f for b in batches for f in b.frames] == FRAMES
+    assert batches[0].received_at[0] == "2026-01-05T00:00:00.000000Z"
 
 
 def _recording(path: Path, frames: list[str] = FRAMES) -> Path:

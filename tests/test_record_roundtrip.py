@@ -12,11 +12,22 @@ from faulty_server import FAST_CLIENT, CuttableProxy, FaultyServer
 
 from aios_notebook.client import AIOSClient
 from aios_notebook.protocol.codec import encode
+from aios_notebook.recording import RecordingWriter
+from aios_notebook.recording import reader as reader_module
+from aios_notebook.recording.load import load_into
 from aios_notebook.server import Simulator
+from aios_notebook.server.workload import generate
 from aios_notebook.store import EventStore
 from aios_notebook.store.schema import TABLES
 
 pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(autouse=True)
+def columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader's columnar path on every chunk, however small the recording: the path of
+    large recordings (the line path is compared with it below)."""
+    monkeypatch.setattr(reader_module, "_MIN_COLUMNS", 0)
 
 # rows the client writes about the socket itself: not frames, so not in a recording
 CONNECTION_ROWS = ("connection_error", "reconnect", "auth_failed")
@@ -59,6 +70,37 @@ def _assert_same_tables(live: EventStore, loaded: EventStore) -> None:
             continue
         pd.testing.assert_frame_equal(got, expected, obj=name)
     assert loaded.now == live.now
+
+
+def _connected(client_id: str) -> str:
+    return encode("connected", {"client_id": client_id, "server_time": "2026-01-05T00:00:00Z",
+                                "capabilities": ["seq", "resync"], "heartbeat_interval": 30})
+
+
+@pytest.mark.parametrize("way", ["columns", "lines"])
+@pytest.mark.parametrize("shape", ["one connection", "duplicates", "a reconnect with a replayed overlap"])
+def test_the_bulk_load_builds_what_the_session_path_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           way: str, shape: str) -> None:
+    monkeypatch.setattr(reader_module, "_MIN_COLUMNS", 0 if way == "columns" else 1 << 62)
+    history = list(generate(seed=5, hours=3))
+    frames = [(moment, encode(event, data, seq)) for seq, (moment, event, data) in enumerate(history, 1)]
+    frames.insert(0, (frames[0][0], _connected("a")))
+    cut = len(frames) // 2
+    if shape == "duplicates":  # events sent twice on one connection: the session drops the copies
+        frames[cut:cut] = frames[cut - 40 : cut]
+    elif shape != "one connection":  # the socket reopened and the server replayed from an older seq
+        frames[cut:cut] = [(frames[cut][0], _connected("b")), *frames[cut - 40 : cut]]
+    path = tmp_path / "rec.jsonl"
+    with RecordingWriter(path, flush_interval=None) as writer:
+        for moment, frame in frames:
+            writer.write(frame, moment)
+    loaded = EventStore.load(path)
+    reference = load_into(EventStore(background=False), path)  # every frame through the session
+    assert loaded.frames == reference.frames and len(frames) - 40 <= loaded.frames <= len(frames)
+    if shape == "duplicates":
+        assert loaded.frames == len(frames) - 40
+    assert loaded.fast_frames > len(frames) * 0.9
+    _assert_same_tables(reference, loaded)
 
 
 def test_a_recording_loads_into_exactly_the_tables_live_ingestion_built(simulator: Simulator, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..protocol.codec import parse_timestamp
 from ..protocol.session import ClientSession, Duplicate, GapDetected
@@ -37,6 +38,7 @@ __all__ = ["load_into", "load_store"]
 _SESSION_EVENTS = ("connected", "resync_complete")
 _CHUNK = 65_536  # frames per store batch on the exact path
 _TS = pa.timestamp("ns", tz="UTC")
+_SESSION_ARRAY = pa.array(_SESSION_EVENTS, pa.string())
 
 
 class _NeedsSession(Exception):
@@ -88,8 +90,9 @@ def load_into(store: Any, source: str | os.PathLike[str] | Iterable[str | os.Pat
 # ----------------------------------------------------------------------------------------------
 def _receive_ns(batch: FrameBatch, reader: RecordingReader) -> np.ndarray:
     """The batch's receive times as int64 ns (the reader hands them out in one ISO form)."""
+    texts = batch.time_array if batch.time_array is not None else pa.array(batch.received_at, pa.string())
     try:
-        return pa.array(batch.received_at, pa.string()).cast(_TS).cast(pa.int64()).to_numpy()
+        return texts.cast(_TS).cast(pa.int64()).to_numpy()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     # a well-shaped but impossible time (month 13): find it, report it, keep the frame in place
@@ -165,14 +168,53 @@ class _Check:
         self.last_seq = last
         self.frames += len(frames)
 
+    def parsed(self, names: Any, seqs: np.ndarray) -> None:
+        """``batch`` for frames the store has parsed (``EventStore.ingest_frames``' check): the
+        same decisions from the event names and seqs the store read, before it applies them."""
+        if not isinstance(names, pa.Array):
+            names = pa.array(names, pa.string())
+        session = pc.fill_null(pc.is_in(names, _SESSION_ARRAY), False).to_numpy(zero_copy_only=False)
+        for index in np.flatnonzero(session).tolist():
+            if names[index].as_py() != "connected" or self.frames + index != 0:
+                raise _NeedsSession
+        present = seqs[seqs >= 0]
+        if present.size:
+            if present[0] <= self.last_seq or (present.size > 1 and bool((np.diff(present) <= 0).any())):
+                raise _NeedsSession  # a duplicate or a replay: the session decides
+            self.last_seq = int(present[-1])
+        self.frames += len(seqs)
+
 
 def _load_fast(store: Any, reader: RecordingReader) -> None:
     check = _Check()
+    waiting: list[tuple[pa.Array, np.ndarray]] = []  # columnar batches, joined up to _CHUNK frames
+    size = 0
+
+    def ingest() -> None:
+        nonlocal size
+        if waiting:
+            frames = pa.concat_arrays([f for f, _ in waiting]) if len(waiting) > 1 else waiting[0][0]
+            store.ingest_frames(frames, np.concatenate([t for _, t in waiting]), check=check.parsed)
+            waiting.clear()
+            size = 0
+
     for batch in reader.batches():
         if batch.starts_recording:
+            ingest()  # the frames waiting belong to the recording before
             check.start_recording()
-        check.batch(batch.frames)
-        store.ingest_frames(batch.frames, _receive_ns(batch, reader))
+        times = _receive_ns(batch, reader)
+        if batch.frame_array is None:  # read line by line: Python lists
+            ingest()
+            check.batch(batch.frames)
+            store.ingest_frames(batch.frames, times)
+            continue
+        # the store's batched parsing costs milliseconds per call whatever the batch's size:
+        # a reader's chunk (a few thousand frames) is too small to repay it
+        waiting.append((batch.frame_array, times))
+        size += len(batch)
+        if size >= _CHUNK:
+            ingest()
+    ingest()
 
 
 def _is_connected(frame: str | bytes) -> bool:

@@ -27,6 +27,10 @@ from json.decoder import scanstring  # the C string-literal scanner behind json.
 from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
 from ..exceptions import AIOSWarning, ConfigurationError, CorruptLog, RecordingError
 from ..protocol.codec import parse_timestamp
 from .format import FORMAT_VERSION, HEADER_KEY, format_received_at
@@ -49,6 +53,12 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _FRAME_AT_32 = 'Z","frame":"'  # after '{"t":"' and a 26-character time: what the writer puts there
 _HEADER = object()  # marks a header line met inside a file
 _SNIPPET = 60
+# the columnar path: lines exactly as the writer makes them, parsed by Arrow in one call per chunk
+_LINE_SCHEMA = pa.schema([("t", pa.string()), ("frame", pa.string())])
+_LINE_PARSE = pj.ParseOptions(explicit_schema=_LINE_SCHEMA, unexpected_field_behavior="error")
+_LINE_READ = pj.ReadOptions(use_threads=True, block_size=1 << 20)
+_WRITER_TIME = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$"  # format_received_at's one form
+_MIN_COLUMNS = 64 << 10  # characters: below this the line loop is as quick
 
 
 @dataclass(frozen=True)
@@ -71,20 +81,45 @@ class RecordedFrame(NamedTuple):
     frame: str | bytes
 
 
-@dataclass
 class FrameBatch:
-    """Consecutive frames of one file, as columns (what the bulk loader and replay consume)."""
+    """Consecutive frames of one file, as columns (what the bulk loader and replay consume).
 
-    path: Path
-    first_line: int
-    received_at: list[str]
-    frames: list[str | bytes]
-    #: the first frames of a recording (part 0, or a file without header), not a continuation:
-    #: the recording client connected afresh here
-    starts_recording: bool = False
+    A batch read by the columnar path (see :meth:`_FileReader._columns`) holds Arrow arrays
+    (``time_array``, ``frame_array``) and makes the Python lists only when asked: the bulk
+    loader never asks, so no Python string is made per frame.
+    """
+
+    __slots__ = ("_frames", "_received_at", "first_line", "frame_array", "path", "starts_recording", "time_array")
+
+    def __init__(self, path: Path, first_line: int, received_at: list[str] | None, frames: list[str | bytes] | None,
+                 starts_recording: bool = False, *, time_array: pa.Array | None = None,
+                 frame_array: pa.Array | None = None) -> None:
+        self.path = path
+        self.first_line = first_line
+        self._received_at = received_at
+        self._frames = frames
+        #: the first frames of a recording (part 0, or a file without header), not a continuation:
+        #: the recording client connected afresh here
+        self.starts_recording = starts_recording
+        self.time_array = time_array  # receive times in the writer's one ISO form (Arrow strings)
+        self.frame_array = frame_array  # text frames (Arrow strings); None when read line by line
+
+    @property
+    def received_at(self) -> list[str]:
+        """Receive times, ISO 8601 UTC with microseconds and ``Z``."""
+        if self._received_at is None:
+            self._received_at = self.time_array.to_pylist()
+        return self._received_at
+
+    @property
+    def frames(self) -> list[str | bytes]:
+        """The frames: text as ``str``, binary frames as ``bytes``."""
+        if self._frames is None:
+            self._frames = self.frame_array.to_pylist()
+        return self._frames
 
     def __len__(self) -> int:
-        return len(self.frames)
+        return len(self.frame_array) if self._frames is None else len(self._frames)
 
 
 def resolve_paths(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -255,14 +290,16 @@ class _FileReader:
         carry = ""
         started = False  # the first line (the header) has been seen
         for chunk, problem in self._chunks():
-            lines = (carry + chunk).split("\n")
-            carry = lines.pop()
-            if lines and not started:
+            text = carry + chunk
+            cut = text.rfind("\n") + 1
+            complete, carry = text[:cut], text[cut:]
+            if complete and not started:
                 started = True
-                if self._first_line(lines[0]):
-                    lines = lines[1:]
-            if lines:
-                yield from self._parse(lines)
+                first, _, rest = complete.partition("\n")
+                if self._first_line(first):
+                    complete = rest
+            if complete:
+                yield from self._parse_text(complete)
                 if self.damaged:
                     return
             if problem is not None:
@@ -278,6 +315,46 @@ class _FileReader:
             if not started and self._first_line(carry):
                 return
             yield from self._parse([carry], last=True)
+
+    def _parse_text(self, text: str) -> Iterator[FrameBatch]:
+        """Complete lines (``text`` ends with a newline): in columns when every line is the
+        writer's own, else line by line."""
+        batch = self._columns(text) if len(text) >= _MIN_COLUMNS else None
+        if batch is not None:
+            yield batch
+            return
+        lines = text.split("\n")
+        lines.pop()  # the empty string after the last newline
+        yield from self._parse(lines)
+
+    def _columns(self, text: str) -> FrameBatch | None:
+        """The lines as Arrow columns, or None unless every one is a plain frame line exactly as
+        the writer makes it; the line loop then reads them (and names any damage by its line).
+
+        Arrow is strict where it matters: it rejects a torn or non-JSON line, an unknown key (a
+        header, a binary frame), a duplicate key, a lone surrogate; a blank line or two objects on
+        one line change the row count; a missing key is a null; a time not in the writer's form
+        fails the pattern.
+        """
+        if not text.isascii():  # the writer escapes every non-ASCII character
+            return None
+        try:
+            table = pj.read_json(pa.BufferReader(text.encode("ascii")), read_options=_LINE_READ,
+                                 parse_options=_LINE_PARSE)
+        except (pa.ArrowException, ValueError):
+            return None
+        count = text.count("\n")
+        if table.num_rows != count:
+            return None
+        times = table.column("t").combine_chunks()
+        frames = table.column("frame").combine_chunks()
+        if times.null_count or frames.null_count:
+            return None
+        if not pc.all(pc.match_substring_regex(times, _WRITER_TIME)).as_py():
+            return None
+        first_line = self.line + 1
+        self.line += count
+        return FrameBatch(self.path, first_line, None, None, self._take_fresh(), time_array=times, frame_array=frames)
 
     # -- low level ------------------------------------------------------------------------
     def _report(self, line: int, reason: str) -> None:

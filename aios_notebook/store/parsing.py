@@ -125,6 +125,8 @@ class Parsed:
         now: the latest event time seen in the batch (ns), or None.
         events: frames per event name (None for frames without one).
         fast: how many frames were parsed in groups (ways 1 and 2 of the module docstring).
+        names: each frame's event name (an Arrow string array or a list; None where it has none).
+        seqs: each frame's top-level seq (-1 where it has none).
     """
 
     batches: dict[str, list[Batch]] = field(default_factory=dict)
@@ -132,6 +134,8 @@ class Parsed:
     now: int | None = None
     events: Counter = field(default_factory=Counter)
     fast: int = 0
+    names: Any = None
+    seqs: np.ndarray | None = None
 
 
 def _read(frames: pa.Array, event: str) -> pa.Table | None:
@@ -342,13 +346,17 @@ def parse_frames(texts: list[Any], received: np.ndarray, fast: bool = True, smal
     n = len(texts)
     parsed = Parsed()
     not_text = None
-    try:
-        if set(map(type, texts)) - {str}:  # Arrow would take bytes as text: binary frames are odd
-            raise TypeError("binary frames")
-        frames = pa.array(texts, pa.string())
-    except (pa.ArrowException, TypeError, ValueError):  # a binary frame, or a lone surrogate
-        not_text = np.array([not isinstance(t, str) or _unencodable(t) for t in texts], bool)
-        frames = pa.array([None if bad else t for t, bad in zip(texts, not_text, strict=True)], pa.string())
+    if isinstance(texts, pa.Array):  # already Arrow strings (a recording's frames)
+        frames = texts if texts.type == pa.string() else texts.cast(pa.string())
+        texts = _Texts(frames)
+    else:
+        try:
+            if set(map(type, texts)) - {str}:  # Arrow would take bytes as text: binary frames are odd
+                raise TypeError("binary frames")
+            frames = pa.array(texts, pa.string())
+        except (pa.ArrowException, TypeError, ValueError):  # a binary frame, or a lone surrogate
+            not_text = np.array([not isinstance(t, str) or _unencodable(t) for t in texts], bool)
+            frames = pa.array([None if bad else t for t, bad in zip(texts, not_text, strict=True)], pa.string())
     names: pa.Array | None = None
     hot_rows = np.empty(0, np.int64)
     if fast and n >= small:
@@ -409,6 +417,8 @@ def parse_frames(texts: list[Any], received: np.ndarray, fast: bool = True, smal
     else:
         parsed.events.update(event_names)
         event_column = event_names
+    parsed.names = event_column
+    parsed.seqs = raw_seq
     parsed.raw = Batch(
         np.arange(n, dtype=np.int64),
         {
@@ -419,6 +429,22 @@ def parse_frames(texts: list[Any], received: np.ndarray, fast: bool = True, smal
         },
     )
     return parsed
+
+
+class _Texts:
+    """The frames of an Arrow array as a read-only sequence of ``str``, each made only when read:
+    the per-frame paths read the few frames the batched paths leave them."""
+
+    __slots__ = ("frames",)
+
+    def __init__(self, frames: pa.Array) -> None:
+        self.frames = frames
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.frames[index].as_py()
 
 
 def _unencodable(text: str) -> bool:

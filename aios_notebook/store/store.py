@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ..clock import Clock
 from ..exceptions import ConfigurationError
@@ -173,8 +174,13 @@ class EventStore:
         self.flush()
         return count
 
-    def ingest_frames(self, texts: list[str | bytes], received_ns: Any) -> int:
+    def ingest_frames(self, texts: list[str | bytes] | pa.Array, received_ns: Any, *,
+                      check: Callable[[Any, np.ndarray], Any] | None = None) -> int:
         """Bulk ingest: frames with their receive times (int64 ns since the epoch, one each).
+
+        ``texts`` may also be an Arrow string array (no Python string is made per frame then).
+        ``check`` (for loaders) sees each frame's event name and seq (-1: none) once the batch
+        is parsed, before anything is applied: an exception from it leaves the store unchanged.
 
         The path of ``EventStore.load``: the parsing of ``ingest_frame``, in one large batch
         (frames already waiting go first). Returns how many frames were taken.
@@ -186,7 +192,11 @@ class EventStore:
             return 0
         with self._lock:
             self._flush_locked()
-            self._apply(parse_frames(list(texts), times, fast=self._fast_path))
+            frames = texts if isinstance(texts, pa.Array) else list(texts)
+            parsed = parse_frames(frames, times, fast=self._fast_path)
+            if check is not None:
+                check(parsed.names, parsed.seqs)
+            self._apply(parsed)
         self._notifier.deliver()
         return len(texts)
 
