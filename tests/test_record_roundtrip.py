@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from faulty_server import FAST_CLIENT, CuttableProxy, FaultyServer
 
 from aios_notebook.client import AIOSClient
+from aios_notebook.exceptions import AIOSWarning, CorruptLog
 from aios_notebook.protocol.codec import encode
 from aios_notebook.recording import RecordingWriter
 from aios_notebook.recording import reader as reader_module
@@ -101,6 +103,27 @@ def test_the_bulk_load_builds_what_the_session_path_builds(tmp_path: Path, monke
         assert loaded.frames == len(frames) - 40
     assert loaded.fast_frames > len(frames) * 0.9
     _assert_same_tables(reference, loaded)
+    # the loader reads and parses ahead on threads: none is left running, even after a restart
+    assert not [t for t in threading.enumerate() if t.name == "aios-load-reader"]
+
+
+def test_a_damaged_line_deep_in_a_large_recording_stops_the_load_and_its_threads(tmp_path: Path) -> None:
+    history = list(generate(seed=6, hours=2))
+    path = tmp_path / "rec.jsonl"
+    with RecordingWriter(path, flush_interval=None) as writer:
+        for seq, (moment, event, data) in enumerate(history, 1):
+            writer.write(encode(event, data, seq), moment)
+    lines = path.read_text().splitlines(keepends=True)
+    damaged = len(lines) * 3 // 4
+    lines[damaged] = lines[damaged][:40] + "\n"  # a torn line, three quarters in
+    path.write_text("".join(lines))
+    with pytest.raises(CorruptLog) as info:
+        EventStore.load(path)
+    assert info.value.line == damaged + 1 and info.value.path == str(path)
+    assert not [t for t in threading.enumerate() if t.name == "aios-load-reader"]
+    with pytest.warns(AIOSWarning, match=f"rec.jsonl:{damaged + 1}: not JSON"):
+        kept = EventStore.load(path, on_error="skip")
+    assert kept.frames == len(lines) - 2  # every frame line but the damaged one (and the header)
 
 
 def test_a_recording_loads_into_exactly_the_tables_live_ingestion_built(simulator: Simulator, tmp_path: Path) -> None:

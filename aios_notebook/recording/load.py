@@ -20,9 +20,12 @@ cannot reveal.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from queue import Empty, Full, Queue
 from typing import Any
 
 import numpy as np
@@ -185,36 +188,103 @@ class _Check:
         self.frames += len(seqs)
 
 
-def _load_fast(store: Any, reader: RecordingReader) -> None:
-    check = _Check()
-    waiting: list[tuple[pa.Array, np.ndarray]] = []  # columnar batches, joined up to _CHUNK frames
+def _chunks(reader: RecordingReader) -> Iterator[tuple[bool, Any, np.ndarray]]:
+    """``(starts_recording, frames, receive ns)`` in the store's batch size: a reader's columnar
+    batches (a few thousand frames each) are joined up to ``_CHUNK`` frames, as the store's
+    batched parsing costs milliseconds per call whatever the batch's size; batches read line by
+    line (Python lists) go as they are."""
+    waiting: list[tuple[pa.Array, np.ndarray]] = []
     size = 0
+    fresh = False
 
-    def ingest() -> None:
-        nonlocal size
-        if waiting:
-            frames = pa.concat_arrays([f for f, _ in waiting]) if len(waiting) > 1 else waiting[0][0]
-            store.ingest_frames(frames, np.concatenate([t for _, t in waiting]), check=check.parsed)
-            waiting.clear()
-            size = 0
+    def joined() -> tuple[bool, Any, np.ndarray]:
+        frames = pa.concat_arrays([f for f, _ in waiting]) if len(waiting) > 1 else waiting[0][0]
+        return fresh, frames, np.concatenate([t for _, t in waiting])
 
     for batch in reader.batches():
-        if batch.starts_recording:
-            ingest()  # the frames waiting belong to the recording before
-            check.start_recording()
+        if waiting and (batch.starts_recording or batch.frame_array is None):
+            yield joined()  # the frames waiting belong to the recording before
+            waiting, size = [], 0
         times = _receive_ns(batch, reader)
-        if batch.frame_array is None:  # read line by line: Python lists
-            ingest()
-            check.batch(batch.frames)
-            store.ingest_frames(batch.frames, times)
+        if batch.frame_array is None:
+            yield batch.starts_recording, batch.frames, times
             continue
-        # the store's batched parsing costs milliseconds per call whatever the batch's size:
-        # a reader's chunk (a few thousand frames) is too small to repay it
+        if not waiting:
+            fresh = batch.starts_recording
         waiting.append((batch.frame_array, times))
         size += len(batch)
         if size >= _CHUNK:
-            ingest()
-    ingest()
+            yield joined()
+            waiting, size = [], 0
+    if waiting:
+        yield joined()
+
+
+def _ahead(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """``items``, produced on another thread up to ``depth`` ahead (in order, errors included).
+
+    Reading and Arrow's parsing release the GIL: with the store applying one batch while the
+    next is read, loading uses the second core. Closing this generator stops the producer."""
+    queue: Queue[tuple[str, Any]] = Queue(depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        queue.put(("item", item), timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put(("end", None))
+        except BaseException as exc:  # handed to the consumer, in order
+            queue.put(("error", exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:  # an earlier stage on its own thread stops now, not when collected
+                close()
+
+    thread = threading.Thread(target=produce, name="aios-load-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        while thread.is_alive():  # let a producer blocked on a full queue see the stop
+            with contextlib.suppress(Empty):
+                queue.get(timeout=0.05)
+        thread.join()
+
+
+def _parsed(store: Any, chunks: Iterator[tuple[bool, Any, np.ndarray]]) -> Iterator[tuple[bool, Any, Any]]:
+    """The columnar chunks parsed by the store (``(fresh, None, Parsed)``); lists as they are."""
+    for fresh, frames, times in chunks:
+        if isinstance(frames, list):
+            yield fresh, frames, times
+        else:
+            yield fresh, None, store.parse_frames(frames, times)
+
+
+def _load_fast(store: Any, reader: RecordingReader) -> None:
+    check = _Check()
+    # three stages on three threads: read, parse, apply (Arrow's reading and parsing release the GIL)
+    for fresh, frames, item in _ahead(_parsed(store, _ahead(_chunks(reader)))):
+        if fresh:
+            check.start_recording()
+        if frames is not None:
+            check.batch(frames)
+            store.ingest_frames(frames, item)
+        else:
+            store.ingest_parsed(item, check=check.parsed)
 
 
 def _is_connected(frame: str | bytes) -> bool:

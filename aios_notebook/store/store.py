@@ -185,20 +185,30 @@ class EventStore:
         The path of ``EventStore.load``: the parsing of ``ingest_frame``, in one large batch
         (frames already waiting go first). Returns how many frames were taken.
         """
+        return self.ingest_parsed(self.parse_frames(texts, received_ns), check=check)
+
+    def parse_frames(self, texts: list[str | bytes] | pa.Array, received_ns: Any) -> Parsed:
+        """The first half of ``ingest_frames``: parse, touching nothing of the store, so a loader
+        can parse the next batch on another thread while ``ingest_parsed`` applies this one."""
         times = np.asarray(received_ns, np.int64)
         if len(times) != len(texts):
             raise ConfigurationError(f"{len(texts)} frames but {len(times)} receive times")
-        if not len(texts):
+        frames = texts if isinstance(texts, pa.Array) else list(texts)
+        return parse_frames(frames, times, fast=self._fast_path)
+
+    def ingest_parsed(self, parsed: Parsed, *, check: Callable[[Any, np.ndarray], Any] | None = None) -> int:
+        """The second half of ``ingest_frames``: apply what ``parse_frames`` made (after the
+        frames already waiting); returns how many frames it held."""
+        count = len(parsed.raw) if parsed.raw is not None else 0
+        if not count:
             return 0
         with self._lock:
             self._flush_locked()
-            frames = texts if isinstance(texts, pa.Array) else list(texts)
-            parsed = parse_frames(frames, times, fast=self._fast_path)
             if check is not None:
                 check(parsed.names, parsed.seqs)
             self._apply(parsed)
         self._notifier.deliver()
-        return len(texts)
+        return count
 
     @staticmethod
     def _as_frame(item: Any) -> str | bytes:
