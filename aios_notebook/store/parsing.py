@@ -138,48 +138,59 @@ class Parsed:
     seqs: np.ndarray | None = None
 
 
-def _read(frames: pa.Array, event: str) -> pa.Table | None:
-    """Parse frames of one event with Arrow, one a line (a frame with a raw newline makes the
-    call fail or count wrong); None when anything at all goes wrong."""
+def _read(lines: pa.Array, event: str) -> pa.Table | None:
+    """Parse frames of one event with Arrow, one a line (each element of ``lines`` is a frame
+    and its newline; a frame with a raw newline makes the call fail or count wrong); None when
+    anything at all goes wrong."""
     try:
-        joined = pc.binary_join_element_wise(frames, "", "\n")  # each frame + "\n"
-        offsets = np.frombuffer(joined.buffers()[1], np.int32, len(joined) + 1, joined.offset * 4)
-        data = joined.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
-        longest = int(pc.max(pc.binary_length(frames)).as_py() or 0)
+        offsets = np.frombuffer(lines.buffers()[1], np.int32, len(lines) + 1, lines.offset * 4)
+        data = lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+        longest = int(np.diff(offsets).max()) if len(lines) else 0
         options = pj.ReadOptions(use_threads=USE_THREADS, block_size=max(1 << 20, 2 * longest + 2))
         table = pj.read_json(pa.BufferReader(data), read_options=options, parse_options=_PARSE[event])
     except (pa.ArrowException, ValueError, TypeError, OverflowError):
         return None
-    if table.num_rows != len(frames):  # two objects in one frame, or an empty one
+    if table.num_rows != len(lines):  # two objects in one frame, or an empty one
         return None
     return table
 
 
-def _read_split(frames: pa.Array, event: str, offset: int, out: list[tuple[int, pa.Table]]) -> None:
+def _read_split(lines: pa.Array, event: str, offset: int, out: list[tuple[int, pa.Table]]) -> None:
     """Parse frames of one event, halving the group around frames Arrow rejects (those are
     left out, and so go the per-frame way)."""
-    table = _read(frames, event)
+    table = _read(lines, event)
     if table is not None:
         out.append((offset, table))
         return
-    if len(frames) <= _MIN_SPLIT:
+    if len(lines) <= _MIN_SPLIT:
         return
-    half = len(frames) // 2
-    _read_split(frames.slice(0, half), event, offset, out)
-    _read_split(frames.slice(half), event, offset + half, out)
+    half = len(lines) // 2
+    _read_split(lines.slice(0, half), event, offset, out)
+    _read_split(lines.slice(half), event, offset + half, out)
 
 
 def _parse_fast(frames: pa.Array, names: pa.Array, rows: np.ndarray) -> list[tuple[str, np.ndarray, pa.Table]]:
     """Parse the frames at ``rows``, event by event: a table per event (per piece when a group
-    had to be halved), with the positions of its rows (the store merges tables' rows by them)."""
+    had to be halved), with the positions of its rows (the store merges tables' rows by them).
+
+    The frames are put in event order and given their newlines in one pass each (one ``take``,
+    one join), so that each event's group is a zero-copy slice of the result."""
     encoded = pc.dictionary_encode(names.take(pa.array(rows)))
     events = encoded.dictionary.to_pylist()
     indices = encoded.indices.to_numpy(zero_copy_only=False)
+    if len(events) == 1:
+        ordered = rows
+    else:
+        order = np.argsort(indices, kind="stable")
+        ordered = rows[order]
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(indices, minlength=len(events)))]).tolist()
+    lines = pc.binary_join_element_wise(frames.take(pa.array(ordered)), "", "\n")  # each frame + "\n"
     pieces: list[tuple[str, np.ndarray, pa.Table]] = []
     for code, event in enumerate(events):
-        group = rows if len(events) == 1 else rows[indices == code]
+        start, stop = bounds[code], bounds[code + 1]
+        group = ordered[start:stop]
         parsed: list[tuple[int, pa.Table]] = []
-        _read_split(frames.take(pa.array(group)), event, 0, parsed)
+        _read_split(lines.slice(start, stop - start), event, 0, parsed)
         pieces += [(event, group[offset : offset + table.num_rows], table) for offset, table in parsed]
     return pieces
 
