@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import codecs
 import glob
 import json
 import os
@@ -27,8 +26,8 @@ from json.decoder import scanstring  # the C string-literal scanner behind json.
 from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from ..exceptions import AIOSWarning, ConfigurationError, CorruptLog, RecordingError
@@ -57,8 +56,10 @@ _SNIPPET = 60
 _LINE_SCHEMA = pa.schema([("t", pa.string()), ("frame", pa.string())])
 _LINE_PARSE = pj.ParseOptions(explicit_schema=_LINE_SCHEMA, unexpected_field_behavior="error")
 _LINE_READ = pj.ReadOptions(use_threads=True, block_size=1 << 20)
-_WRITER_TIME = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$"  # format_received_at's one form
-_MIN_COLUMNS = 64 << 10  # characters: below this the line loop is as quick
+# format_received_at's one form, 2026-11-26T14:00:00.123456Z: the fixed characters, then digits
+_TIME_FIXED = {4: "-", 7: "-", 10: "T", 13: ":", 16: ":", 19: ".", 26: "Z"}
+_TIME_DIGITS = [i for i in range(27) if i not in _TIME_FIXED]
+_MIN_COLUMNS = 64 << 10  # bytes: below this the line loop is as quick
 
 
 @dataclass(frozen=True)
@@ -270,6 +271,17 @@ def _header(path: Path, obj: Any) -> RecordingHeader | None:
     )
 
 
+def _writer_times(times: pa.Array) -> bool:
+    """Whether every time is in the writer's one form (27 ASCII characters, checked by position
+    on the array's bytes: no Python string per time)."""
+    offsets = np.frombuffer(times.buffers()[1], np.int32, len(times) + 1, times.offset * 4)
+    if not len(times) or offsets[-1] - offsets[0] != 27 * len(times) or (np.diff(offsets) != 27).any():
+        return len(times) == 0
+    data = np.frombuffer(times.buffers()[2], np.uint8, 27 * len(times), int(offsets[0])).reshape(-1, 27)
+    fixed = all((data[:, i] == ord(c)).all() for i, c in _TIME_FIXED.items())
+    return fixed and bool(((data[:, _TIME_DIGITS] - 48) < 10).all())
+
+
 def _snippet(text: str) -> str:
     return repr(text if len(text) <= _SNIPPET else text[:_SNIPPET] + "...")
 
@@ -287,70 +299,85 @@ class _FileReader:
         self.fresh = header is None or header.part == 0  # the next batch starts a recording
 
     def batches(self) -> Iterator[FrameBatch]:
-        carry = ""
+        # bytes until a block of lines needs text: the writer's lines are ASCII, and the columnar
+        # path hands them to Arrow as they are read (decoding and encoding again cost as much)
+        carry = b""
         started = False  # the first line (the header) has been seen
         for chunk, problem in self._chunks():
-            text = carry + chunk
-            cut = text.rfind("\n") + 1
-            complete, carry = text[:cut], text[cut:]
+            block = carry + chunk
+            cut = block.rfind(b"\n") + 1
+            complete, carry = block[:cut], block[cut:]
+            ascii_only = complete.isascii()
+            if not ascii_only:
+                try:
+                    complete.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    # keep the lines before the bad byte; the line it is in is torn there
+                    good = complete[: exc.start]
+                    cut = good.rfind(b"\n") + 1
+                    complete, carry = good[:cut], good[cut:]
+                    problem = f"not UTF-8 text ({exc.reason}): a binary or damaged file"
             if complete and not started:
                 started = True
-                first, _, rest = complete.partition("\n")
-                if self._first_line(first):
+                first, _, rest = complete.partition(b"\n")
+                if self._first_line(first.decode("utf-8")):
                     complete = rest
             if complete:
-                yield from self._parse_text(complete)
+                yield from self._parse_block(complete, ascii_only)
                 if self.damaged:
                     return
             if problem is not None:
                 # the stream broke: the text after the last newline goes with it
                 if carry:
-                    problem += f"; line {self.line + 1} is torn: {_snippet(carry)}"
+                    problem += f"; line {self.line + 1} is torn: {_snippet(carry.decode('utf-8', 'replace'))}"
                 self._report(self.line + 1, problem)
                 return
         if not started and not carry:
             self._report(1, "empty file: no header line")
             return
         if carry:  # no newline at the end: a complete line, or one torn by a crash
-            if not started and self._first_line(carry):
+            try:
+                text = carry.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                torn = _snippet(carry[: exc.start].decode("utf-8", "replace"))
+                self._report(self.line + 1, f"not UTF-8 text at the end of the file ({exc.reason}); "
+                                            f"line {self.line + 1} is torn: {torn}")
                 return
-            yield from self._parse([carry], last=True)
+            if not started and self._first_line(text):
+                return
+            yield from self._parse([text], last=True)
 
-    def _parse_text(self, text: str) -> Iterator[FrameBatch]:
-        """Complete lines (``text`` ends with a newline): in columns when every line is the
-        writer's own, else line by line."""
-        batch = self._columns(text) if len(text) >= _MIN_COLUMNS else None
+    def _parse_block(self, data: bytes, ascii_only: bool) -> Iterator[FrameBatch]:
+        """Complete lines (``data`` ends with a newline, valid UTF-8): in columns when every
+        line is the writer's own, else line by line."""
+        batch = self._columns(data) if ascii_only and len(data) >= _MIN_COLUMNS else None
         if batch is not None:
             yield batch
             return
-        lines = text.split("\n")
+        lines = data.decode("utf-8").split("\n")
         lines.pop()  # the empty string after the last newline
         yield from self._parse(lines)
 
-    def _columns(self, text: str) -> FrameBatch | None:
-        """The lines as Arrow columns, or None unless every one is a plain frame line exactly as
-        the writer makes it; the line loop then reads them (and names any damage by its line).
+    def _columns(self, data: bytes) -> FrameBatch | None:
+        """The lines (ASCII) as Arrow columns, or None unless every one is a plain frame line
+        exactly as the writer makes it; the line loop then reads them (and names any damage by
+        its line).
 
         Arrow is strict where it matters: it rejects a torn or non-JSON line, an unknown key (a
         header, a binary frame), a duplicate key, a lone surrogate; a blank line or two objects on
         one line change the row count; a missing key is a null; a time not in the writer's form
-        fails the pattern.
+        fails the shape check.
         """
-        if not text.isascii():  # the writer escapes every non-ASCII character
-            return None
         try:
-            table = pj.read_json(pa.BufferReader(text.encode("ascii")), read_options=_LINE_READ,
-                                 parse_options=_LINE_PARSE)
+            table = pj.read_json(pa.py_buffer(data), read_options=_LINE_READ, parse_options=_LINE_PARSE)
         except (pa.ArrowException, ValueError):
             return None
-        count = text.count("\n")
+        count = data.count(b"\n")
         if table.num_rows != count:
             return None
         times = table.column("t").combine_chunks()
         frames = table.column("frame").combine_chunks()
-        if times.null_count or frames.null_count:
-            return None
-        if not pc.all(pc.match_substring_regex(times, _WRITER_TIME)).as_py():
+        if times.null_count or frames.null_count or not _writer_times(times):
             return None
         first_line = self.line + 1
         self.line += count
@@ -368,36 +395,17 @@ class _FileReader:
             reason += "; the gzip data is damaged from here on: the rest of the file is not read"
         self._report(self.line, reason)
 
-    def _chunks(self) -> Iterator[tuple[str, str | None]]:
-        """Text chunks; a chunk with a problem (a gzip or UTF-8 fault) is the file's last."""
+    def _chunks(self) -> Iterator[tuple[bytes, str | None]]:
+        """Byte chunks; a chunk with a problem (a gzip fault) is the file's last."""
         try:
             handle = open(self.path, "rb")  # noqa: SIM115 (closed below)
         except OSError as exc:
-            yield "", f"cannot read: {exc.strerror or exc}"
+            yield b"", f"cannot read: {exc.strerror or exc}"
             return
         with handle:
             gzipped = self.gzipped = handle.read(2) == _GZIP_MAGIC
             handle.seek(0)
-            decoder = codecs.getincrementaldecoder("utf-8")()
-            for data, problem in self._gunzip(handle) if gzipped else self._plain(handle):
-                try:
-                    text = decoder.decode(data, final=problem is not None)
-                except UnicodeDecodeError as exc:
-                    # keep the text before the bad byte; exc.object includes the decoder's buffer
-                    yield bytes(exc.object[: exc.start]).decode("utf-8", "replace"), (
-                        f"not UTF-8 text ({exc.reason}): a binary or damaged file"
-                    )
-                    return
-                yield text, problem
-                if problem is not None:
-                    return
-            try:
-                tail = decoder.decode(b"", final=True)
-            except UnicodeDecodeError as exc:
-                yield "", f"not UTF-8 text at the end of the file ({exc.reason})"
-                return
-            if tail:
-                yield tail, None
+            yield from self._gunzip(handle) if gzipped else self._plain(handle)
 
     @staticmethod
     def _plain(handle: IO[bytes]) -> Iterator[tuple[bytes, str | None]]:
