@@ -394,14 +394,14 @@ def parse_frames(texts: list[Any], received: np.ndarray, fast: bool = True, smal
                 if parsed.now is None or when > parsed.now:
                     parsed.now = when
         parsed.fast = int(n - is_slow.sum())
-    event_names: list[Any] | None = None
+    # event names of the frames the per-frame paths read (the regex's name stands for the rest)
+    overrides: dict[int, Any] = {}
     texts_out: list[Any] | None = None
     slow_rows = np.flatnonzero(is_slow)
     if slow_rows.size and fast:
-        event_names = names.to_pylist() if names is not None else [None] * n
         handled, handled_names, handled_seqs, latest = parse_small(texts, slow_rows, received, parsed.batches)
         for position, event, seq in zip(handled, handled_names, handled_seqs, strict=True):
-            event_names[position] = event
+            overrides[position] = event
             raw_seq[position] = -1 if seq is None else seq
         is_slow[handled] = False
         if latest is not None and (parsed.now is None or latest > parsed.now):
@@ -410,36 +410,47 @@ def parse_frames(texts: list[Any], received: np.ndarray, fast: bool = True, smal
         slow_rows = np.flatnonzero(is_slow)
     if slow_rows.size:
         slow: dict[str, list[tuple[int, dict]]] = {}
-        if event_names is None:
-            event_names = names.to_pylist() if names is not None else [None] * n
         if not_text is not None:
             texts_out = frames.to_pylist()
         for position in slow_rows.tolist():
             event, seq, text = _slow_frame(texts[position], position, int(received[position]), slow, parsed)
-            event_names[position] = event
+            overrides[position] = event
             raw_seq[position] = -1 if seq is None else seq
             if texts_out is not None:
                 texts_out[position] = text
         _slow_batches(slow, parsed)
-    if event_names is None:
-        for item in pc.value_counts(names).to_pylist():
-            parsed.events[item["values"]] += item["counts"]
-        event_column: Any = names
+    if names is None:  # every frame went a per-frame way
+        event_column: Any = [overrides.get(position) for position in range(n)]
+        parsed.events.update(event_column)
     else:
-        parsed.events.update(event_names)
-        event_column = event_names
+        event_column = _with_overrides(names, overrides)
+        for item in pc.value_counts(event_column).to_pylist():
+            parsed.events[item["values"]] += item["counts"]
     parsed.names = event_column
     parsed.seqs = raw_seq
     parsed.raw = Batch(
         np.arange(n, dtype=np.int64),
         {
             "received_at": received,
-            "seq": [None if s < 0 else s for s in raw_seq.tolist()],
+            "seq": pa.array(raw_seq, pa.int64(), mask=raw_seq < 0),
             "event": event_column,
             "text": frames if texts_out is None else pa.array(texts_out, pa.string()),
         },
     )
     return parsed
+
+
+def _with_overrides(names: pa.Array, overrides: dict[int, Any]) -> pa.Array:
+    """``names`` with the names at some positions replaced (None: no name)."""
+    if not overrides:
+        return names
+    positions = np.fromiter(overrides, np.int64, len(overrides))
+    order = np.argsort(positions, kind="stable")
+    values = list(overrides.values())
+    mask = np.zeros(len(names), bool)
+    mask[positions] = True
+    replacement = pa.array([values[i] for i in order.tolist()], pa.string())
+    return pc.replace_with_mask(names, pa.array(mask), replacement)
 
 
 class _Texts:
