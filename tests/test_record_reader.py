@@ -61,6 +61,17 @@ def test_the_columnar_path_hands_out_arrow_arrays_and_makes_lists_on_demand(tmp_
     assert sum(map(len, batches)) == len(FRAMES)
     assert [f for b in batches for f in b.frames] == FRAMES
     assert batches[0].received_at[0] == "2026-01-05T00:00:00.000000Z"
+    # gzip with a member per flush (small): the members are joined before the lines are read
+    packed = tmp_path / "r.jsonl.gz"
+    with RecordingWriter(packed, flush_interval=None) as writer:
+        for index, frame in enumerate(FRAMES):
+            writer.write(frame, 1_767_571_200.0)
+            if index % 20 == 0:
+                writer.flush()
+    batches = list(RecordingReader(packed).batches())
+    assert [f for b in batches for f in b.frames] == FRAMES
+    if way == "columns":
+        assert len(batches) == 1 and batches[0].frame_array is not None
 
 
 def _recording(path: Path, frames: list[str] = FRAMES) -> Path:

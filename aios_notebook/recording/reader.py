@@ -405,7 +405,20 @@ class _FileReader:
         with handle:
             gzipped = self.gzipped = handle.read(2) == _GZIP_MAGIC
             handle.seek(0)
-            yield from self._gunzip(handle) if gzipped else self._plain(handle)
+            # gzip members are small (the writer ends one at every flush): joined up to a chunk,
+            # so that the columnar path sees enough lines at once
+            pending: list[bytes] = []
+            size = 0
+            for data, problem in self._gunzip(handle) if gzipped else self._plain(handle):
+                pending.append(data)
+                size += len(data)
+                if problem is not None or size >= _CHUNK:
+                    yield b"".join(pending), problem
+                    if problem is not None:
+                        return
+                    pending, size = [], 0
+            if pending:
+                yield b"".join(pending), None
 
     @staticmethod
     def _plain(handle: IO[bytes]) -> Iterator[tuple[bytes, str | None]]:
