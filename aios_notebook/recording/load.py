@@ -7,10 +7,11 @@ goes to ``store.ingest_frame`` (malformed ones too: the store describes them), a
 same ``ClientSession``, the recorded receive times standing in for the clock.
 
 Most recordings are one connection: one ``connected`` frame first, seqs rising, no resync. There
-the session has nothing to do but deliver, so the frames go to the store in large batches
-(``EventStore.ingest_frames``, the store's own parser) after a quick scan of each batch.
-When a batch shows a reconnect, a resync or a seq out of order, the load starts again with the
-session reading every frame (at most the work done so far is repeated).
+the session has nothing to do but deliver, so the frames go to the store in large batches, on three
+threads (read, parse, apply: Arrow's reading and parsing release the GIL), and before each batch is
+applied the event names and seqs the store parsed are checked (``_Check.parsed``). When a batch
+shows a reconnect, a resync or a seq out of order, the load starts again with the session reading
+every frame (at most the work done so far is repeated).
 
 Not in a recording, so not in a loaded store: the rows the client writes about the connection
 itself (reconnect attempts, connection errors, an auth failure), which come from the socket, not
