@@ -94,6 +94,18 @@ def _grow(buffer: np.ndarray, needed: int, fill: Any) -> np.ndarray:
     return grown
 
 
+def _datetimes(values: np.ndarray) -> Any:
+    """int64 ns (NaT included) -> a UTC datetime array, without a copy or checks when pandas
+    offers it (a tenth of the DatetimeIndex constructor's cost, paid on every read)."""
+    simple_new = getattr(pd.arrays.DatetimeArray, "_simple_new", None)
+    if simple_new is not None:
+        try:
+            return simple_new(values.view("M8[ns]"), dtype=_UTC_DTYPE)
+        except TypeError:  # another signature in another pandas
+            pass
+    return pd.DatetimeIndex(values.view("M8[ns]"), tz="UTC", copy=False).array
+
+
 def _code_dtype(categories: int) -> type:
     # the dtype pandas itself picks for codes, so from_codes does not convert again
     if categories < np.iinfo(np.int8).max:
@@ -167,11 +179,13 @@ class Dictionary:
         """The categorical dtype of the current values (rebuilt only when values were added)."""
         if self._dtype is None or self._built != len(self.values):
             if self._built < len(self.values):
-                self._chunks.append(pa.array(self.values[self._built :], pa.string()))
+                # large_string: what pandas' "str" arrays hold, so it does not cast every chunk
+                # again each time a category is added
+                self._chunks.append(pa.array(self.values[self._built :], pa.large_string()))
                 if len(self._chunks) > 64:
                     self._chunks = [pa.concat_arrays(self._chunks)]
                 self._built = len(self.values)
-            chunked = pa.chunked_array(self._chunks, pa.string())
+            chunked = pa.chunked_array(self._chunks, pa.large_string())
             categories = pd.Index(pd.array(chunked, dtype="str"))
             # values are unique by construction: skip pandas' O(n) uniqueness check when possible
             fast = getattr(pd.CategoricalDtype, "_from_fastpath", None)
@@ -226,7 +240,11 @@ class Column:
 
 
 class _NumpyColumn(Column):
-    """A column held in one growable NumPy buffer (plus, optionally, a missing mask)."""
+    """A column held in one growable NumPy buffer (plus, optionally, a missing mask).
+
+    Rows beyond ``n`` always hold the empty value (``fill``, and True in the mask): buffers grow
+    filled with it and nothing writes past ``n``, so adding empty rows only moves ``n``.
+    """
 
     fill: Any = None
     dtype: Any = None
@@ -254,10 +272,7 @@ class _NumpyColumn(Column):
         self.n += count
 
     def extend_empty(self, count: int) -> None:
-        self._reserve(count)
-        self.buf[self.n : self.n + count] = self.fill
-        if self.miss is not None:
-            self.miss[self.n : self.n + count] = True
+        self._reserve(count)  # the rows past n are empty already (see the class docstring)
         self.n += count
 
     def put(self, rows: np.ndarray, encoded: Encoded, take: np.ndarray) -> None:
@@ -265,6 +280,13 @@ class _NumpyColumn(Column):
         self.buf[rows] = values[take]
         if self.miss is not None:
             self.miss[rows] = False if missing is None else missing[take]
+
+    def assign(self, rows: np.ndarray, encoded: Encoded) -> None:
+        """``self[rows] = encoded`` (one value per row)."""
+        values, missing = encoded
+        self.buf[rows] = values
+        if self.miss is not None:
+            self.miss[rows] = False if missing is None else missing
 
     def missing(self, rows: np.ndarray) -> np.ndarray:
         if self.miss is not None:
@@ -285,7 +307,7 @@ class _NumpyColumn(Column):
         self.buf = np.array(live, dtype=self.dtype)  # a copy: old views stay untouched
         if self.miss is not None:
             self.miss = np.array(self.miss[: self.n][selector])
-        self.n = len(self.buf)
+        self.n = len(self.buf)  # no room past n: the next row grows a new, empty buffer
 
 
 class CategoryColumn(_NumpyColumn):
@@ -405,7 +427,7 @@ class MaskedColumn(_NumpyColumn):
         if self.kind == "ts":
             if missing.any():
                 values[missing] = NAT
-            return pd.DatetimeIndex(values.view("M8[ns]"), tz="UTC", copy=False).array
+            return _datetimes(values)
         if self.kind == "bool":
             return pd.arrays.BooleanArray(values, missing)
         return pd.arrays.IntegerArray(values, missing)
@@ -460,8 +482,8 @@ class ArrowTextColumn(Column):
         if len(values):
             self.chunks.append(values)  # type: ignore[arg-type]
             self.n += len(values)
-        if len(self.chunks) > 256:  # bound the number of chunks (and so the cost of a read)
-            self.chunks = [pa.concat_arrays(self.chunks)]
+        if len(self.chunks) > _MAX_CHUNKS:  # bound the number of chunks (and so the cost of a read)
+            self.chunks = _compact(self.chunks)
 
     def extend_empty(self, count: int) -> None:
         self.append((pa.nulls(count, pa.string()), None))  # type: ignore[arg-type]
@@ -488,6 +510,23 @@ class ArrowTextColumn(Column):
 
     def encoded_missing(self, encoded: Encoded) -> np.ndarray:
         return encoded[0].is_null().to_numpy(zero_copy_only=False)  # type: ignore[attr-defined]
+
+
+_MAX_CHUNKS = 32
+_BIG_CHUNK = 8192
+
+
+def _compact(chunks: list[pa.Array]) -> list[pa.Array]:
+    """Fewer chunks: the small chunks at the end (fewer than ``_BIG_CHUNK`` rows each) become
+    one. Large chunks are never copied again: concatenating everything would copy a million
+    frames' text (a stall of a tenth of a second) every few dozen small batches, and merging
+    large chunks in a binary counter's way would still do it once per doubling."""
+    start = len(chunks)
+    while start > 0 and len(chunks[start - 1]) < _BIG_CHUNK:
+        start -= 1
+    if len(chunks) - start < 2:
+        return chunks
+    return [*chunks[:start], pa.concat_arrays(chunks[start:])]
 
 
 def make_column(kind: str, latest: bool) -> Column:

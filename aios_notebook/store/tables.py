@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .columns import NAT, Column, make_column, normalize
+from .columns import NAT, Column, _grow, make_column, normalize
 from .schema import TableSpec
 
 __all__ = ["AppendTable", "Batch", "LatestTable", "Table", "merge_batches"]
@@ -59,6 +59,8 @@ def merge_batches(spec: TableSpec, batches: list[Batch]) -> Batch | None:
         return None
     if len(batches) == 1:
         return batches[0]
+    if all(type(part) is list for b in batches for part in b.columns.values()):
+        return _merge_lists(spec, batches)
     positions = np.concatenate([b.positions for b in batches])
     order = np.argsort(positions, kind="stable")
     order_arrow = pa.array(order)
@@ -89,14 +91,54 @@ def merge_batches(spec: TableSpec, batches: list[Batch]) -> Batch | None:
     return Batch(positions[order], columns, counted, owned)
 
 
+def _merge_lists(spec: TableSpec, batches: list[Batch]) -> Batch:
+    """:func:`merge_batches` for batches of Python lists (small batches): the same batch, made
+    with list operations, which cost less than NumPy and Arrow calls on a few dozen rows."""
+    starts = [p for b in batches for p in b.positions.tolist()]
+    order = sorted(range(len(starts)), key=starts.__getitem__)  # stable, as argsort(kind="stable")
+    names = {name for b in batches for name in b.columns}
+    columns: dict[str, Any] = {}
+    carried: dict[str, list[bool]] = {}
+    for name in spec.names:
+        if name not in names:
+            continue
+        flat: list[Any] = []
+        carries: list[bool] | None = None
+        for b in batches:
+            part = b.columns.get(name)
+            flat += part if part is not None else [None] * len(b)
+            own = b.owned.get(name)
+            has = name in b.columns
+            if carries is None and (own is not None or not has):  # the rows before all carry it
+                carries = [True] * (len(flat) - len(b))
+            if carries is not None:
+                carries += own.tolist() if own is not None else [has] * len(b)
+        columns[name] = [flat[i] for i in order]
+        if carries is not None:
+            carried[name] = carries
+    order_array = np.array(order, np.int64)
+    counted = None
+    if any(b.counted is not None for b in batches):
+        counted = np.concatenate(
+            [b.counted if b.counted is not None else np.zeros(len(b), bool) for b in batches]
+        )[order_array]
+    owned = {name: np.array([carries[i] for i in order], bool) for name, carries in carried.items()}
+    return Batch(np.array(sorted(starts), np.int64), columns, counted, owned)
+
+
 class Table:
     """Common part: columns, version, the cached DataFrame."""
 
     def __init__(self, spec: TableSpec) -> None:
         self.spec = spec
-        self.columns: dict[str, Column] = {c.name: make_column(c.kind, spec.latest) for c in spec.columns}
+        self._columns: dict[str, Column] = {c.name: make_column(c.kind, spec.latest) for c in spec.columns}
         self.version = 0
         self._cache: tuple[int, pd.DataFrame] | None = None
+
+    @property
+    def columns(self) -> dict[str, Column]:
+        """Column name -> buffer (every row applied)."""
+        return self._columns
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -117,38 +159,76 @@ class Table:
 
 
 class AppendTable(Table):
-    """Rows are only ever added at the end, and dropped from the front by retention."""
+    """Rows are only ever added at the end, and dropped from the front by retention.
+
+    Small batches of Python values wait in a list and are encoded together when the table is
+    next looked at (a read, retention, ``columns``) or once enough rows wait: a trickle of
+    frames, parsed every few milliseconds, then costs one list append per batch instead of a
+    few NumPy calls per column, and a table nobody reads pays for its rows in bulk. Encoding
+    the batches together gives the very codes and values encoding them one by one would.
+    """
+
+    #: rows that may wait unencoded: encoding them together is a stall proportional to them
+    PENDING_ROWS = 512
 
     def __init__(self, spec: TableSpec) -> None:
         super().__init__(spec)
         self.start = 0  # first live row; rows before it were dropped but not yet compacted
+        self._pending: list[Batch] = []
+        self._pending_rows = 0
+
+    @property
+    def columns(self) -> dict[str, Column]:  # type: ignore[override]
+        self.settle()
+        return self._columns
 
     def __len__(self) -> int:
-        return self._stop - self.start
+        return self._stop + self._pending_rows - self.start
 
     @property
     def _stop(self) -> int:
-        return len(next(iter(self.columns.values())))
+        return len(next(iter(self._columns.values())))
 
     def append(self, batch: Batch) -> int:
         """Add the batch's rows; columns the batch lacks are missing values."""
         count = len(batch)
         if not count:
             return 0
-        for name, column in self.columns.items():
+        if _waits(batch, self.PENDING_ROWS):
+            if self._pending and not _same_forms(self._pending[0], batch):
+                self.settle()
+            self._pending.append(batch)
+            self._pending_rows += count
+            if self._pending_rows >= self.PENDING_ROWS:
+                self.settle()
+        else:
+            self.settle()
+            self._store(batch)
+        self.version += 1
+        return count
+
+    def settle(self) -> None:
+        """Encode the batches waiting into the columns."""
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_rows = self._pending, [], 0
+        self._store(pending[0] if len(pending) == 1 else _concat(pending))
+
+    def _store(self, batch: Batch) -> None:
+        count = len(batch)
+        for name, column in self._columns.items():
             values = batch.columns.get(name)
             if values is None:
                 column.extend_empty(count)
             else:
                 column.append(column.encode(values))
-        self.version += 1
-        return count
 
     def drop_front(self, count: int) -> int:
         """Drop the ``count`` oldest rows (by arrival)."""
         count = min(count, len(self))
         if count <= 0:
             return 0
+        self.settle()
         self.start += count
         stop = self._stop
         # compact once the dead prefix dominates; new buffers, so frames handed out stay valid
@@ -161,6 +241,7 @@ class AppendTable(Table):
 
     def rows_older_than(self, cutoff: int) -> int:
         """How many leading rows have a time before ``cutoff`` (ns); stops at the first newer."""
+        self.settle()
         column = self.columns[self.spec.time]
         values = column.buf  # type: ignore[attr-defined]
         missing = column.miss  # type: ignore[attr-defined]
@@ -178,25 +259,70 @@ class AppendTable(Table):
         return count
 
     def _build(self) -> pd.DataFrame:
+        self.settle()
         start, stop = self.start, self._stop
         data = {name: column.to_pandas(start, stop) for name, column in self.columns.items()}
         return pd.DataFrame(data, copy=False)
 
     def time_values(self) -> np.ndarray:
-        column = self.columns[self.spec.time]
+        self.settle()
+        column = self._columns[self.spec.time]
         return column.buf[self.start : self._stop]  # type: ignore[attr-defined]
+
+
+def _form(values: Any) -> Any:
+    """What a batch column is made of, for :func:`_concat` (None: nothing it concatenates)."""
+    if type(values) is list:
+        return list
+    if isinstance(values, pa.Array):
+        return values.type
+    if isinstance(values, np.ndarray):
+        return values.dtype
+    return None
+
+
+def _waits(batch: Batch, limit: int) -> bool:
+    """Whether an append-only table may keep the batch waiting (see :class:`AppendTable`)."""
+    return len(batch) < limit and all(_form(v) is not None for v in batch.columns.values())
+
+
+def _same_forms(first: Batch, batch: Batch) -> bool:
+    """Whether two batches have the same columns, made of the same things (concatenable)."""
+    columns = first.columns
+    return columns.keys() == batch.columns.keys() and all(
+        _form(values) == _form(columns[name]) for name, values in batch.columns.items()
+    )
+
+
+def _concat(batches: list[Batch]) -> Batch:
+    """Batches of the same forms, one after the other, as one batch."""
+    columns: dict[str, Any] = {}
+    for name, first in batches[0].columns.items():
+        parts = [b.columns[name] for b in batches]
+        if type(first) is list:
+            columns[name] = [v for part in parts for v in part]
+        elif isinstance(first, pa.Array):
+            columns[name] = pa.concat_arrays(parts)
+        else:
+            columns[name] = np.concatenate(parts)
+    positions = np.arange(sum(len(b) for b in batches), dtype=np.int64)
+    return Batch(positions, columns)
 
 
 class LatestTable(Table):
     """One row per key, updated in place; see the module docstring for the ordering rule."""
 
     counters = ("update_count",)
+    #: batches of Python lists up to this many rows take :meth:`_update_lists`
+    SMALL = 512
 
     def __init__(self, spec: TableSpec) -> None:
         super().__init__(spec)
         self.index: dict[Any, int] = {}
-        self.order_seq = np.zeros(0, np.int64)  # seq of the newest event applied, -1 if none
-        self.order_ts = np.zeros(0, np.int64)  # time of the newest event applied, NAT if none
+        # per row (the first n of the buffers): seq and time of the newest event applied, -1 and
+        # NAT if none
+        self.order_seq = np.zeros(0, np.int64)
+        self.order_ts = np.zeros(0, np.int64)
         self.n = 0
 
     def __len__(self) -> int:
@@ -268,9 +394,11 @@ class LatestTable(Table):
             column = self.columns[name]
             rows = np.arange(self.n, self.n + count)
             column.put(rows, column.encode(values), np.arange(count))
-        self.order_seq = np.concatenate([self.order_seq, np.full(count, -1, np.int64)])
-        self.order_ts = np.concatenate([self.order_ts, np.full(count, NAT, np.int64)])
-        self.n += count
+        needed = self.n + count
+        if needed > len(self.order_seq):  # grown by doubling, as the columns: rows past n hold none
+            self.order_seq = _grow(self.order_seq, needed, -1)
+            self.order_ts = _grow(self.order_ts, needed, NAT)
+        self.n = needed
 
     # -- updates --------------------------------------------------------------------------
     def update(self, batch: Batch, snapshot: bool = False) -> int:
@@ -278,6 +406,8 @@ class LatestTable(Table):
         count = len(batch)
         if not count:
             return 0
+        if count <= self.SMALL and all(type(v) is list for v in batch.columns.values()):
+            return self._update_lists(batch, snapshot)
         rows = self._rows(batch)
         events = np.flatnonzero(rows >= 0)
         if not events.size:
@@ -337,6 +467,96 @@ class LatestTable(Table):
         self.version += 1
         return int(np.unique(r).size)
 
+    def _rows_of_lists(self, batch: Batch) -> list[int]:
+        """:meth:`_rows` for keys in Python lists: row of every batch row, -1 without a key."""
+        count = len(batch)
+        keys = [batch.columns.get(k) or [None] * count for k in self.spec.key]
+        values = keys[0] if len(keys) == 1 else [None if None in v else v for v in zip(*keys, strict=True)]
+        index = self.index
+        new_keys: list[Any] = []
+        rows = []
+        for key in values:
+            if key is None:
+                rows.append(-1)
+                continue
+            row = index.get(key)
+            if row is None:  # new keys get rows in order of first appearance
+                row = index[key] = self.n + len(new_keys)
+                new_keys.append(key)
+            rows.append(row)
+        if new_keys:
+            self._add_rows(new_keys)
+        return rows
+
+    def _update_lists(self, batch: Batch, snapshot: bool) -> int:
+        """:meth:`update` for a small batch of Python lists: the same rule, worked out event by
+        event in Python; NumPy only writes each column's winning values (a few calls per column
+        instead of a dozen: on a batch of a few rows the calls are what costs)."""
+        count = len(batch)
+        rows = self._rows_of_lists(batch)
+        events = [i for i in range(count) if rows[i] >= 0]
+        if not events:
+            return 0
+        seq_array = _int_values(batch.columns.get("seq"), count, -1)
+        when_array = _int_values(batch.columns.get("updated_at"), count, NAT, ts=True)
+        seq, when = seq_array.tolist(), when_array.tolist()
+        event_rows = np.array([rows[i] for i in events], np.int64)
+        row_seqs, row_times = self.order_seq[event_rows].tolist(), self.order_ts[event_rows].tolist()
+        newer = [
+            seq[i] > row_seq if seq[i] >= 0 and row_seq >= 0 else (when[i] >= row_time or when[i] == NAT)
+            for i, row_seq, row_time in zip(events, row_seqs, row_times, strict=True)
+        ]
+        # within the batch: by seq when every event has one, else by time (arrival breaks ties)
+        key = seq if all(seq[i] >= 0 for i in events) else [_MAX if t == NAT else t for t in when]
+        ranked = sorted(range(len(events)), key=lambda k: (rows[events[k]], key[events[k]]))
+        new: list[tuple[int, int]] = []  # (row, batch position) of newer events, in that order
+        old: list[tuple[int, int]] = []
+        for k in ranked:
+            (new if newer[k] else old).append((rows[events[k]], events[k]))
+        newest = dict(new)  # row -> its newest event (the last one in the ranking)
+        columns = self._columns
+        if newest:
+            touched = np.array(list(newest), np.int64)
+            source = np.array(list(newest.values()), np.int64)
+            self.order_seq[touched] = seq_array[source]
+            self.order_ts[touched] = when_array[source]
+            columns["seq"].put(touched, (seq_array, seq_array < 0), source)
+            columns["snapshot"].assign(touched, (np.full(len(touched), snapshot), None))  # type: ignore[attr-defined]
+        skip = {"seq", "snapshot", *self.spec.key}
+        for name, values in batch.columns.items():
+            if name in skip or name not in columns:
+                continue
+            column = columns[name]
+            carries = batch.owned.get(name)
+            flags = None if carries is None else carries.tolist()
+            # every value is encoded, used or not, so that categories are added in batch order
+            codes = column.dictionary.codes_of_list(values) if column.kind == "cat" else None  # type: ignore[attr-defined]
+            if newest:  # the newest event carrying the column sets it, null included
+                chosen = newest if flags is None else {row: i for row, i in new if flags[i]}
+                if chosen:
+                    target = touched if flags is None else np.array(list(chosen), np.int64)
+                    picked = list(chosen.values())
+                    column.assign(target, (codes[picked], None) if codes is not None  # type: ignore[attr-defined]
+                                  else column.encode([values[i] for i in picked]))
+            if old:  # older events only fill gaps
+                encoded = (codes, None) if codes is not None else column.encode(values)
+                present = (~column.encoded_missing(encoded)).tolist()
+                fills = {row: i for row, i in old if present[i] and (flags is None or flags[i])}
+                if fills:
+                    target = np.array(list(fills), np.int64)
+                    take = np.array(list(fills.values()), np.int64)
+                    empty = column.missing(target)
+                    if empty.any():
+                        column.put(target[empty], encoded, take[empty])
+        if batch.counted is not None:
+            counted = batch.counted.tolist()
+            counted_rows = [row for row, c in zip(rows, counted, strict=True) if row >= 0 and c]
+            for name in self.counters:
+                if name in columns and counted_rows:
+                    np.add.at(columns[name].buf, counted_rows, 1)  # type: ignore[attr-defined]
+        self.version += 1
+        return len(set(event_rows.tolist()))
+
     def keep_rows(self, keep: np.ndarray) -> int:
         """Keep only the rows where ``keep`` is True (retention); returns how many were dropped."""
         dropped = int(self.n - keep.sum())
@@ -344,8 +564,8 @@ class LatestTable(Table):
             return 0
         for column in self.columns.values():
             column.keep(keep)
-        self.order_seq = self.order_seq[keep]
-        self.order_ts = self.order_ts[keep]
+        self.order_seq = self.order_seq[: self.n][keep]
+        self.order_ts = self.order_ts[: self.n][keep]
         kept_keys = [k for k, i in sorted(self.index.items(), key=lambda item: item[1]) if keep[i]]
         self.index = {k: i for i, k in enumerate(kept_keys)}
         self.n = len(kept_keys)

@@ -1,0 +1,129 @@
+"""Small flushes (a trickle of frames read often) take their own paths through the tables:
+append-only tables keep small batches waiting and encode them together, latest-state tables
+work small batches of Python lists out event by event, and batches of lists are merged with
+list operations. Each must give exactly what the vectorised, one-batch-at-a-time paths give:
+the same tables, dtypes, categories, change batches and versions."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from store_samples import sample_frames
+
+from aios_notebook.store import TABLES, EventStore
+from aios_notebook.store.columns import _BIG_CHUNK, _compact
+from aios_notebook.store.tables import AppendTable, Batch, LatestTable, merge_batches
+
+
+def _vectorised(store: EventStore) -> EventStore:
+    """The store with the small-batch paths turned off (the reference they must match)."""
+    for table in store._tables.values():
+        if isinstance(table, AppendTable):
+            table.PENDING_ROWS = 1  # nothing waits: every batch is encoded when applied
+        else:
+            assert isinstance(table, LatestTable)
+            table.SMALL = 0  # every batch takes the vectorised update
+    return store
+
+
+def _hard_stream(seed: int) -> list[str]:
+    """The sample stream with what makes latest-state tables work: replays of earlier frames
+    (older seqs arriving late), frames without a seq (ordered by time), fields left out."""
+    rng = random.Random(seed)
+    frames = sample_frames(1.0, seed=seed)
+    out: list[str] = []
+    for index, frame in enumerate(frames):
+        message = json.loads(frame)
+        roll = rng.random()
+        if roll < 0.05:
+            message.pop("seq", None)
+        elif roll < 0.10 and isinstance(message.get("data"), dict) and len(message["data"]) > 2:
+            data = message["data"]
+            data.pop(rng.choice([k for k in data if k not in ("job_id", "agent_id", "run_id", "step_id", "item_id")]))
+        out.append(json.dumps(message))
+        if index > 50 and rng.random() < 0.03:  # a replay of a few earlier frames
+            start = rng.randrange(0, index - 20)
+            out += frames[start : start + rng.randrange(1, 15)]
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_small_flushes_match_the_vectorised_paths(seed):
+    frames = _hard_stream(seed)
+    rng = random.Random(seed)
+    small = EventStore(background=False)
+    reference = _vectorised(EventStore(background=False))
+    position = 0
+    flushes = 0
+    while position < len(frames):
+        size = rng.choice([1, 2, 5, 20, 60, 200])
+        for frame in frames[position : position + size]:
+            for store in (small, reference):
+                store.ingest_frame(frame, received_at=1_700_000_000.0 + position / 1000)
+        position += size
+        assert small.flush() == reference.flush()  # the same change batches, the same version
+        flushes += 1
+        if flushes % 7 == 0:  # REST snapshots between flushes: Python rows, snapshot=True
+            records = [{"agent_id": f"agent-{k}", "status": "idle", "current_task": None} for k in range(3)]
+            for store in (small, reference):
+                store.merge_snapshot("agents", records, at="2020-01-01T00:00:00Z")
+                store.merge_snapshot("dag_steps", [{"run_id": "run-x", "step_id": "s1", "status": "done"}])
+        if flushes % 5 == 0:  # a read in between: waiting rows are encoded, then more wait
+            pd.testing.assert_frame_equal(small.job_events, reference.job_events)
+    assert flushes > 20
+    assert small.counts == reference.counts and small.version == reference.version
+    assert small.counts["jobs"] and small.counts["dag_steps"]
+    for name in TABLES:
+        pd.testing.assert_frame_equal(small.table(name), reference.table(name), obj=name)
+        for column in small.table(name).select_dtypes("category"):  # the same categories, in order
+            assert list(small.table(name)[column].cat.categories) == list(reference.table(name)[column].cat.categories)
+
+
+def _as_arrow(batch: Batch, kinds: dict[str, str]) -> Batch:
+    from aios_notebook.store.columns import normalize
+
+    columns = {name: (values if kinds.get(name, "int64") == "obj" else normalize(kinds.get(name, "int64"), values, len(batch)))
+               for name, values in batch.columns.items()}
+    return Batch(batch.positions, columns, batch.counted, batch.owned)
+
+
+def test_merging_lists_matches_merging_arrow_arrays():
+    spec = TABLES["jobs"]
+    first = Batch(np.array([0, 3, 5]), {"job_id": ["a", "b", "a"], "status": ["x", None, "y"], "seq": [1, 4, 6]},
+                  np.array([True, False, True]), {"status": np.array([True, False, True])})
+    second = Batch(np.array([1, 2, 4]), {"job_id": ["c", "a", "d"], "progress": [0.5, None, 1.0], "seq": [2, 3, 5]})
+    third = Batch(np.array([6]), {"job_id": ["e"], "entities": [["p"]], "seq": [7]}, None)
+    lists = merge_batches(spec, [first, second, third])
+    arrows = merge_batches(spec, [_as_arrow(b, spec.kinds) for b in (first, second, third)])
+    assert lists is not None and arrows is not None
+    assert lists.positions.tolist() == arrows.positions.tolist() == list(range(7))
+    assert list(lists.columns) == list(arrows.columns)
+    for name, values in lists.columns.items():
+        other = arrows.columns[name]
+        assert values == (other if isinstance(other, list) else other.to_pylist()), name
+    assert lists.counted.tolist() == arrows.counted.tolist() == [True, False, False, False, False, True, False]
+    assert lists.owned.keys() == arrows.owned.keys() == {"status", "progress", "entities"}
+    for name, carries in lists.owned.items():
+        assert carries.tolist() == arrows.owned[name].tolist(), name
+    assert lists.owned["status"].tolist() == [True, False, False, False, False, True, False]
+
+
+def test_text_chunks_stay_few_and_keep_every_row():
+    big = pa.array([f"big {i}" for i in range(_BIG_CHUNK)], pa.string())
+    chunks: list[pa.Array] = [big]
+    rows = big.to_pylist()
+    for k in range(2000):
+        piece = [f"frame {k} {i}" for i in range(k % 7 + 1)]
+        rows += piece
+        chunks.append(pa.array(piece, pa.string()))
+        if len(chunks) > 32:
+            chunks = _compact(chunks)
+            assert chunks[0] is big  # a large chunk is never copied again
+            assert len(chunks) <= 2 + len(rows) // _BIG_CHUNK
+    assert len(chunks) < 40
+    assert pa.chunked_array(chunks, pa.string()).to_pylist() == rows
