@@ -66,7 +66,26 @@ def _data_decoder(event: str) -> tuple[msgspec.json.Decoder, tuple[str, ...]]:
     return msgspec.json.Decoder(struct), heads
 
 
+class _Reading:
+    """What reading one event's group takes, worked out once per event rather than per batch:
+    the data decoder, a getter per top-level field, and per checked path its parent field,
+    the key within it (nested paths) and the column kind."""
+
+    def __init__(self, event: str) -> None:
+        self.decode, self.heads = _DATA[event]
+        self.getters = [(head, attrgetter(f"f{i}")) for i, head in enumerate(self.heads)]
+        plan = EVENT_PLANS[event]
+        self.checks = [(path, *path.partition(".")[::2], kind) for path, kind, _ in plan.checks]
+        self.required = plan.required
+        self.routes = [
+            (table, TABLES[table].kinds, columns, table in plan.counted) for table, columns in plan.routes
+        ]
+        self.empty: Any = None  # a Struct of no field, for data that failed to decode
+
+
+
 _DATA = {event: _data_decoder(event) for event in EVENT_PLANS if event not in ERROR_EVENTS}
+_READINGS = {event: _Reading(event) for event in _DATA}
 
 
 def _envelope(text: Any) -> _Envelope | None:
@@ -160,56 +179,59 @@ def parse_small(texts: list[Any], rows: np.ndarray, received: np.ndarray,
     seqs: list[int | None] = []
     latest: int | None = None
     for event, (positions, raws, group_seqs) in groups.items():
-        plan = EVENT_PLANS[event]
-        decode, heads = _DATA[event]
-        decode = decode.decode
-        ok = np.ones(len(raws), bool)
+        reading = _READINGS[event]
+        decode = reading.decode.decode
+        bad_rows: set[int] = set()  # rows of the group the per-frame path must take
         try:
             datas: list[Any] = list(map(decode, raws))
         except (ValueError, RecursionError):  # not an object, or a value JSON cannot be
+            if reading.empty is None:
+                reading.empty = decode(b"{}")
             datas = []
             for index, raw in enumerate(raws):
                 try:
                     datas.append(decode(raw))
-                except (ValueError, RecursionError):
-                    datas.append(None)
-                    ok[index] = False
-        if not ok.all():  # decode failures go the per-frame way; their columns read as nones
-            dummy = _DATA[event][0].decode(b"{}")
-            datas = [d if d is not None else dummy for d in datas]
+                except (ValueError, RecursionError):  # its columns read as nones meanwhile
+                    datas.append(reading.empty)
+                    bad_rows.add(index)
         # the top-level columns, each read once; a field no frame of the group has is all None
-        tops: dict[str, list[Any]] = {
-            head: list(map(attrgetter(f"f{i}"), datas)) for i, head in enumerate(heads)
-        }
+        tops: dict[str, list[Any]] = {head: list(map(get, datas)) for head, get in reading.getters}
         values: dict[str, list[Any]] = {}
-        for path, kind, _ in plan.checks:
-            head, _, tail = path.partition(".")
+        for path, head, tail, kind in reading.checks:
             parent = tops[head]  # a nested field's values come from its parent objects
             column = [p.get(tail) if type(p) is dict else None for p in parent] if tail else parent
             values[path], bad = _column(kind, tail or head, column)
             if bad is not None:
-                ok &= ~np.array(bad, bool)
-        for name in plan.required:
-            if None in tops[name]:
-                ok &= np.array([v is not None for v in tops[name]], bool)
-        if not ok.any():
+                bad_rows.update(i for i, b in enumerate(bad) if b)
+        for name in reading.required:
+            column = tops[name]
+            if None in column:
+                bad_rows.update(i for i, v in enumerate(column) if v is None)
+        if len(bad_rows) == len(raws):
             continue
-        every = bool(ok.all())
-        keep = ok.tolist()
+        if bad_rows:
+            keep = [i not in bad_rows for i in range(len(raws))]
 
-        def kept(column: list[Any], keep: list[bool] = keep, every: bool = every) -> list[Any]:
-            return column if every else [v for v, k in zip(column, keep, strict=True) if k]
+            def kept(column: list[Any], keep: list[bool] = keep) -> list[Any]:
+                return [v for v, k in zip(column, keep, strict=True) if k]
+        else:
+            def kept(column: list[Any]) -> list[Any]:
+                return column
 
-        position_array = np.array(kept(positions), np.int64)
+        kept_positions = kept(positions)
+        position_array = np.array(kept_positions, np.int64)
         seq_list = kept(group_seqs)
         count = len(seq_list)
         stamps = [v for v in kept(values.get("timestamp") or values.get("server_time") or []) if v is not None]
         if stamps:
             latest = max(stamps) if latest is None else max(latest, *stamps)
-        envelope = {"received_at": received[position_array].tolist(), "seq": seq_list, "event": [event] * count}
-        for table, columns in plan.routes:
-            spec = TABLES[table]
-            out: dict[str, Any] = {k: v for k, v in envelope.items() if k == "seq" or k in spec.kinds}
+        received_list = received[position_array].tolist()
+        event_list = [event] * count
+        for table, kinds, columns, counts in reading.routes:
+            out: dict[str, Any] = {"received_at": received_list} if "received_at" in kinds else {}
+            out["seq"] = seq_list
+            if "event" in kinds:
+                out["event"] = event_list
             for column, paths, default in columns:
                 if not paths:
                     merged: list[Any] = [None] * count
@@ -224,9 +246,9 @@ def parse_small(texts: list[Any], rows: np.ndarray, received: np.ndarray,
             if table == "metrics":
                 for name in METRIC_NAMES:
                     out[f"{name}_change"] = [parse_change((c or {}).get(name)) for c in out["changes"]]
-            counted = np.ones(count, bool) if table in plan.counted else None
+            counted = np.ones(count, bool) if counts else None
             batches.setdefault(table, []).append(Batch(position_array, out, counted))
-        handled += kept(positions)
-        names += [event] * count
+        handled += kept_positions
+        names += event_list
         seqs += seq_list
     return handled, names, seqs, latest
