@@ -208,6 +208,7 @@ class Worker:
         tick = max(0.001, min(0.02, self.max_delay, self.notify_interval or 0.02))
         clock = time.monotonic
         waiting_since: float | None = None
+        seen = 0  # frames waiting at the previous tick
         last_delivery = idle_since = clock()
         while not stop.is_set():
             self._wake.wait(tick)
@@ -218,12 +219,16 @@ class Worker:
             try:
                 waiting = self._pending()
                 listening = self._notifier.active
+                if waiting < seen:  # parsed meanwhile (a read): those waiting now came since, at most a tick ago
+                    waiting_since = None
+                seen = waiting
                 if waiting:
                     waiting_since = waiting_since or now
                     delivery_due = listening and now - last_delivery >= self.notify_interval
                     if waiting >= self.batch_size or now - waiting_since >= self.max_delay or delivery_due:
                         self._flush()
                         waiting_since = None
+                        seen = 0
                 if listening and now - last_delivery >= self.notify_interval:
                     self._notifier.deliver()
                     last_delivery = now
