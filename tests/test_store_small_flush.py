@@ -127,3 +127,35 @@ def test_text_chunks_stay_few_and_keep_every_row():
             assert len(chunks) <= 2 + len(rows) // _BIG_CHUNK
     assert len(chunks) < 40
     assert pa.chunked_array(chunks, pa.string()).to_pylist() == rows
+
+
+def test_fields_typed_in_the_decoder_give_the_tables_of_the_per_frame_path():
+    """msgspec checks most fields' types while decoding small batches: a frame it rejects goes
+    the per-frame way, which must give the same rows, and report what is wrong with it."""
+    job = '"job_id":"job-{n}","run_id":"r","type":"pdf","status":"processing","timestamp":"2026-01-01T00:00:0{n}Z"'
+    oddities = [
+        '"progress":1', '"progress":0.25', '"retry_count":2.0', '"retry_count":"2"', '"can_retry":1',
+        '"can_retry":null', '"progress":true', '"filename":7', '"error":{"a":1}',
+    ]
+    frames = [
+        '{"event":"processing_job_status","data":{' + job.format(n=n) + "," + odd + '},"seq":' + str(100 + n) + "}"
+        for n, odd in enumerate(oddities)
+    ]
+    frames.append('{"event":"insight_generated","data":{"insight_id":"i1","title":"T","type":"x","confidence":0.5,'
+                  '"metadata":[1],"timestamp":"2026-01-01T00:00:00Z"},"seq":300}')
+    frames.append('{"event":"insight_generated","data":{"insight_id":"i2","title":"T","type":"x","confidence":1,'
+                  '"metadata":{"k":1},"timestamp":"2026-01-01T00:00:00Z"},"seq":301}')
+    small = EventStore(background=False)
+    slow = EventStore(background=False, fast_path=False)
+    for store in (small, slow):
+        for frame in frames:
+            store.ingest_frame(frame, received_at=1_700_000_000.0)
+        store.flush()
+    for name in TABLES:
+        pd.testing.assert_frame_equal(small.table(name), slow.table(name), obj=name)
+    assert small.fast_frames >= 4  # the well-typed ones stayed in the batch
+    reported = set(small.errors.loc[small.errors["kind"] == "field_type", "message"].str.split(":").str[0])
+    assert reported == {"processing_job_status.retry_count", "processing_job_status.can_retry",
+                        "processing_job_status.progress", "processing_job_status.filename",
+                        "processing_job_status.error", "insight_generated.metadata"}
+    assert small.job_events["retry_count"].tolist()[2] == 2  # an integral float is an integer

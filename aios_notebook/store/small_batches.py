@@ -55,15 +55,37 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
 
 
-def _data_decoder(event: str) -> tuple[msgspec.json.Decoder, tuple[str, ...]]:
-    """A decoder of one event's ``data`` into a Struct of the top-level fields its plan reads
-    (values as JSON gives them; the checks below do the typing), and those fields."""
+#: the Python type JSON gives a well-formed value of a column kind: msgspec checks it while decoding
+_TYPES: dict[str, type] = {"cat": str, "text": str, "int32": int, "int64": int, "bool": bool, "f64": float, "f32": float}
+
+
+def _data_decoder(event: str) -> tuple[msgspec.json.Decoder, tuple[str, ...], frozenset[str]]:
+    """A decoder of one event's ``data`` into a Struct of the top-level fields its plan reads,
+    those fields, and which of them the decoder checks itself.
+
+    A field whose kind has one JSON type (text, integer, boolean, number; objects for dict
+    fields) is typed in the Struct, so a wrong type fails the decoding and the frame goes the
+    per-frame way, as the checks below would send it, without a check in Python. Typed only
+    when every column the field feeds reads it the same way (an int read as a float would
+    become one). Other fields (timestamps, nested objects, lists) are read as JSON gives them
+    and checked below."""
     plan = EVENT_PLANS[event]
     heads = tuple(dict.fromkeys([*(path.partition(".")[0] for path, _, _ in plan.checks), *plan.required]))
-    fields = [(f"f{i}", Any, None) for i in range(len(heads))]  # data keys need not be identifiers
+    fed: dict[str, set[Any]] = {}  # field -> the Python types of the columns it feeds
+    for table, columns in plan.routes:
+        for column, paths, _ in columns:
+            kind = TABLES[table].kind(column)
+            for path in paths:
+                fed.setdefault(path, set()).add(_TYPES.get(kind, dict if kind == "obj" else None))
+    typed: dict[str, Any] = {}
+    for path, kind, _ in plan.checks:
+        python = _TYPES.get(kind) or (dict if kind == "obj" and path in DICT_FIELDS else None)
+        if python is not None and "." not in path and fed.get(path, {python}) == {python}:
+            typed[path] = python | None
+    fields = [(f"f{i}", typed.get(head, Any), None) for i, head in enumerate(heads)]  # keys need not be identifiers
     renames = {f"f{i}": head for i, head in enumerate(heads)}
     struct = msgspec.defstruct(f"_{event}_data", fields, rename=renames, gc=False)
-    return msgspec.json.Decoder(struct), heads
+    return msgspec.json.Decoder(struct), heads, frozenset(typed)
 
 
 class _Reading:
@@ -72,10 +94,11 @@ class _Reading:
     the key within it (nested paths) and the column kind."""
 
     def __init__(self, event: str) -> None:
-        self.decode, self.heads = _DATA[event]
+        self.decode, self.heads, typed = _DATA[event]
         self.getters = [(head, attrgetter(f"f{i}")) for i, head in enumerate(self.heads)]
         plan = EVENT_PLANS[event]
-        self.checks = [(path, *path.partition(".")[::2], kind) for path, kind, _ in plan.checks]
+        self.typed = [path for path, _, _ in plan.checks if path in typed]
+        self.checks = [(path, *path.partition(".")[::2], kind) for path, kind, _ in plan.checks if path not in typed]
         self.required = plan.required
         self.routes = [
             (table, TABLES[table].kinds, columns, table in plan.counted) for table, columns in plan.routes
@@ -196,7 +219,7 @@ def parse_small(texts: list[Any], rows: np.ndarray, received: np.ndarray,
                     bad_rows.add(index)
         # the top-level columns, each read once; a field no frame of the group has is all None
         tops: dict[str, list[Any]] = {head: list(map(get, datas)) for head, get in reading.getters}
-        values: dict[str, list[Any]] = {}
+        values: dict[str, list[Any]] = {path: tops[path] for path in reading.typed}  # checked by msgspec
         for path, head, tail, kind in reading.checks:
             parent = tops[head]  # a nested field's values come from its parent objects
             column = [p.get(tail) if type(p) is dict else None for p in parent] if tail else parent
