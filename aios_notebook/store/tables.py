@@ -4,6 +4,12 @@ Both take :class:`Batch` objects (columns of one ingest step, already typed) and
 with a few vectorised NumPy operations per column and batch, never per event. Both build their
 DataFrame lazily and keep it until the table changes.
 
+Small batches (a trickle of frames, flushed by a read every few milliseconds) would pay those
+per-column calls for a handful of rows each: both tables keep such batches of Python lists
+waiting and apply them together when the table is looked at (a read, ``len``, ``columns``,
+retention) or enough rows wait, always with exactly the outcome of applying them one by one
+(tests/test_store_small_flush.py compares them).
+
 Latest-state rule: each table row remembers the order of the newest event applied to it (its
 ``seq``, and its time). An incoming event that is newer (by seq when both have one, else by
 time) sets every column it carries, a null clearing the column (an idle agent has no current
@@ -14,6 +20,7 @@ event) only fills columns that are still empty. A column an event does not carry
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -169,7 +176,7 @@ class AppendTable(Table):
     """
 
     #: rows that may wait unencoded: encoding them together is a stall proportional to them
-    PENDING_ROWS = 512
+    PENDING_ROWS = 256
 
     def __init__(self, spec: TableSpec) -> None:
         super().__init__(spec)
@@ -270,6 +277,29 @@ class AppendTable(Table):
         return column.buf[self.start : self._stop]  # type: ignore[attr-defined]
 
 
+def _chain(batches: list[Batch]) -> Batch:
+    """Batches of lists one after the other as one batch (for a latest-state table): a column
+    a batch lacks is not carried by its rows, and only counted rows count."""
+    names = list(dict.fromkeys(name for b in batches for name in b.columns))
+    columns: dict[str, list[Any]] = {}
+    owned: dict[str, np.ndarray] = {}
+    for name in names:
+        values: list[Any] = []
+        carries: list[np.ndarray] = []
+        for b in batches:
+            part = b.columns.get(name)
+            values += part if part is not None else [None] * len(b)
+            own = b.owned.get(name)
+            carries.append(own if own is not None else np.full(len(b), name in b.columns))
+        columns[name] = values
+        if not all(c.all() for c in carries):
+            owned[name] = np.concatenate(carries)
+    counted = None
+    if any(b.counted is not None for b in batches):
+        counted = np.concatenate([b.counted if b.counted is not None else np.zeros(len(b), bool) for b in batches])
+    return Batch(np.arange(sum(len(b) for b in batches), dtype=np.int64), columns, counted, owned)
+
+
 def _form(values: Any) -> Any:
     """What a batch column is made of, for :func:`_concat` (None: nothing it concatenates)."""
     if type(values) is list:
@@ -300,7 +330,7 @@ def _concat(batches: list[Batch]) -> Batch:
     for name, first in batches[0].columns.items():
         parts = [b.columns[name] for b in batches]
         if type(first) is list:
-            columns[name] = [v for part in parts for v in part]
+            columns[name] = list(chain.from_iterable(parts))
         elif isinstance(first, pa.Array):
             columns[name] = pa.concat_arrays(parts)
         else:
@@ -310,22 +340,42 @@ def _concat(batches: list[Batch]) -> Batch:
 
 
 class LatestTable(Table):
-    """One row per key, updated in place; see the module docstring for the ordering rule."""
+    """One row per key, updated in place; see the module docstring for the ordering rule.
+
+    Small batches of lists from the stream wait (:meth:`settle`); the rows they touch, which
+    :meth:`update` returns for change batches, are their distinct keys, known without applying.
+    """
 
     counters = ("update_count",)
     #: batches of Python lists up to this many rows take :meth:`_update_lists`
     SMALL = 512
+    #: rows of such batches that may wait for :meth:`settle` (1: none wait)
+    PENDING_ROWS = 128
 
     def __init__(self, spec: TableSpec) -> None:
         super().__init__(spec)
-        self.index: dict[Any, int] = {}
+        self._index: dict[Any, int] = {}
+        self._pending: list[Batch] = []  # small batches of lists not applied yet (see settle)
+        self._pending_rows = 0
         # per row (the first n of the buffers): seq and time of the newest event applied, -1 and
         # NAT if none
         self.order_seq = np.zeros(0, np.int64)
         self.order_ts = np.zeros(0, np.int64)
         self.n = 0
 
+    @property
+    def columns(self) -> dict[str, Column]:  # type: ignore[override]
+        self.settle()
+        return self._columns
+
+    @property
+    def index(self) -> dict[Any, int]:
+        """Key -> row."""
+        self.settle()
+        return self._index
+
     def __len__(self) -> int:
+        self.settle()
         return self.n
 
     # -- keys -----------------------------------------------------------------------------
@@ -368,15 +418,15 @@ class LatestTable(Table):
                 None if p < 0 else (dictionaries[0][p // width], dictionaries[1][p % width])
                 for p in uniq[appearance].tolist()
             ]
-        get = self.index.get
+        get = self._index.get
         mapping = np.array([get(key, -1) for key in distinct] + [-1], np.int64)
         new_keys = []
         for i in np.flatnonzero(mapping[:-1] < 0).tolist():  # keys never seen before
             key = distinct[i]
-            if key is None or key in self.index:  # no key; or twice in a composite batch
-                mapping[i] = self.index.get(key, -1) if key is not None else -1
+            if key is None or key in self._index:  # no key; or twice in a composite batch
+                mapping[i] = self._index.get(key, -1) if key is not None else -1
                 continue
-            mapping[i] = self.index[key] = self.n + len(new_keys)
+            mapping[i] = self._index[key] = self.n + len(new_keys)
             new_keys.append(key)
         if new_keys:
             self._add_rows(new_keys)
@@ -384,14 +434,14 @@ class LatestTable(Table):
 
     def _add_rows(self, keys: list[Any]) -> None:
         count = len(keys)
-        for name, column in self.columns.items():
+        for name, column in self._columns.items():
             column.extend_empty(count)
             if name in self.counters:
                 column.buf[self.n : self.n + count] = 0  # type: ignore[attr-defined]
                 column.miss[self.n : self.n + count] = False  # type: ignore[attr-defined]
         for position, name in enumerate(self.spec.key):
             values = [k if len(self.spec.key) == 1 else k[position] for k in keys]
-            column = self.columns[name]
+            column = self._columns[name]
             rows = np.arange(self.n, self.n + count)
             column.put(rows, column.encode(values), np.arange(count))
         needed = self.n + count
@@ -406,7 +456,11 @@ class LatestTable(Table):
         count = len(batch)
         if not count:
             return 0
-        if count <= self.SMALL and all(type(v) is list for v in batch.columns.values()):
+        small = count <= self.SMALL and all(type(v) is list for v in batch.columns.values())
+        if small and not snapshot and self.PENDING_ROWS > 1:
+            return self._wait(batch)
+        self.settle()
+        if small:
             return self._update_lists(batch, snapshot)
         rows = self._rows(batch)
         events = np.flatnonzero(rows >= 0)
@@ -430,16 +484,16 @@ class LatestTable(Table):
             touched, source = new_rows[last], new_pos[last]
             self.order_seq[touched] = seq[source]
             self.order_ts[touched] = when[source]
-            seq_column = self.columns["seq"]
+            seq_column = self._columns["seq"]
             seq_column.put(touched, (seq, seq < 0), source)
-            snap = self.columns["snapshot"]
+            snap = self._columns["snapshot"]
             flags = np.full(count, snapshot)
             snap.put(touched, (flags, None), source)
         skip = {"seq", "snapshot", *self.spec.key}
         for name, values in batch.columns.items():
-            if name in skip or name not in self.columns:
+            if name in skip or name not in self._columns:
                 continue
-            column = self.columns[name]
+            column = self._columns[name]
             encoded = column.encode(values)
             carries = batch.owned.get(name)
             if new_rows.size:  # the newest event carrying the column sets it, null included
@@ -461,18 +515,84 @@ class LatestTable(Table):
                         column.put(rows_k[empty], encoded, pos_k[empty])
         if batch.counted is not None:
             for name in self.counters:
-                if name in self.columns:
+                if name in self._columns:
                     counted_rows = rows[(rows >= 0) & batch.counted]
-                    np.add.at(self.columns[name].buf, counted_rows, 1)  # type: ignore[attr-defined]
+                    np.add.at(self._columns[name].buf, counted_rows, 1)  # type: ignore[attr-defined]
         self.version += 1
         return int(np.unique(r).size)
 
-    def _rows_of_lists(self, batch: Batch) -> list[int]:
-        """:meth:`_rows` for keys in Python lists: row of every batch row, -1 without a key."""
+    def _keys_of_lists(self, batch: Batch) -> list[Any]:
+        """Each batch row's key (a tuple for two key columns), None where it has none."""
         count = len(batch)
         keys = [batch.columns.get(k) or [None] * count for k in self.spec.key]
-        values = keys[0] if len(keys) == 1 else [None if None in v else v for v in zip(*keys, strict=True)]
-        index = self.index
+        return keys[0] if len(keys) == 1 else [None if None in v else v for v in zip(*keys, strict=True)]
+
+    # -- small batches of events wait -------------------------------------------------------
+    def _wait(self, batch: Batch) -> int:
+        """Keep a small batch of lists (events, never a snapshot) for :meth:`settle`; returns
+        what :meth:`update` returns: the rows it touches, one per distinct key."""
+        touched = len(set(self._keys_of_lists(batch)) - {None})
+        if not touched:  # no event with a key: nothing to apply, as update would find
+            return 0
+        self._pending.append(batch)
+        self._pending_rows += len(batch)
+        self.version += 1
+        if self._pending_rows >= self.PENDING_ROWS:
+            self.settle()
+        return touched
+
+    def settle(self) -> None:
+        """Apply the batches waiting, in order: at once when that gives exactly what one by one
+        would (:meth:`_in_order`), which is the live stream's usual case; the per-column work
+        is then paid once for many small flushes."""
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_rows = self._pending, [], 0
+        if len(pending) > 1 and self._in_order(pending):
+            self._update_lists(_chain(pending), False)
+        else:
+            for batch in pending:
+                self._update_lists(batch, False)
+
+    def _in_order(self, batches: list[Batch]) -> bool:
+        """Whether every event of the batches has a seq above that of every earlier event of its
+        key (the batches' before it, and the row's), and no row they touch lacks a seq. Then
+        every event is newer than its row both one batch after another and all at once, where
+        the newest event carrying a column sets it: the outcome is the same either way."""
+        latest: dict[Any, int] = {}  # key -> the highest seq so far
+        index, order_seq = self._index, self.order_seq
+        for batch in batches:
+            seqs = batch.columns.get("seq")
+            if seqs is None:
+                return False
+            lowest: dict[Any, int] = {}
+            highest: dict[Any, int] = {}
+            for key, seq in zip(self._keys_of_lists(batch), seqs, strict=True):
+                if key is None:
+                    continue
+                if type(seq) is not int or seq < 0:
+                    return False
+                if seq < lowest.get(key, seq + 1):
+                    lowest[key] = seq
+                if seq > highest.get(key, -1):
+                    highest[key] = seq
+            for key, low in lowest.items():
+                before = latest.get(key)
+                if before is None:
+                    row = index.get(key)
+                    if row is not None:
+                        before = int(order_seq[row])
+                        if before < 0:  # ordered by time so far: one by one may differ
+                            return False
+                if before is not None and low <= before:
+                    return False
+                latest[key] = highest[key]
+        return True
+
+    def _rows_of_lists(self, batch: Batch) -> list[int]:
+        """:meth:`_rows` for keys in Python lists: row of every batch row, -1 without a key."""
+        values = self._keys_of_lists(batch)
+        index = self._index
         new_keys: list[Any] = []
         rows = []
         for key in values:
@@ -559,24 +679,27 @@ class LatestTable(Table):
 
     def keep_rows(self, keep: np.ndarray) -> int:
         """Keep only the rows where ``keep`` is True (retention); returns how many were dropped."""
+        self.settle()
         dropped = int(self.n - keep.sum())
         if not dropped:
             return 0
-        for column in self.columns.values():
+        for column in self._columns.values():
             column.keep(keep)
         self.order_seq = self.order_seq[: self.n][keep]
         self.order_ts = self.order_ts[: self.n][keep]
-        kept_keys = [k for k, i in sorted(self.index.items(), key=lambda item: item[1]) if keep[i]]
-        self.index = {k: i for i, k in enumerate(kept_keys)}
+        kept_keys = [k for k, i in sorted(self._index.items(), key=lambda item: item[1]) if keep[i]]
+        self._index = {k: i for i, k in enumerate(kept_keys)}
         self.n = len(kept_keys)
         self.version += 1
         return dropped
 
     def time_values(self) -> np.ndarray:
+        self.settle()
         return self.order_ts[: self.n]
 
     def _build(self) -> pd.DataFrame:
-        data = {name: column.to_pandas(0, self.n) for name, column in self.columns.items()}
+        self.settle()
+        data = {name: column.to_pandas(0, self.n) for name, column in self._columns.items()}
         frame = pd.DataFrame(data, copy=False)
         if "duration_s" in frame.columns and "started_at" in frame.columns:
             # derived: seconds from start to completion (or failure), when both are known
