@@ -182,3 +182,42 @@ def test_waiting_batches_on_a_row_ordered_by_time_apply_one_by_one():
         store.flush()
     pd.testing.assert_frame_equal(small.agents, reference.agents)
     assert small.agents["status"].tolist() == ["offline"]
+
+
+def test_frames_of_append_only_tables_share_rows_read_only_and_stay_the_callers():
+    """Append-only tables hand out their rows as read-only views (they never change): writing
+    to a frame read makes pandas copy, never touches the store, and the usual operations work."""
+    store = EventStore(background=False)
+    for frame in sample_frames(0.2, seed=5):
+        store.ingest_frame(frame, received_at=1_700_000_000.0)
+    store.ingest_frame('{"event":"processing_job_status","data":{"job_id":"j","status":"x","timestamp":1e30},"seq":999999}')
+    before = store.job_events
+    assert before["timestamp"].isna().sum() == 1  # a missing time reads as NaT
+    mine = store.job_events
+    mine.loc[0, "progress"] = 123.0
+    mine.iloc[1, mine.columns.get_loc("retry_count")] = 77
+    mine["seq"] += 1
+    mine.loc[2, "timestamp"] = pd.Timestamp("2000-01-01", tz="UTC")
+    mine.fillna({"progress": -1.0}, inplace=True)
+    mine.update(mine[["progress"]] * 2)
+    with pytest.raises(ValueError):
+        store.job_events["progress"].to_numpy()[0] = 5.0  # NumPy views of a shared frame are read-only
+    pd.testing.assert_frame_equal(store.job_events, before)
+    assert store.job_events.groupby("status", observed=True)["progress"].mean().notna().any()
+    assert len(store.job_events.merge(store.jobs[["job_id", "type"]], on="job_id")) == len(before)
+
+
+def test_frames_read_earlier_do_not_change_as_rows_arrive():
+    frames = sample_frames(0.3, seed=6)
+    store = EventStore(background=False)
+    half = len(frames) // 2
+    for frame in frames[:half]:
+        store.ingest_frame(frame, received_at=1_700_000_000.0)
+    earlier = {name: store.table(name) for name in ("job_events", "jobs", "agents", "raw")}
+    copies = {name: frame.copy(deep=True) for name, frame in earlier.items()}
+    for frame in frames[half:]:
+        store.ingest_frame(frame, received_at=1_700_000_001.0)
+    assert store.counts["job_events"] > len(earlier["job_events"])
+    store.jobs  # noqa: B018 - every waiting batch applied, latest-state rows updated in place
+    for name, frame in earlier.items():
+        pd.testing.assert_frame_equal(frame, copies[name], obj=name)

@@ -94,6 +94,15 @@ def _grow(buffer: np.ndarray, needed: int, fill: Any) -> np.ndarray:
     return grown
 
 
+def _rows(buffer: np.ndarray, start: int, stop: int, frozen: bool) -> np.ndarray:
+    """``buffer[start:stop]``: a copy, or for rows that never change a read-only view."""
+    if not frozen:
+        return buffer[start:stop].copy()
+    view = buffer[start:stop].view()  # its own flags: the buffer itself stays writeable
+    view.flags.writeable = False
+    return view
+
+
 def _datetimes(values: np.ndarray) -> Any:
     """int64 ns (NaT included) -> a UTC datetime array, without a copy or checks when pandas
     offers it (a tenth of the DatetimeIndex constructor's cost, paid on every read)."""
@@ -226,8 +235,14 @@ class Column:
         """True where an encoded batch holds no value."""
         raise NotImplementedError
 
-    def to_pandas(self, start: int, stop: int) -> Any:
-        """Rows ``[start, stop)`` as a pandas array the caller owns."""
+    def to_pandas(self, start: int, stop: int, frozen: bool = False) -> Any:
+        """Rows ``[start, stop)`` as a pandas array the caller owns.
+
+        ``frozen``: those rows never change again (append-only tables write past their end
+        only, and retention or growth makes new buffers), so they may be handed out as a
+        read-only view instead of a copy: pandas copies before it writes to one (and already
+        hands out read-only NumPy arrays of a frame shared with the store's cache).
+        """
         raise NotImplementedError
 
     def keep(self, selector: slice | np.ndarray) -> None:
@@ -331,7 +346,7 @@ class CategoryColumn(_NumpyColumn):
     def _value_missing(self, values: np.ndarray) -> np.ndarray:
         return values < 0
 
-    def to_pandas(self, start: int, stop: int) -> pd.Categorical:
+    def to_pandas(self, start: int, stop: int, frozen: bool = False) -> pd.Categorical:
         dtype = self.dictionary.dtype()
         codes = self.buf[start:stop].astype(_code_dtype(len(dtype.categories)))
         return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
@@ -357,8 +372,8 @@ class FloatColumn(_NumpyColumn):
     def _value_missing(self, values: np.ndarray) -> np.ndarray:
         return np.isnan(values)
 
-    def to_pandas(self, start: int, stop: int) -> np.ndarray:
-        return self.buf[start:stop].copy()
+    def to_pandas(self, start: int, stop: int, frozen: bool = False) -> np.ndarray:
+        return _rows(self.buf, start, stop, frozen)
 
 
 class MaskedColumn(_NumpyColumn):
@@ -421,13 +436,17 @@ class MaskedColumn(_NumpyColumn):
             lost = ~np.array(fits, bool)
             return out, lost if missing is None else (missing | lost)
 
-    def to_pandas(self, start: int, stop: int) -> Any:
-        values = self.buf[start:stop].copy()
-        missing = self.miss[start:stop].copy()
+    def to_pandas(self, start: int, stop: int, frozen: bool = False) -> Any:
+        missing = _rows(self.miss, start, stop, frozen)  # type: ignore[arg-type]
         if self.kind == "ts":
-            if missing.any():
+            values = self.buf[start:stop]
+            if missing.any() and (values[missing] != NAT).any():  # NaT must be in the values
+                values = values.copy()
                 values[missing] = NAT
+            else:
+                values = _rows(self.buf, start, stop, frozen)
             return _datetimes(values)
+        values = _rows(self.buf, start, stop, frozen)
         if self.kind == "bool":
             return pd.arrays.BooleanArray(values, missing)
         return pd.arrays.IntegerArray(values, missing)
@@ -454,11 +473,11 @@ class ObjectColumn(_NumpyColumn):
     def _value_missing(self, values: np.ndarray) -> np.ndarray:
         return np.fromiter((v is None for v in values), bool, len(values))
 
-    def to_pandas(self, start: int, stop: int) -> Any:
+    def to_pandas(self, start: int, stop: int, frozen: bool = False) -> Any:
         values = self.buf[start:stop]
         if self.kind == "text":  # through Arrow: several times faster than from objects
             return pd.array(pa.array(values, pa.string(), from_pandas=True), dtype="str")
-        return values.copy()
+        return _rows(self.buf, start, stop, frozen)
 
 
 class ArrowTextColumn(Column):
@@ -488,7 +507,7 @@ class ArrowTextColumn(Column):
     def extend_empty(self, count: int) -> None:
         self.append((pa.nulls(count, pa.string()), None))  # type: ignore[arg-type]
 
-    def to_pandas(self, start: int, stop: int) -> Any:
+    def to_pandas(self, start: int, stop: int, frozen: bool = False) -> Any:
         data = pa.chunked_array(self.chunks, pa.string()).slice(start, stop - start)
         return pd.array(data, dtype="str")
 

@@ -268,7 +268,8 @@ class AppendTable(Table):
     def _build(self) -> pd.DataFrame:
         self.settle()
         start, stop = self.start, self._stop
-        data = {name: column.to_pandas(start, stop) for name, column in self.columns.items()}
+        # appended rows never change: views, not copies (see Column.to_pandas)
+        data = {name: column.to_pandas(start, stop, frozen=True) for name, column in self.columns.items()}
         return pd.DataFrame(data, copy=False)
 
     def time_values(self) -> np.ndarray:
