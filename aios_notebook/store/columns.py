@@ -89,8 +89,9 @@ def _grow(buffer: np.ndarray, needed: int, fill: Any) -> np.ndarray:
     if capacity == len(buffer):
         return buffer
     # a new buffer, never a resize in place: DataFrames handed out earlier may not see a change
-    grown = np.full(capacity, fill, dtype=buffer.dtype)
+    grown = np.empty(capacity, dtype=buffer.dtype)
     grown[: len(buffer)] = buffer
+    grown[len(buffer) :] = fill  # written once: np.full would write the copied part twice
     return grown
 
 

@@ -248,7 +248,7 @@ def _fast_batches(event: str, table: pa.Table, fields: _Fields, keep: np.ndarray
     envelope = {
         "seq": pick(table.column("seq").combine_chunks()),
         "received_at": pa.array(received[pos], TS_TYPE),
-        "event": pa.array(np.full(len(rows), event, dtype=object), pa.string()),
+        "event": pa.repeat(pa.scalar(event, pa.string()), len(rows)),  # in C: no Python str per row
     }
     for route in EVENT_ROUTES[event]:
         spec = TABLES[route.table]

@@ -73,15 +73,26 @@ def merge_batches(spec: TableSpec, batches: list[Batch]) -> Batch | None:
     order_arrow = pa.array(order)
     names = {name for b in batches for name in b.columns}
     columns: dict[str, Any] = {}
+    inverse: np.ndarray | None = None  # where each row of the concatenated parts goes
     for name in spec.names if spec.names else names:
         if name not in names:
             continue
         kind = spec.kind(name)
         raw_parts = [b.columns.get(name) for b in batches]
         if kind == "obj" or all(p is None or isinstance(p, list) for p in raw_parts):
-            flat = [v for b, part in zip(batches, raw_parts, strict=True)
-                    for v in (normalize(kind, part, len(b)) if kind == "obj" else part or [None] * len(b))]
-            columns[name] = [flat[i] for i in order]
+            # scattered in place, in C: most parts of a column of objects are missing (None)
+            if inverse is None:
+                inverse = np.empty_like(order)
+                inverse[order] = np.arange(len(order))
+            merged = np.full(len(order), None, dtype=object)
+            start = 0
+            for b, part in zip(batches, raw_parts, strict=True):
+                if part is not None:
+                    values = normalize(kind, part, len(b)) if kind == "obj" else part
+                    # fromiter, never np.array: a list of lists would become a 2-D array
+                    merged[inverse[start : start + len(b)]] = np.fromiter(values, object, len(b))
+                start += len(b)
+            columns[name] = merged.tolist()
         else:
             parts = [normalize(kind, part, len(b)) for b, part in zip(batches, raw_parts, strict=True)]
             columns[name] = pa.concat_arrays(parts).take(order_arrow)
