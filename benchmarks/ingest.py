@@ -74,13 +74,19 @@ def main() -> None:
               f"load average {os.getloadavg()[0]:.1f} on {cpus} CPUs")
         bare, stored = [], []
         for round_ in range(args.rounds):
+            cpu = time.process_time()
             elapsed = asyncio.run(_receive(feeder.url, args.frames, args.feeder, None))
             bare.append(args.frames / elapsed)
+            bare_busy = (time.process_time() - cpu) / elapsed
             store = EventStore()
+            cpu = time.process_time()
             elapsed = asyncio.run(_receive(feeder.url, args.frames, args.feeder, store))
             stored.append(args.frames / elapsed)
+            store_busy = (time.process_time() - cpu) / elapsed
             store.close()
-            print(f"  round {round_ + 1}: bare {bare[-1]:,.0f} frames/s, store {stored[-1]:,.0f} frames/s")
+            # how busy this process was: a bare loop with CPU to spare is waiting for the feeder
+            print(f"  round {round_ + 1}: bare {bare[-1]:,.0f} frames/s (CPU {bare_busy:.0%}), "
+                  f"store {stored[-1]:,.0f} frames/s (CPU {store_busy:.0%})")
     best_bare, best_store = max(bare), max(stored)
     ratio = best_store / best_bare
     print(f"bare websockets loop: {best_bare:,.0f} frames/s (best of {args.rounds})")

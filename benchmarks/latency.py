@@ -68,6 +68,7 @@ def main() -> None:
               f"load average {os.getloadavg()[0]:.1f} on {cpus} CPUs")
         store = EventStore()
         done = threading.Event()
+        cpu_started, wall_started = time.process_time(), time.perf_counter()
         thread = threading.Thread(target=_receive, args=(feeder.url, count, args.rate, store, done), daemon=True)
         thread.start()
         latencies: list[np.ndarray] = []
@@ -87,12 +88,14 @@ def main() -> None:
                 break
             time.sleep(POLL)
         thread.join(10)
+        busy = (time.process_time() - cpu_started) / (time.perf_counter() - wall_started)
         store.close()
     values = np.concatenate(latencies)[args.rate // 5 :] / 1e6  # ms, after about a warm-up second
     p50, p99 = np.percentile(values, [50, 99])
     took = np.array(durations) / 1e6
     print(f"{len(values):,} job events measured over {reads:,} reads; a read took p50 {np.median(took):.1f} ms, "
           f"p99 {np.percentile(took, 99):.1f} ms (parsing the frames waiting included)")
+    print(f"the client process kept {busy:.0%} of its CPU busy (receiving, parsing, reading)")
     print(f"frame received -> visible in a read: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {values.max():.1f} ms")
     print(f"p99 / aim (20 ms): {p99 / 20:.2f} ({'met' if p99 <= 20 else 'NOT met'})")
 
