@@ -11,7 +11,7 @@ them) are written as a recording, then read back:
   reads the event names and seqs the store parsed), from JSONL and from gzip;
 - the exact path (every frame through the protocol session, as for recordings with reconnects).
 
-Each is the best of ``--rounds`` runs. The target is 300,000 frames/s from JSONL.
+Each is the best of ``--rounds`` runs, the median beside it. The target is 300,000 frames/s from JSONL.
 Run: ``.venv/bin/python benchmarks/load.py [--hours H] [--rounds N]``.
 """
 
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import sys
 import tempfile
 import time
@@ -39,19 +41,21 @@ from aios_notebook.store import EventStore
 TARGET = 300_000
 
 
-def _best(rounds: int, run: Callable[[], object]) -> float:
-    best = float("inf")
+def _best(rounds: int, run: Callable[[], object]) -> list[float]:
+    """Seconds of each of ``rounds`` runs, in the order run (the best counts; the spread shows
+    how noisy the machine was)."""
+    took = []
     for _ in range(rounds):
         started = time.perf_counter()
         run()
-        best = min(best, time.perf_counter() - started)
-    return best
+        took.append(time.perf_counter() - started)
+    return took
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=48.0, help="simulated hours recorded (default 48)")
-    parser.add_argument("--rounds", type=int, default=3, help="runs of each measurement; the best counts")
+    parser.add_argument("--rounds", type=int, default=5, help="runs of each measurement; the best counts")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="aios-load-bench-") as folder:
@@ -71,7 +75,7 @@ def main() -> None:
               f"({args.hours:g} simulated hours)")
 
         received = np.array([int(t * 1e9) for t in times], np.int64)
-        results: dict[str, float] = {}
+        results: dict[str, list[float]] = {}
         results["json.loads of every frame"] = _best(args.rounds, lambda: [json.loads(f) for f in frames])
         results["reader alone (JSONL)"] = _best(args.rounds, lambda: sum(len(b) for b in RecordingReader(plain).batches()))
 
@@ -103,14 +107,17 @@ def main() -> None:
             args.rounds, lambda: pa.array(texts, pa.string()).cast(pa.timestamp("ns", tz="UTC")))
 
     width = max(map(len, results))
-    print(f"{'':{width}}  {'frames/s':>12}  {'x json.loads':>12}  {'x target':>9}")
-    yardstick = count / results["json.loads of every frame"]
-    for name, seconds in results.items():
-        rate = count / seconds
-        print(f"{name:{width}}  {rate:>12,.0f}  {rate / yardstick:>12.2f}  {rate / TARGET:>9.2f}")
-    load_s = results["EventStore.load (JSONL)"]
-    print(f"of EventStore.load (JSONL): reader {results['reader alone (JSONL)'] / load_s:.0%}, "
-          f"store {results['store alone (ingest_frames)'] / load_s:.0%}")
+    print(f"best of {args.rounds} runs (median beside it: the machine's noise), load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'':{width}}  {'frames/s':>12}  {'x json.loads':>12}  {'x target':>9}  {'median':>10}")
+    yardstick = count / min(results["json.loads of every frame"])
+    for name, took in results.items():
+        rate = count / min(took)
+        print(f"{name:{width}}  {rate:>12,.0f}  {rate / yardstick:>12.2f}  {rate / TARGET:>9.2f}  "
+              f"{count / statistics.median(took):>10,.0f}")
+    load_s = min(results["EventStore.load (JSONL)"])
+    print(f"of EventStore.load (JSONL): reader {min(results['reader alone (JSONL)']) / load_s:.0%}, "
+          f"store {min(results['store alone (ingest_frames)']) / load_s:.0%}")
 
 
 if __name__ == "__main__":
