@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..arrow_pool import BULK_POOL
 from ..protocol.codec import parse_timestamp
 from ..protocol.session import ClientSession, Duplicate, GapDetected
 from .reader import FrameBatch, OnError, RecordingReader
@@ -199,7 +200,10 @@ def _chunks(reader: RecordingReader) -> Iterator[tuple[bool, Any, np.ndarray]]:
     fresh = False
 
     def joined() -> tuple[bool, Any, np.ndarray]:
-        frames = pa.concat_arrays([f for f, _ in waiting]) if len(waiting) > 1 else waiting[0][0]
+        if len(waiting) == 1:
+            frames = waiting[0][0]
+        else:  # the frames of a chunk go on to be the raw table's text: a bulk buffer
+            frames = pa.concat_arrays([f for f, _ in waiting], memory_pool=BULK_POOL)
         return fresh, frames, np.concatenate([t for _, t in waiting])
 
     for batch in reader.batches():

@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.json as pj
 
+from ..arrow_pool import BULK_POOL
 from ..exceptions import AIOSWarning, ConfigurationError, CorruptLog, RecordingError
 from ..protocol.codec import parse_timestamp
 from .format import FORMAT_VERSION, HEADER_KEY, format_received_at
@@ -369,7 +370,8 @@ class _FileReader:
         fails the shape check.
         """
         try:
-            table = pj.read_json(pa.py_buffer(data), read_options=_LINE_READ, parse_options=_LINE_PARSE)
+            table = pj.read_json(pa.py_buffer(data), read_options=_LINE_READ, parse_options=_LINE_PARSE,
+                                 memory_pool=BULK_POOL)
         except (pa.ArrowException, ValueError):
             return None
         count = int(np.count_nonzero(np.frombuffer(data, np.uint8) == 10))  # 5x bytes.count

@@ -20,6 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..arrow_pool import BULK_POOL
+
 __all__ = [
     "NAT",
     "ArrowTextColumn",
@@ -546,7 +548,7 @@ def _compact(chunks: list[pa.Array]) -> list[pa.Array]:
         start -= 1
     if len(chunks) - start < 2:
         return chunks
-    return [*chunks[:start], pa.concat_arrays(chunks[start:])]
+    return [*chunks[:start], pa.concat_arrays(chunks[start:], memory_pool=BULK_POOL)]
 
 
 def make_column(kind: str, latest: bool) -> Column:

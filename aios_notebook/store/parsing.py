@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from ..arrow_pool import BULK_POOL
 from ..protocol.codec import decode
 from ..protocol.models import SERVER_EVENTS
 from .columns import TS_TYPE, arrow_type
@@ -147,7 +148,8 @@ def _read(lines: pa.Array, event: str) -> pa.Table | None:
         data = lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
         longest = int(np.diff(offsets).max()) if len(lines) else 0
         options = pj.ReadOptions(use_threads=USE_THREADS, block_size=max(1 << 20, 2 * longest + 2))
-        table = pj.read_json(pa.BufferReader(data), read_options=options, parse_options=_PARSE[event])
+        table = pj.read_json(pa.BufferReader(data), read_options=options, parse_options=_PARSE[event],
+                             memory_pool=BULK_POOL)
     except (pa.ArrowException, ValueError, TypeError, OverflowError):
         return None
     if table.num_rows != len(lines):  # two objects in one frame, or an empty one
@@ -184,7 +186,8 @@ def _parse_fast(frames: pa.Array, names: pa.Array, rows: np.ndarray) -> list[tup
         order = np.argsort(indices, kind="stable")
         ordered = rows[order]
     bounds = np.concatenate([[0], np.cumsum(np.bincount(indices, minlength=len(events)))]).tolist()
-    lines = pc.binary_join_element_wise(frames.take(pa.array(ordered)), "", "\n")  # each frame + "\n"
+    grouped = pc.take(frames, pa.array(ordered), memory_pool=BULK_POOL)
+    lines = pc.binary_join_element_wise(grouped, "", "\n", memory_pool=BULK_POOL)  # each frame + "\n"
     pieces: list[tuple[str, np.ndarray, pa.Table]] = []
     for code, event in enumerate(events):
         start, stop = bounds[code], bounds[code + 1]
