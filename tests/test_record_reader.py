@@ -162,6 +162,21 @@ def test_a_non_json_line_is_named_and_the_lines_around_it_are_kept(tmp_path: Pat
     assert frames == FRAMES[:500] + FRAMES[501:799] + FRAMES[800:]
 
 
+def test_a_line_json_refuses_without_a_decode_error_is_named_too(tmp_path: Path) -> None:
+    # an integer of more than 4300 digits: json.loads raises a plain ValueError, not a JSONDecodeError
+    path = _recording(tmp_path / "r.jsonl")
+    lines = path.read_text().splitlines(keepends=True)
+    lines[301] = '{"t": 1' + "7" * 5000 + "}\n"
+    path.write_text("".join(lines))
+    with pytest.raises(CorruptLog, match="not JSON") as info:
+        list(read_frames(path))
+    assert info.value.line == 302
+    frames, problems = _skip(path, "r.jsonl:302")
+    assert [(p.line, p.reason.split(" (")[0]) for p in problems] == [(302, "not JSON")]
+    assert "4300" in problems[0].reason  # the reason json gave, in its words
+    assert frames == FRAMES[:300] + FRAMES[301:]
+
+
 def test_a_bad_base64_binary_frame_is_named(tmp_path: Path) -> None:
     path = _recording(tmp_path / "r.jsonl", FRAMES[:3])
     with path.open("a") as handle:

@@ -22,9 +22,9 @@ import warnings
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from json.decoder import scanstring  # the C string-literal scanner behind json.loads
+from json.decoder import scanstring  # type: ignore[attr-defined]  # json.loads's C string scanner; not in typeshed
 from pathlib import Path
-from typing import IO, Any, Literal, NamedTuple
+from typing import IO, Any, Literal, NamedTuple, cast
 
 import numpy as np
 import pyarrow as pa
@@ -109,19 +109,19 @@ class FrameBatch:
     @property
     def received_at(self) -> list[str]:
         """Receive times, ISO 8601 UTC with microseconds and ``Z``."""
-        if self._received_at is None:
-            self._received_at = self.time_array.to_pylist()
+        if self._received_at is None:  # then the batch was made from arrays: it has them
+            self._received_at = cast("pa.Array", self.time_array).to_pylist()
         return self._received_at
 
     @property
     def frames(self) -> list[str | bytes]:
         """The frames: text as ``str``, binary frames as ``bytes``."""
-        if self._frames is None:
-            self._frames = self.frame_array.to_pylist()
+        if self._frames is None:  # then the batch was made from arrays: it has them
+            self._frames = cast("pa.Array", self.frame_array).to_pylist()
         return self._frames
 
     def __len__(self) -> int:
-        return len(self.frame_array) if self._frames is None else len(self._frames)
+        return len(cast("pa.Array", self.frame_array)) if self._frames is None else len(self._frames)
 
 
 def resolve_paths(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -151,6 +151,13 @@ def resolve_paths(source: str | os.PathLike[str] | Iterable[str | os.PathLike[st
     return paths
 
 
+def _file_order(path: Path, header: RecordingHeader | None) -> tuple[str, int, str]:
+    # a file without a header sorts as part 0 with no started_at: before the dated ones
+    if header is None:
+        return "", 0, str(path)
+    return header.started_at or "", header.part, str(path)
+
+
 class RecordingReader:
     """Reads one recording, its rotated parts, or several recordings (a glob or a list).
 
@@ -173,7 +180,7 @@ class RecordingReader:
         paths = resolve_paths(source)
         headers = {path: self._peek_header(path) for path in paths}
         if len(paths) > 1:
-            paths.sort(key=lambda p: (headers[p].started_at or "" if headers[p] else "", headers[p].part if headers[p] else 0, str(p)))
+            paths.sort(key=lambda p: _file_order(p, headers[p]))
         self.paths = paths
         self._headers = headers
 
@@ -547,7 +554,9 @@ class _FileReader:
             if last:
                 self._report_line(f"torn last line (cut short while recording?): {_snippet(stripped)}")
             else:
-                self._report_line(f"not JSON ({exc.msg}): {_snippet(stripped)}")
+                # not always a JSONDecodeError: an integer over 4300 digits raises a plain ValueError
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+                self._report_line(f"not JSON ({reason}): {_snippet(stripped)}")
             return None
         if not isinstance(obj, dict) or not isinstance(obj.get("t"), str):
             header = _header(self.path, obj)
