@@ -435,7 +435,9 @@ class ClientSession:
         complete = data.get("complete") is not False
         from_seq = data.get("from_seq") if isinstance(data.get("from_seq"), int) else None
         to_seq = data.get("to_seq") if isinstance(data.get("to_seq"), int) else None
-        replayed = data.get("replayed") if isinstance(data.get("replayed"), int) else 0
+        replayed = data.get("replayed")
+        if not isinstance(replayed, int):
+            replayed = 0
         since = self._resync_requested_from
         self._resync_requested_from = None
         self._unfinished_resync = None

@@ -15,6 +15,7 @@ its own header; ``EventStore.load("rec*.jsonl")`` reads them back in order.
 
 from __future__ import annotations
 
+import builtins
 import glob
 import gzip
 import os
@@ -123,7 +124,8 @@ class RecordingWriter:
     def closed(self) -> bool:
         return self._out is None
 
-    def write(self, frame: str | bytes | bytearray | memoryview,
+    # builtins.bytes: in this class body ``bytes`` is the property above
+    def write(self, frame: str | builtins.bytes | bytearray | memoryview,
               received_at: datetime | float | str | None = None) -> None:
         """Append one frame as received (``received_at``: when; default now)."""
         line = frame_line(frame, format_received_at(received_at)).encode("ascii")

@@ -308,7 +308,7 @@ class RestService:
             return None
         row = rows.iloc[-1]
         fields = ("run_id", "job_id", "status", "progress", "current_step", "error", "updated_at")
-        cleaned = {k: (None if _missing(row.get(k)) else row.get(k)) for k in fields}
+        cleaned: dict[str, Any] = {k: (None if _missing(row.get(k)) else row.get(k)) for k in fields}
         if cleaned.get("updated_at") is not None:
             cleaned["updated_at"] = cleaned["updated_at"].isoformat()
         return run_state(run_id, cleaned)

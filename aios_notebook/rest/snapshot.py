@@ -111,7 +111,9 @@ def _run(record: Mapping[str, Any]) -> dict[str, Any] | None:
     run_id = _first(record, "run_id", "dag_run_id", "id")
     if run_id is None:
         return None
-    progress = record.get("progress") if isinstance(record.get("progress"), dict) else record
+    progress = record.get("progress")
+    if not isinstance(progress, dict):
+        progress = record
     row: dict[str, Any] = {
         "run_id": str(run_id),
         "dag_id": record.get("dag_id"),

@@ -6,7 +6,7 @@ See :mod:`aios_notebook.rules.library` for the table of every built-in rule.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -132,7 +132,8 @@ class _AgentErrors(IncrementalRule):
         t = ctx.now_ns
         start = t - int(ctx.window.value)
         counts = self.counts.totals(start, t)
-        severities = self.severity.totals(start, t)
+        # keyed by the (agent, severity) pairs on_new counts
+        severities = cast("dict[tuple[Any, Any], int]", self.severity.totals(start, t))
         out = []
         for agent, count in counts.items():
             if agent is None or count < self.min_errors:
@@ -144,7 +145,7 @@ class _AgentErrors(IncrementalRule):
                 type="alert",
                 confidence=round(min(0.99, 0.6 + 0.05 * count), 2),
                 metadata={"metric": "agent_errors", "agent_id": agent, "severity": by_severity},
-                key=agent,
+                key=cast(str, agent),  # the agent_id column holds text
                 evidence={"errors": count, "by_severity": by_severity},
             ))
         return out
@@ -198,7 +199,7 @@ class _AgentOffline(IncrementalRule):
                 type="alert",
                 confidence=0.95,
                 metadata={"metric": "agent_status", "agent_id": agent, "status": status},
-                key=agent,
+                key=cast(str, agent),  # the agent_id column holds text
                 evidence={"status": status, "minutes": round(minutes, 1)},
             ))
         return out

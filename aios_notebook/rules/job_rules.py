@@ -6,8 +6,7 @@ See :mod:`aios_notebook.rules.library` for the table of every built-in rule.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -98,7 +97,7 @@ class _VolumeChange(_JobCounts):
                 confidence=confidence(p_value),
                 metadata={"metric": "volume", "change": pct, "period": format_duration(self.period),
                           "affected_categories": [key]},
-                key=key,
+                key=cast(str, key),  # a job type: the type column holds text
                 evidence={"count": count, "expected": round(expected, 2), "p_value": p_value},
             ))
         return out
@@ -235,7 +234,7 @@ class _FailureBurst(_JobCounts):
                 type="alert",
                 confidence=confidence(p_value),
                 metadata={"metric": "failures", "job_type": key, "period": format_duration(self.period)},
-                key=key,
+                key=cast(str, key),  # a job type: the type column holds text
                 evidence={"failures": count, "expected": round(expected, 2), "p_value": p_value},
             ))
         return out
@@ -288,7 +287,7 @@ class _StuckJobs(IncrementalRule):
 
     def evaluate(self, ctx: RuleContext) -> list[Insight]:
         cutoff = ctx.now_ns - self.stale
-        stuck: dict[Hashable, list[tuple[Any, int]]] = {}
+        stuck: dict[str | None, list[tuple[Any, int]]] = {}  # by job type
         for job, (t, (status, job_type)) in self.latest.latest.items():
             if t <= cutoff and status not in _TERMINAL and job is not None:
                 stuck.setdefault(job_type, []).append((job, t))

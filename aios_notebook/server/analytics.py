@@ -44,8 +44,12 @@ STEP_FAILURE_SHARE = 0.25
 
 
 class _Agent(Protocol):
-    agent_id: str
-    name: str
+    # read-only: AgentState derives both from its spec, and the checks only read them
+    @property
+    def agent_id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
     status: str
     errors: deque[int]
 

@@ -58,7 +58,10 @@ class Member(Protocol):
     """What the hub needs of a connection."""
 
     queue: deque[bytes]
-    subscriptions: Subscriptions
+
+    # read-only: the hub never replaces it, and Connection exposes its session's as a property
+    @property
+    def subscriptions(self) -> Subscriptions: ...
 
     def flush(self) -> None:
         """Frames were queued: wake the writer (or cut the connection off if it is too far behind)."""

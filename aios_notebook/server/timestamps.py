@@ -72,7 +72,7 @@ def epoch_of(moment: Any) -> float | None:
     if moment is None:
         return None
     if isinstance(moment, datetime):
-        parsed = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        parsed: datetime | None = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
     else:
         parsed = parse_timestamp(moment)
     if parsed is None:

@@ -37,6 +37,8 @@ __all__ = [
     "normalize",
 ]
 
+# pandas' "str" dtype, resolved once: resolving the name costs more than building a small array
+STR_DTYPE = pd.api.types.pandas_dtype("str")
 NAT = np.iinfo(np.int64).min  # pandas' NaT as int64 nanoseconds
 TS_TYPE = pa.timestamp("ns", tz="UTC")
 _UTC_DTYPE = pd.DatetimeTZDtype("ns", "UTC")
@@ -198,7 +200,7 @@ class Dictionary:
                     self._chunks = [pa.concat_arrays(self._chunks)]
                 self._built = len(self.values)
             chunked = pa.chunked_array(self._chunks, pa.large_string())
-            categories = pd.Index(pd.array(chunked, dtype="str"))
+            categories = pd.Index(pd.array(chunked, dtype=STR_DTYPE))
             # values are unique by construction: skip pandas' O(n) uniqueness check when possible
             fast = getattr(pd.CategoricalDtype, "_from_fastpath", None)
             self._dtype = fast(categories, False) if fast else pd.CategoricalDtype(categories)
@@ -351,7 +353,7 @@ class CategoryColumn(_NumpyColumn):
 
     def to_pandas(self, start: int, stop: int, frozen: bool = False) -> pd.Categorical:
         dtype = self.dictionary.dtype()
-        codes = self.buf[start:stop].astype(_code_dtype(len(dtype.categories)))
+        codes: np.ndarray = self.buf[start:stop].astype(_code_dtype(len(dtype.categories)))
         return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
 
 
@@ -413,12 +415,11 @@ class MaskedColumn(_NumpyColumn):
 
     def _encode_list(self, values: list) -> Encoded:
         # Python ints (ns for timestamps) and bools, None where missing
-        missing = np.array([v is None for v in values], bool)
-        if missing.any():
+        is_none = np.array([v is None for v in values], bool)
+        missing = is_none if is_none.any() else None
+        if missing is not None:
             fill = self.fill
             values = [fill if v is None else v for v in values]
-        else:
-            missing = None
         if self.kind == "int32":
             try:
                 out = np.array(values, np.int64)
@@ -479,7 +480,7 @@ class ObjectColumn(_NumpyColumn):
     def to_pandas(self, start: int, stop: int, frozen: bool = False) -> Any:
         values = self.buf[start:stop]
         if self.kind == "text":  # through Arrow: several times faster than from objects
-            return pd.array(pa.array(values, pa.string(), from_pandas=True), dtype="str")
+            return pd.array(pa.array(values, pa.string(), from_pandas=True), dtype=STR_DTYPE)
         return _rows(self.buf, start, stop, frozen)
 
 
@@ -512,7 +513,7 @@ class ArrowTextColumn(Column):
 
     def to_pandas(self, start: int, stop: int, frozen: bool = False) -> Any:
         data = pa.chunked_array(self.chunks, pa.string()).slice(start, stop - start)
-        return pd.array(data, dtype="str")
+        return pd.array(data, dtype=STR_DTYPE)
 
     def keep(self, selector: slice | np.ndarray) -> None:
         data = pa.chunked_array(self.chunks, pa.string())

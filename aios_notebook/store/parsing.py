@@ -295,7 +295,7 @@ def _slow_frame(text: Any, position: int, received: int, slow: dict[str, list[tu
     rows: dict[str, dict[str, Any]] = {}
     bad: list[tuple[str, Any, str | None]] = []
     if message is not None:
-        rows, bad, missing = event_rows(event, message.data)
+        rows, bad, missing = event_rows(message.event, message.data)
         problems += [("missing_field", f"{event}: missing {name!r}") for name in missing]
     if problems:
         slow.setdefault("errors", []).append(
@@ -350,7 +350,7 @@ def owned_columns(items: list[tuple[int, dict]], columns: dict[str, Any]) -> dic
     return owned
 
 
-def parse_frames(texts: list[Any], received: np.ndarray, fast: bool = True, small: int = SMALL_BATCH) -> Parsed:
+def parse_frames(texts: list[Any] | pa.Array, received: np.ndarray, fast: bool = True, small: int = SMALL_BATCH) -> Parsed:
     """Parse one batch of frames (str text frames, or bytes) received at ``received`` (ns).
 
     Batches of fewer than ``small`` frames are decoded frame by frame: the batched path costs
@@ -416,8 +416,8 @@ def parse_frames(texts: list[Any], received: np.ndarray, fast: bool = True, smal
         if not_text is not None:
             texts_out = frames.to_pylist()
         for position in slow_rows.tolist():
-            event, seq, text = _slow_frame(texts[position], position, int(received[position]), slow, parsed)
-            overrides[position] = event
+            name, seq, text = _slow_frame(texts[position], position, int(received[position]), slow, parsed)
+            overrides[position] = name  # None for a frame with no event
             raw_seq[position] = -1 if seq is None else seq
             if texts_out is not None:
                 texts_out[position] = text

@@ -48,11 +48,11 @@ ERROR_EVENTS = frozenset({"error", "connection_error"})
 def timestamp_ns(value: Any) -> int | None:
     """A protocol timestamp (ISO text, epoch seconds, datetime) -> int nanoseconds UTC, or None."""
     if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        moment: datetime | None = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     else:
         moment = parse_timestamp(value)
-        if moment is None:
-            return None
+    if moment is None:
+        return None
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 

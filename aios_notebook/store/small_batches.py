@@ -12,8 +12,9 @@ describes the problem; so the tables are the same whichever path a frame takes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from operator import attrgetter
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import numpy as np
@@ -166,7 +167,13 @@ def _column(kind: str, name: str, values: list[Any]) -> tuple[list[Any], list[bo
     return [v for _, v in checked], bad if any(bad) else None
 
 
-def parse_small(texts: list[Any], rows: np.ndarray, received: np.ndarray,
+class FrameTexts(Protocol):
+    """The frames, read by position: a list, or parsing's lazy view of an Arrow array."""
+
+    def __getitem__(self, position: int, /) -> Any: ...
+
+
+def parse_small(texts: FrameTexts, rows: np.ndarray, received: np.ndarray,
                 batches: dict[str, list[Batch]]) -> tuple[list[int], list[str], list[int | None], int | None]:
     """Parse the frames at ``rows`` that are well-formed; adds their table batches.
 
@@ -232,6 +239,7 @@ def parse_small(texts: list[Any], rows: np.ndarray, received: np.ndarray,
                 bad_rows.update(i for i, v in enumerate(column) if v is None)
         if len(bad_rows) == len(raws):
             continue
+        kept: Callable[[list[Any]], list[Any]]  # the rows of a column that stay on this path
         if bad_rows:
             keep = [i not in bad_rows for i in range(len(raws))]
 
@@ -255,7 +263,7 @@ def parse_small(texts: list[Any], rows: np.ndarray, received: np.ndarray,
             out["seq"] = seq_list
             if "event" in kinds:
                 out["event"] = event_list
-            for column, paths, default in columns:
+            for target, paths, default in columns:
                 if not paths:
                     merged: list[Any] = [None] * count
                 elif len(paths) == 1:
@@ -265,7 +273,7 @@ def parse_small(texts: list[Any], rows: np.ndarray, received: np.ndarray,
                     merged = [next((v for v in items if v is not None), None) for items in zip(*parts, strict=True)]
                 if default is not None:
                     merged = [default if v is None else v for v in merged]
-                out[column] = merged
+                out[target] = merged
             if table == "metrics":
                 for name in METRIC_NAMES:
                     out[f"{name}_change"] = [parse_change((c or {}).get(name)) for c in out["changes"]]

@@ -71,7 +71,9 @@ def snapshot_rows(kind: str, records: Iterable[Any], at_ns: int) -> tuple[dict[s
         if spec.latest:
             row.update(updated_at=at_ns, seq=None)
         elif kind == "metrics":
-            changes = record.get("changes") if isinstance(record.get("changes"), Mapping) else {}
+            changes = record.get("changes")
+            if not isinstance(changes, Mapping):
+                changes = {}
             row.update(timestamp=row.get("timestamp") or at_ns, snapshot=True, seq=None)
             for name in METRIC_NAMES:
                 row[f"{name}_change"] = parse_change(changes.get(name))

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -205,7 +205,7 @@ class EventStore:
         with self._lock:
             self._flush_locked()
             if check is not None:
-                check(parsed.names, parsed.seqs)
+                check(parsed.names, cast(np.ndarray, parsed.seqs))  # set with raw by parse_frames
             self._apply(parsed)
         self._notifier.deliver()
         return count
@@ -273,7 +273,8 @@ class EventStore:
             if rows:
                 changes[name] = changes.get(name, 0) + rows
         if parsed.raw is not None and len(parsed.raw):
-            changes["raw"] = self._tables["raw"].append(parsed.raw)
+            raw = cast(AppendTable, self._tables["raw"])  # no key, so never a LatestTable
+            changes["raw"] = raw.append(parsed.raw)
             self._frames += len(parsed.raw)
         self._fast += parsed.fast
         self._received.update(parsed.events)
@@ -547,7 +548,7 @@ class EventStore:
         return store
 
     @classmethod
-    def load(cls, path_or_glob: str | Path | Iterable[str | Path], on_error: str = "raise",
+    def load(cls, path_or_glob: str | Path | Iterable[str | Path], on_error: Literal["raise", "skip"] = "raise",
              **options: Any) -> EventStore:
         """A store built from a recording (``aios-notebook record``, ``client.record``).
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -394,7 +394,7 @@ class LatestTable(Table):
     def _rows(self, batch: Batch) -> np.ndarray:
         """Row index of every batch row (-1 when its key is missing); new keys get new rows."""
         count = len(batch)
-        keys = [batch.columns.get(k) for k in self.spec.key]
+        keys: list[Any] = [batch.columns.get(k) for k in self.spec.key]
         if any(k is None for k in keys):  # a key column no event of the batch carries
             keys = [[None] * count if k is None else k for k in keys]
             keys = [k.to_pylist() if isinstance(k, pa.Array) else list(k) for k in keys]
@@ -402,13 +402,13 @@ class LatestTable(Table):
             values = keys[0] if len(keys) == 1 else list(zip(*keys, strict=True))
             if len(keys) > 1:
                 values = [None if None in v else v for v in values]
-            distinct = list(dict.fromkeys(values))
+            distinct: list[Any] = list(dict.fromkeys(values))
             position = {key: i for i, key in enumerate(distinct)}
             indices = np.array([position[v] for v in values], np.int64)
         elif len(keys) == 1:
             keys = [normalize("cat", keys[0], count)]
             encoded = pc.dictionary_encode(keys[0])
-            distinct: list[Any] = encoded.dictionary.to_pylist()
+            distinct = encoded.dictionary.to_pylist()
             indices = pc.fill_null(encoded.indices, len(distinct)).to_numpy(zero_copy_only=False)
         else:
             keys = [normalize("cat", k, count) for k in keys]
@@ -432,7 +432,7 @@ class LatestTable(Table):
             ]
         get = self._index.get
         mapping = np.array([get(key, -1) for key in distinct] + [-1], np.int64)
-        new_keys = []
+        new_keys: list[Any] = []
         for i in np.flatnonzero(mapping[:-1] < 0).tolist():  # keys never seen before
             key = distinct[i]
             if key is None or key in self._index:  # no key; or twice in a composite batch
@@ -733,7 +733,7 @@ def _int_values(values: Any, count: int, fill: int, ts: bool = False) -> np.ndar
         return np.full(count, fill, np.int64)
     if isinstance(values, list):
         return np.array([fill if v is None else v for v in values], np.int64)
-    array = normalize("ts" if ts else "int64", values, count)
+    array = cast("pa.Array", normalize("ts" if ts else "int64", values, count))  # a list only for obj
     if ts:
         array = array.cast(pa.int64())
     if array.null_count:

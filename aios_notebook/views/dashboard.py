@@ -8,7 +8,7 @@ kernel and a figure is drawn when its tab is first shown.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 import ipywidgets as widgets
 import pandas as pd
@@ -54,7 +54,7 @@ def _kpis(metrics: pd.DataFrame) -> dict[str, dict[str, Any]]:
         return {}
     ordered = metrics.assign(t=pd.to_datetime(metrics["timestamp"], utc=True, errors="coerce"))
     ordered = ordered.sort_values("t", kind="stable", na_position="first")
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for name in KPIS:
         series = pd.to_numeric(ordered[name], errors="coerce")
         present = series.dropna()
@@ -136,6 +136,13 @@ class ConnectionHeader(View):
         return f'<div class="aios-tiles">{"".join(tiles)}</div>'
 
 
+class _ViewOptions(TypedDict):
+    """What the dashboard passes to each of its parts."""
+
+    max_redraws_per_second: float
+    scheduler: RedrawScheduler | None
+
+
 class Dashboard:
     """Connection badge, KPI tiles and tabs with every view, live in a notebook.
 
@@ -150,7 +157,7 @@ class Dashboard:
                  scheduler: RedrawScheduler | None = None) -> None:
         store = resolve_store(client, "Dashboard")
         self.client = client if client is not store else None
-        options = {"max_redraws_per_second": max_redraws_per_second, "scheduler": scheduler}
+        options: _ViewOptions = {"max_redraws_per_second": max_redraws_per_second, "scheduler": scheduler}
         self.header = ConnectionHeader(store, self.client, **options)
         #: tab title -> view
         self.views: dict[str, View] = {

@@ -119,7 +119,8 @@ class InsightsFeed(View):
         return [self._type_picker, self._source_picker, self._confidence_slider]
 
     def _on_control(self, _change: Any) -> None:
-        if self._syncing or self._type_picker is None:
+        if (self._syncing or self._type_picker is None or self._source_picker is None
+                or self._confidence_slider is None):  # all three or none: _controls makes them together
             return
         with self._filters_lock:
             self._type = self._type_picker.value or ALL
@@ -129,8 +130,8 @@ class InsightsFeed(View):
 
     def _sync_controls(self, insights: pd.DataFrame | None) -> None:
         """Offer the types and rules seen so far; keep the pickers on the current filters."""
-        if self._type_picker is None:
-            return
+        if self._type_picker is None or self._source_picker is None or self._confidence_slider is None:
+            return  # all three or none: _controls makes them together
         filters = self.filters
         types = [ALL]
         sources = [ALL, "server", RULES]
