@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # the install stamp changes whenever pyproject.toml does, so a dependency added there is installed
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test install lint typecheck bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,12 +22,15 @@ install: $(STAMP)
 demo: install
 	$(PY) -m aios_notebook demo
 
-## make test: the whole suite (the browser tests need Debian's chromium; .ci/run installs it)
-test: install
+## make test: lint, type check, then the whole suite (the browser tests need Debian's chromium; .ci/run installs it)
+test: lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check aios_notebook tests benchmarks
+
+typecheck: install
+	$(VENV)/bin/mypy
 
 ## make bench: every benchmark script, each printing its ratios
 bench: install
