@@ -41,7 +41,7 @@ from aios_notebook.store import EventStore
 TARGET = 300_000
 
 
-def _best(rounds: int, run: Callable[[], object]) -> list[float]:
+def _timed(rounds: int, run: Callable[[], object]) -> list[float]:
     """Seconds of each of ``rounds`` runs, in the order run (the best counts; the spread shows
     how noisy the machine was)."""
     took = []
@@ -76,8 +76,8 @@ def main() -> None:
 
         received = np.array([int(t * 1e9) for t in times], np.int64)
         results: dict[str, list[float]] = {}
-        results["json.loads of every frame"] = _best(args.rounds, lambda: [json.loads(f) for f in frames])
-        results["reader alone (JSONL)"] = _best(args.rounds, lambda: sum(len(b) for b in RecordingReader(plain).batches()))
+        results["json.loads of every frame"] = _timed(args.rounds, lambda: [json.loads(f) for f in frames])
+        results["reader alone (JSONL)"] = _timed(args.rounds, lambda: sum(len(b) for b in RecordingReader(plain).batches()))
 
         array = pa.array(frames, pa.string())
 
@@ -87,7 +87,7 @@ def main() -> None:
                 store.ingest_frames(array[start:start + 65_536], received[start:start + 65_536])
             store.close()
 
-        results["store alone (ingest_frames)"] = _best(args.rounds, store_alone)
+        results["store alone (ingest_frames)"] = _timed(args.rounds, store_alone)
         loaded: list[int] = []
 
         def load_plain() -> None:
@@ -95,15 +95,15 @@ def main() -> None:
             loaded.append(store.frames)
             store.close()  # each round's store goes: rounds do not pile up memory for the next
 
-        results["EventStore.load (JSONL)"] = _best(args.rounds, load_plain)
-        results["EventStore.load (gzip)"] = _best(args.rounds, lambda: EventStore.load(packed).close())
-        results["exact path (session per frame)"] = _best(
+        results["EventStore.load (JSONL)"] = _timed(args.rounds, load_plain)
+        results["EventStore.load (gzip)"] = _timed(args.rounds, lambda: EventStore.load(packed).close())
+        results["exact path (session per frame)"] = _timed(
             1, lambda: load_into(EventStore(background=False), plain).close())
         assert loaded[-1] == count
 
         # the receive times as the loader converts them: a sanity check that they are not the cost
         texts = [f.received_at for f in RecordingReader(plain)]
-        results["receive times -> ns (Arrow)"] = _best(
+        results["receive times -> ns (Arrow)"] = _timed(
             args.rounds, lambda: pa.array(texts, pa.string()).cast(pa.timestamp("ns", tz="UTC")))
 
     width = max(map(len, results))

@@ -37,7 +37,8 @@ __all__ = [
     "normalize",
 ]
 
-# pandas' "str" dtype, resolved once: resolving the name costs more than building a small array
+# pandas' "str" dtype, resolved once: each read builds a few categories and string arrays, and
+# resolving the name each time took a third of building a 5,000-category dtype (30 -> 18 us)
 STR_DTYPE = pd.api.types.pandas_dtype("str")
 NAT = np.iinfo(np.int64).min  # pandas' NaT as int64 nanoseconds
 TS_TYPE = pa.timestamp("ns", tz="UTC")
