@@ -161,3 +161,23 @@ def test_the_background_thread_ends_when_idle_and_restarts():
     assert len(store.raw) == 2
     store.close()
     assert not store._worker.running  # type: ignore[union-attr]
+
+
+def test_frames_waiting_are_bounded_when_the_worker_cannot_keep_up():
+    """A worker that never gets to parse: ``ingest_frame`` parses itself once
+    INLINE_BATCHES batches wait, so the frames held stay bounded, and none is lost."""
+    store = EventStore(batch_size=16)
+    store.ingest_frame(encode("heartbeat", {"timestamp": "2026-01-05T00:00:00Z"}, 1))  # starts the worker
+    store._worker._flush = lambda: None  # stands for a worker that never keeps up
+    store.flush()
+    frames = sample_frames(1.0)
+    bound = EventStore.INLINE_BATCHES * 16
+    assert len(frames) > 3 * bound
+    most = 0
+    for frame in frames:
+        store.ingest_frame(frame)
+        most = max(most, len(store._waiting))
+    assert most == bound - 1  # parsed at the bound itself, in ingest_frame
+    assert store._version > 1  # tables changed without any read
+    assert store.frames == len(frames) + 1
+    store.close()

@@ -192,7 +192,10 @@ class Worker:
 
     def wake(self) -> None:
         """Parse now (many frames wait)."""
-        self._wake.set()
+        # called for every frame while a batch waits: setting an Event takes a lock and
+        # notifies, reading its flag does not (the worker clears it before it looks)
+        if not self._wake.is_set():
+            self._wake.set()
 
     def stop(self) -> None:
         """Stop the thread and wait for it (it starts again with the next frame)."""
