@@ -50,3 +50,22 @@ def test_odd_frames_in_small_batches_match_frame_by_frame(batch_size):
     for name in TABLES:
         pd.testing.assert_frame_equal(small.table(name), slow.table(name), obj=name)
     assert len(small.errors) >= 10  # the odd frames are described, not dropped in silence
+
+
+def test_odd_frames_in_one_large_batch_match_frame_by_frame():
+    """The Arrow path (a batch of thousands): groups Arrow rejects go the per-frame ways, and
+    rows of several ways merge; an integer beyond int64 there once raised OverflowError."""
+    frames: list[str | bytes] = list(sample_frames(1.0, seed=3))
+    assert len(frames) > 2000
+    for index, odd in enumerate(ODD_FRAMES):
+        frames.insert(100 + 7 * index, odd)
+    times = [1_700_000_000_000_000_000] * len(frames)
+    large = EventStore(background=False)
+    slow = EventStore(background=False, fast_path=False)
+    for store in (large, slow):
+        store.ingest_frames(frames, times)
+    assert large.frames == slow.frames == len(frames)
+    assert large.fast_frames > 0.8 * len(frames)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(large.table(name), slow.table(name), obj=name)
+

@@ -79,9 +79,12 @@ def normalize(kind: str, value: Any, n: int) -> pa.Array | list:
     if isinstance(value, pa.ChunkedArray):
         value = value.combine_chunks()
     if not isinstance(value, pa.Array):
-        if kind == "ts":  # Python values are int nanoseconds (or None)
-            return pa.array(value, pa.int64()).cast(TS_TYPE)
-        return pa.array(value, target)
+        python = pa.int64() if kind == "ts" else target  # timestamps: int nanoseconds (or None)
+        try:
+            array = pa.array(value, python)
+        except (OverflowError, pa.ArrowInvalid):  # an integer beyond int64: missing, as in _encode_list
+            array = pa.array([None if type(v) is int and not -(2**63) <= v < 2**63 else v for v in value], python)
+        return array.cast(TS_TYPE) if kind == "ts" else array
     if value.type != target:
         value = value.cast(target)
     return value

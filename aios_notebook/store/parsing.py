@@ -57,6 +57,7 @@ _ARROW_OF_KIND = {
 #: of another shape makes Arrow fail, and the frame goes the per-frame way)
 _FIXED_OBJECTS = {"changes": {name: "str" for name in METRIC_NAMES}}
 _CHANGE_NUMBER = r"^\s*(?P<n>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*%?\s*$"
+_MAX_DEPTH = 100  # nesting of an undeclared field past which the per-frame path judges the frame
 _MIN_SPLIT = 16  # a failing group this small goes the per-frame way without more halving
 #: batches smaller than this skip Arrow (see the module docstring)
 SMALL_BATCH = 2000
@@ -106,6 +107,8 @@ _PARSE = {
     for name, schema in _EVENT_SCHEMAS.items()
 }
 _FAST_NAMES = pa.array(sorted(FAST_EVENTS), pa.string())
+#: the type of each data field in the union of the fast events
+_UNION = {field.name: field.type for field in FAST_SCHEMA.field("data").type}
 
 
 def _union_type(path: str) -> pa.DataType:
@@ -224,6 +227,17 @@ def _suspect(event: str, table: pa.Table, fields: _Fields) -> np.ndarray:
         if name not in ("event", "data", "seq"):  # an extra top-level key (inferred column)
             bad |= pc.is_valid(table.column(name)).to_numpy(zero_copy_only=False)
     bad |= fields.data.is_null().to_numpy(zero_copy_only=False)
+    # a field the event does not declare is inferred by Arrow: one the tables read (another
+    # event's) with another type than theirs (a float for an integer beyond int64, an object
+    # for a number...), or nested deeper than json.loads goes, is left to the per-frame path,
+    # which judges each value
+    declared = _EVENT_SCHEMAS[event].field("data").type
+    for index in range(fields.data.type.num_fields):
+        inferred = fields.data.type.field(index)
+        if declared.get_field_index(inferred.name) >= 0:
+            continue
+        if _UNION.get(inferred.name, inferred.type) != inferred.type or _too_deep(inferred.type):
+            bad |= fields.data.field(index).is_valid().to_numpy(zero_copy_only=False)
     checks = [pc.is_null(fields.get(key)) for key in _REQUIRED.get(event, ())]
     checks += [
         pc.fill_null(pc.invert(pc.is_finite(fields.get(".".join(path)))), False)
@@ -235,6 +249,21 @@ def _suspect(event: str, table: pa.Table, fields: _Fields) -> np.ndarray:
     for check in checks[1:]:
         problem = pc.or_(problem, check)
     return bad | pc.fill_null(problem, True).to_numpy(zero_copy_only=False)
+
+
+def _too_deep(kind: pa.DataType) -> bool:
+    """Whether a type nests lists and structs more than _MAX_DEPTH deep (no live frame does;
+    json.loads refuses a frame nested about a thousand deep, so such a frame is its to judge)."""
+    stack = [(kind, 0)]
+    while stack:
+        kind, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            return True
+        if pa.types.is_struct(kind):
+            stack += [(kind.field(i).type, depth + 1) for i in range(kind.num_fields)]
+        elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            stack.append((kind.value_type, depth + 1))
+    return False
 
 
 def _fast_batches(event: str, table: pa.Table, fields: _Fields, keep: np.ndarray,
