@@ -69,3 +69,23 @@ def test_odd_frames_in_one_large_batch_match_frame_by_frame():
     for name in TABLES:
         pd.testing.assert_frame_equal(large.table(name), slow.table(name), obj=name)
 
+
+@pytest.mark.parametrize("batch_size", [1500, 5000])
+def test_odd_frames_among_sealed_chunks_match_frame_by_frame(batch_size):
+    """Batches larger than EventStore.SEAL: frames waiting become Arrow arrays SEAL at a time
+    in ingest_frame; a chunk holding a binary or unencodable frame stays a list. Either way the
+    tables are those of decoding every frame one by one."""
+    frames: list[str | bytes] = list(sample_frames(4.0, seed=3))
+    assert len(frames) > 2 * batch_size > 2 * EventStore.SEAL
+    for index, odd in enumerate(ODD_FRAMES):  # all within one chunk of SEAL frames
+        frames.insert(EventStore.SEAL + 3 * index, odd)
+    sealed = EventStore(background=False, batch_size=batch_size)
+    slow = EventStore(background=False, batch_size=batch_size, fast_path=False)
+    for frame in frames:
+        for store in (sealed, slow):
+            store.ingest_frame(frame, received_at=1_700_000_000.0)
+    assert sealed.frames == slow.frames == len(frames)
+    assert sealed.fast_frames > 0.8 * len(frames)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(sealed.table(name), slow.table(name), obj=name)
+    assert len(sealed.errors) >= 10

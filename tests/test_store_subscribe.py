@@ -71,9 +71,11 @@ def test_a_subscriber_may_read_the_store_it_is_told_about():
     assert seen and seen[-1] == len(store.jobs) > 0
 
 
-def test_several_threads_may_ingest_at_once():
-    frames = sample_frames(1.0)
-    store = EventStore(batch_size=300)
+@pytest.mark.parametrize("batch_size", [300, 4096])  # 4096: frames are sealed (SEAL) by all three threads
+def test_several_threads_may_ingest_at_once(batch_size):
+    frames = sample_frames(3.0)
+    assert len(frames) > 4 * EventStore.SEAL
+    store = EventStore(batch_size=batch_size)
     threads = [threading.Thread(target=lambda part=frames[i::3]: [store.ingest_frame(f) for f in part])
                for i in range(3)]
     for thread in threads:
@@ -154,7 +156,7 @@ def test_the_background_thread_ends_when_idle_and_restarts():
     store._worker.idle_exit = 0.05  # type: ignore[union-attr]
     store.ingest_frame(encode("ping", {"timestamp": "2026-01-05T00:00:00Z"}))
     assert _wait_for(lambda: not store._worker.running)  # type: ignore[union-attr]
-    assert not store._waiting  # parsed by the thread before it ended, not by the read below
+    assert not store._pending_count()  # parsed by the thread before it ended, not by the read below
     assert store.counts["raw"] == 1
     store.ingest_frame(encode("ping", {"timestamp": "2026-01-05T00:00:01Z"}))
     assert store._worker.running  # type: ignore[union-attr]
@@ -176,7 +178,7 @@ def test_frames_waiting_are_bounded_when_the_worker_cannot_keep_up():
     most = 0
     for frame in frames:
         store.ingest_frame(frame)
-        most = max(most, len(store._waiting))
+        most = max(most, store._pending_count())
     assert most == bound - 1  # parsed at the bound itself, in ingest_frame
     assert store._version > 1  # tables changed without any read
     assert store.frames == len(frames) + 1

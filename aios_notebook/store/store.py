@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -27,12 +28,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from ..arrow_pool import BULK_POOL
 from ..clock import Clock
 from ..exceptions import ConfigurationError
 from ..protocol.codec import Decoded, Message, encode, format_timestamp
 from .columns import NAT
 from .notify import ChangeBatch, Notifier, Subscription, Worker
-from .parsing import Parsed, owned_columns, parse_frames
+from .parsing import SMALL_BATCH, Parsed, owned_columns, parse_frames
 from .retention import Limit, parse_retention
 from .rows import timestamp_ns
 from .schema import TABLES
@@ -98,6 +100,10 @@ class EventStore:
     #: on; parsing in ``ingest_frame`` stops the receiving instead (at 4, ingest.py measured the
     #: store at 83,000 frames/s against 93,000 at 16, medians of five alternating runs).
     INLINE_BATCHES = 16
+    #: frames waiting that ``ingest_frame`` turns into one Arrow array at once (0: never). The
+    #: frames are then still in the CPU's cache, and the worker, whose every Python step holds
+    #: the GIL the receiving thread needs, finds large batches ready for Arrow.
+    SEAL = 1024
 
     def __init__(self, retention: Mapping[str, Any] | None = None, clock: Clock | None = None, *,
                  notify_interval: float = 0.05, batch_size: int = 8192, max_delay: float = 0.1,
@@ -118,6 +124,11 @@ class EventStore:
         }
         self._lock = threading.RLock()
         self._waiting: list[tuple[Any, int]] = []  # (frame, received_at ns) not parsed yet
+        # older frames not parsed yet, SEAL at a time: (Arrow strings, or the list when a frame
+        # is binary or not encodable, receive times); _sealing guards it and the moves into it
+        self._sealed: list[tuple[pa.Array | list[Any], np.ndarray]] = []
+        self._sealed_count = 0
+        self._sealing = threading.Lock()
         self._fast_path = fast_path
         self._batch_size = batch_size
         self._version = 0
@@ -131,7 +142,7 @@ class EventStore:
         self._worker: Worker | None = None
         if background:
             self._worker = Worker(
-                lambda: len(self._waiting), self._tick, self._notifier,
+                self._pending_count, self._tick, self._notifier,
                 batch_size=batch_size, max_delay=max_delay, notify_interval=notify_interval,
             )
             self._notifier.on_subscribe = self._worker.ensure
@@ -153,6 +164,10 @@ class EventStore:
                 moment = self._time_ns()
         self._waiting.append((text, moment))  # one append: atomic, whatever the threads
         waiting = len(self._waiting)
+        if waiting >= self.SEAL > 0:
+            self._seal()
+            waiting = 0
+        waiting += self._sealed_count
         worker = self._worker
         if worker is not None:
             if not worker.running:
@@ -247,22 +262,48 @@ class EventStore:
         with self._lock:
             self._flush_locked()
 
-    def _take(self) -> tuple[list[Any], list[int]]:
+    def _pending_count(self) -> int:
+        """Frames not parsed yet."""
+        return self._sealed_count + len(self._waiting)
+
+    def _unseal(self) -> tuple[list[Any], np.ndarray]:
         # slicing and deleting a prefix are single atomic list operations: frames appended
-        # meanwhile stay for the next batch
+        # meanwhile stay for the next batch (the lock keeps two takers from taking the same)
         count = len(self._waiting)
         items = self._waiting[:count]
         del self._waiting[:count]
-        if not items:
-            return [], []
-        texts, times = zip(*items, strict=True)
-        return list(texts), list(times)
+        return list(map(_FRAME, items)), np.fromiter(map(_MOMENT, items), np.int64, count)
+
+    def _seal(self) -> None:
+        with self._sealing:
+            texts, times = self._unseal()
+            if texts:
+                self._sealed.append((_chunk(texts), times))
+                self._sealed_count += len(texts)
+
+    def _take(self) -> tuple[list[Any] | pa.Array, np.ndarray]:
+        """Every frame waiting, oldest first, with its receive time: one Arrow array when all
+        are text and enough for Arrow's parsing, else a list."""
+        with self._sealing:
+            texts, times = self._unseal()
+            sealed, self._sealed, self._sealed_count = self._sealed, [], 0
+        if not sealed:
+            return texts, times
+        if texts:
+            sealed.append((_chunk(texts), times))
+        all_times = np.concatenate([moments for _, moments in sealed])
+        if len(all_times) >= SMALL_BATCH and all(isinstance(chunk, pa.Array) for chunk, _ in sealed):
+            return pa.concat_arrays([chunk for chunk, _ in sealed], memory_pool=BULK_POOL), all_times
+        frames: list[Any] = []
+        for chunk, _ in sealed:
+            frames += chunk.to_pylist() if isinstance(chunk, pa.Array) else chunk
+        return frames, all_times
 
     def _flush_locked(self) -> dict[str, int]:
         texts, times = self._take()
-        if not texts:
+        if not len(texts):
             return {}
-        parsed = parse_frames(texts, np.array(times, np.int64), fast=self._fast_path)
+        parsed = parse_frames(texts, times, fast=self._fast_path)
         return self._apply(parsed)
 
     def _apply(self, parsed: Parsed, snapshot: bool = False) -> dict[str, int]:
@@ -595,10 +636,24 @@ class EventStore:
 
     def __repr__(self) -> str:
         with self._lock:
-            waiting = len(self._waiting)
+            waiting = self._pending_count()
             held = ", ".join(f"{name}={len(t)}" for name, t in self._tables.items() if len(t))
             now = "-" if self._now is None else pd.Timestamp(self._now, tz="UTC").isoformat()
         return f"<EventStore v{self._version} now={now} {held or 'empty'}{f' waiting={waiting}' if waiting else ''}>"
+
+
+_FRAME, _MOMENT = itemgetter(0), itemgetter(1)
+
+
+def _chunk(texts: list[Any]) -> pa.Array | list[Any]:
+    """The frames as Arrow strings, or the list itself when one is binary or not encodable as
+    UTF-8 (the parser's per-frame path describes those, from the list)."""
+    if set(map(type, texts)) - {str}:  # Arrow would take bytes as text
+        return texts
+    try:
+        return pa.array(texts, pa.string())
+    except (pa.ArrowException, TypeError, ValueError):  # a lone surrogate
+        return texts
 
 
 def _keys(table: LatestTable, frame: pd.DataFrame) -> list[Any]:
