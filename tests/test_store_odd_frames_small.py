@@ -34,21 +34,31 @@ ODD_FRAMES = [
 ]
 
 
+def _ingest_one_by_one(frames: list[str | bytes], batch_size: int) -> tuple[EventStore, EventStore]:
+    """The frames through ``ingest_frame`` into a store and into one decoding frame by frame."""
+    fast = EventStore(background=False, batch_size=batch_size)
+    slow = EventStore(background=False, batch_size=batch_size, fast_path=False)  # the same batches
+    for frame in frames:
+        for store in (fast, slow):
+            store.ingest_frame(frame, received_at=1_700_000_000.0)
+    return fast, slow
+
+
+def _assert_same_tables(fast: EventStore, slow: EventStore, frames: list[str | bytes]) -> None:
+    assert fast.frames == slow.frames == len(frames)
+    assert fast.fast_frames > 0.8 * len(frames)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(fast.table(name), slow.table(name), obj=name)
+
+
 @pytest.mark.parametrize("batch_size", [1, 7, 64])
 def test_odd_frames_in_small_batches_match_frame_by_frame(batch_size):
     frames: list[str | bytes] = list(sample_frames(0.2, seed=3))
     step = max(1, len(frames) // len(ODD_FRAMES))
     for index, odd in enumerate(ODD_FRAMES):
         frames.insert(index * step + index, odd)
-    small = EventStore(background=False, batch_size=batch_size)
-    slow = EventStore(background=False, batch_size=batch_size, fast_path=False)  # the same batches
-    for frame in frames:
-        for store in (small, slow):
-            store.ingest_frame(frame, received_at=1_700_000_000.0)
-    assert small.frames == slow.frames == len(frames)
-    assert small.fast_frames > 0.8 * len(frames)
-    for name in TABLES:
-        pd.testing.assert_frame_equal(small.table(name), slow.table(name), obj=name)
+    small, slow = _ingest_one_by_one(frames, batch_size)
+    _assert_same_tables(small, slow, frames)
     assert len(small.errors) >= 10  # the odd frames are described, not dropped in silence
 
 
@@ -64,10 +74,7 @@ def test_odd_frames_in_one_large_batch_match_frame_by_frame():
     slow = EventStore(background=False, fast_path=False)
     for store in (large, slow):
         store.ingest_frames(frames, times)
-    assert large.frames == slow.frames == len(frames)
-    assert large.fast_frames > 0.8 * len(frames)
-    for name in TABLES:
-        pd.testing.assert_frame_equal(large.table(name), slow.table(name), obj=name)
+    _assert_same_tables(large, slow, frames)
 
 
 @pytest.mark.parametrize("batch_size", [1500, 5000])
@@ -79,13 +86,6 @@ def test_odd_frames_among_sealed_chunks_match_frame_by_frame(batch_size):
     assert len(frames) > 2 * batch_size > 2 * EventStore.SEAL
     for index, odd in enumerate(ODD_FRAMES):  # all within one chunk of SEAL frames
         frames.insert(EventStore.SEAL + 3 * index, odd)
-    sealed = EventStore(background=False, batch_size=batch_size)
-    slow = EventStore(background=False, batch_size=batch_size, fast_path=False)
-    for frame in frames:
-        for store in (sealed, slow):
-            store.ingest_frame(frame, received_at=1_700_000_000.0)
-    assert sealed.frames == slow.frames == len(frames)
-    assert sealed.fast_frames > 0.8 * len(frames)
-    for name in TABLES:
-        pd.testing.assert_frame_equal(sealed.table(name), slow.table(name), obj=name)
+    sealed, slow = _ingest_one_by_one(frames, batch_size)
+    _assert_same_tables(sealed, slow, frames)
     assert len(sealed.errors) >= 10
