@@ -114,3 +114,29 @@ def expected_latest(table: str, events: Any) -> dict[Any, dict[str, Any]]:
             row["updated_at"] = ts(data.get("timestamp"))
         row["seq"] = seq
     return rows
+
+
+#: frames every path must take as decoding them one by one does (each comment says what is odd)
+_JOB = '"job_id":"job-9","run_id":"r","type":"pdf","status":"processing","progress":0.5,"timestamp":"2026-01-01T00:00:00Z"'
+ODD_FRAMES = [
+    '{"event":"processing_job_status","data":{' + _JOB + ',"progress":NaN},"seq":900001}',  # NaN
+    '{"event":"processing_job_status","data":{' + _JOB + ',"progress":1e400},"seq":900002}',  # inf
+    '{"event":"processing_job_status","data":{' + _JOB + ',"filename":"\\ud800"},"seq":900003}',  # lone surrogate
+    '{"event":"processing_job_status","data":{' + _JOB + '},"seq":true}',  # a bool seq
+    '{"event":"processing_job_status","data":{' + _JOB + '},"seq":1.0}',  # a float seq
+    '{"event":"processing_job_status","data":{' + _JOB + '},"seq":900006,"extra":1}',  # a 4th key
+    '{"event":"processing_job_status","data":[1,2],"seq":900007}',  # data not an object
+    '{"event":"processing_job_status","data":null,"seq":900008}',
+    '{"event":"processing_job_status","data":{' + _JOB + ',"job_id":"job-10"},"seq":900009}',  # a duplicate key
+    '{"event":"processing_job_status","data":{' + _JOB + ',"progress":"half"},"seq":900010}',  # wrong type
+    '{"event":"processing_job_status","data":{"run_id":"r","status":"x"},"seq":900011}',  # required missing
+    '{"event":"processing_job_status","data":{' + _JOB + ',"deep":' + "[" * 5000 + "]" * 5000 + '},"seq":900012}',
+    '{"event":"processing_job_status","data":{' + _JOB + ',"retry_count":123456789012345678901234567890},"seq":900013}',
+    '{"event":42,"data":{},"seq":900014}',
+    '{"event":"no_such_event","data":{"a":1},"seq":900015}',
+    '{"data":{' + _JOB + '},"seq":900016}',
+    '{"event":"processing_job_status","data":{' + _JOB + '}',  # truncated
+    '{"event":"processing_job_status","data":{' + _JOB + ',"filename":"\ud800"},"seq":900018}',  # raw surrogate
+    b'{"event":"processing_job_status","data":{"job_id":"job-11","status":"queued"},"seq":900019}',  # binary
+    '{"event":"processing_job_status","data":{' + _JOB + ',"retry_count":2.0},"seq":900020}',  # integral float
+]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from faulty_server import FAST_CLIENT, CuttableProxy, FaultyServer
+from store_samples import ODD_FRAMES
 
 from aios_notebook.client import AIOSClient
 from aios_notebook.exceptions import AIOSWarning, CorruptLog
@@ -80,7 +81,7 @@ def _connected(client_id: str) -> str:
 
 
 @pytest.mark.parametrize("way", ["columns", "lines"])
-@pytest.mark.parametrize("shape", ["one connection", "duplicates", "a reconnect with a replayed overlap"])
+@pytest.mark.parametrize("shape", ["one connection", "duplicates", "a reconnect with a replayed overlap", "odd frames"])
 def test_the_bulk_load_builds_what_the_session_path_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                            way: str, shape: str) -> None:
     monkeypatch.setattr(reader_module, "_MIN_COLUMNS", 0 if way == "columns" else 1 << 62)
@@ -90,6 +91,8 @@ def test_the_bulk_load_builds_what_the_session_path_builds(tmp_path: Path, monke
     cut = len(frames) // 2
     if shape == "duplicates":  # events sent twice on one connection: the session drops the copies
         frames[cut:cut] = frames[cut - 40 : cut]
+    elif shape == "odd frames":  # malformed, mistyped, binary, deeply nested... among thousands
+        frames[cut:cut] = [(frames[cut][0], odd) for odd in ODD_FRAMES]
     elif shape != "one connection":  # the socket reopened and the server replayed from an older seq
         frames[cut:cut] = [(frames[cut][0], _connected("b")), *frames[cut - 40 : cut]]
     path = tmp_path / "rec.jsonl"
