@@ -227,16 +227,16 @@ def _suspect(event: str, table: pa.Table, fields: _Fields) -> np.ndarray:
         if name not in ("event", "data", "seq"):  # an extra top-level key (inferred column)
             bad |= pc.is_valid(table.column(name)).to_numpy(zero_copy_only=False)
     bad |= fields.data.is_null().to_numpy(zero_copy_only=False)
-    # a field the event does not declare is inferred by Arrow: one the tables read (another
-    # event's) with another type than theirs (a float for an integer beyond int64, an object
-    # for a number...), or nested deeper than json.loads goes, is left to the per-frame path,
-    # which judges each value
+    # Arrow infers what the event's schema does not declare. Left to the per-frame path, which
+    # judges each value: an undeclared field the tables read (another event's) with another type
+    # than theirs (a float for an integer beyond int64, an object for a number...), and any field
+    # nested deeper than json.loads goes (a declared object may hold undeclared keys)
     declared = _EVENT_SCHEMAS[event].field("data").type
     for index in range(fields.data.type.num_fields):
         inferred = fields.data.type.field(index)
-        if declared.get_field_index(inferred.name) >= 0:
-            continue
-        if _UNION.get(inferred.name, inferred.type) != inferred.type or _too_deep(inferred.type):
+        mistyped = (declared.get_field_index(inferred.name) < 0
+                    and _UNION.get(inferred.name, inferred.type) != inferred.type)
+        if mistyped or _too_deep(inferred.type):
             bad |= fields.data.field(index).is_valid().to_numpy(zero_copy_only=False)
     checks = [pc.is_null(fields.get(key)) for key in _REQUIRED.get(event, ())]
     checks += [
