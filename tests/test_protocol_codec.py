@@ -12,6 +12,7 @@ import pytest
 from aios_notebook.protocol import SERVER_EVENTS, SUBSCRIPTION_TYPES, decode, encode
 from aios_notebook.protocol.codec import format_timestamp, parse_timestamp
 from aios_notebook.protocol.models import PUBLISHED_SERVER_EVENTS, TYPE_OF_EVENT
+from aios_notebook.store import EventStore
 from aios_notebook.testing import PUBLISHED_EXAMPLES as PUBLISHED
 
 
@@ -50,6 +51,8 @@ def test_seq_round_trips() -> None:
         ('{"event": "ping", "data": null}', "bad_data", True),
         ('{"event": "ping", "data": [1]}', "bad_data", True),
         ('{"event": "ping", "data": {}, "seq": "7"}', "bad_seq", True),
+        ('{"event": "ping", "data": {}, "seq": 9223372036854775808}', "bad_seq", True),  # beyond int64
+        ('{"event": "ping", "data": {}, "seq": ' + "9" * 100 + "}", "bad_seq", True),
         ('{"event": "dag_run_status", "run_id": "r1", "data": {"status": "running"}}', "extra_keys", True),
         ('{"event": "processing_job_status", "data": {"job_id": "j", "status": "x", "progress": "half"}}', "field_type", True),
         ('{"event": "processing_job_status", "data": {"status": "x"}}', "missing_field", True),
@@ -114,3 +117,15 @@ def test_protocol_imports_no_heavy_modules() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_seq_beyond_int64_never_reaches_the_store() -> None:
+    """It once raised OverflowError out of ingest_frame, whichever path parsed it."""
+    frame = '{"event":"ping","data":{},"seq":' + str(2**63) + "}"
+    decoded = decode(frame)
+    assert decoded.message is not None and decoded.message.seq is None
+    assert "out of range" in decoded.describe()
+    for fast_path in (True, False):
+        store = EventStore(background=False, fast_path=fast_path)
+        store.ingest_frame(frame)
+        assert store.raw["seq"].isna().all() and "out of range" in store.errors["message"].iloc[0]

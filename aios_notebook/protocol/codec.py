@@ -79,6 +79,7 @@ class Decoded:
 
 _KNOWN = {"server": SERVER_EVENTS, "client": CLIENT_EVENTS}
 _ENVELOPE = {"event", "data", "seq"}
+_SEQ_LIMIT = 2**63  # seqs are kept as int64
 _SNIPPET = 80
 
 
@@ -152,6 +153,10 @@ def _envelope(obj: dict[str, Any], event: str, sender: str, check: bool) -> tupl
     seq = obj.get("seq")
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
         problems.append(Problem("bad_seq", f"{event}: seq {seq!r} is not an integer", "seq"))
+        seq = None
+    elif seq is not None and not -_SEQ_LIMIT <= seq < _SEQ_LIMIT:  # no 64-bit integer holds it
+        shown = str(seq) if len(str(seq)) <= 40 else f"{str(seq)[:20]}... ({len(str(seq))} digits)"
+        problems.append(Problem("bad_seq", f"{event}: seq {shown} is out of range", "seq"))
         seq = None
     if check and event in known and sender == "server":
         problems.extend(check_fields(SERVER_EVENTS[event], data))
