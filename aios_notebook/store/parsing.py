@@ -109,12 +109,24 @@ _PARSE = {
 _FAST_NAMES = pa.array(sorted(FAST_EVENTS), pa.string())
 #: the type of each data field in the union of the fast events
 _UNION = {field.name: field.type for field in FAST_SCHEMA.field("data").type}
+#: the top-level data fields each fast event's tables read
+_READ = {
+    event: {
+        path.split(".")[0]
+        for route in EVENT_ROUTES[event]
+        for source in route.fields.values()
+        for path in ((source,) if isinstance(source, str) else source)
+    }
+    for event in FAST_EVENTS
+}
 
 
-def _union_type(path: str) -> pa.DataType:
-    """The Arrow type of a data path in the union of the fast events."""
+def _union_type(path: str) -> pa.DataType | None:
+    """The Arrow type of a data path in the union of the fast events (None: no fast event has it)."""
     kind: pa.DataType = FAST_SCHEMA.field("data").type
     for part in path.split("."):
+        if not pa.types.is_struct(kind) or kind.get_field_index(part) < 0:
+            return None
         kind = kind.field(part).type
     return kind
 
@@ -204,17 +216,25 @@ def _parse_fast(frames: pa.Array, names: pa.Array, rows: np.ndarray) -> list[tup
 class _Fields:
     """Field columns of a parsed fast table, extracted once each."""
 
-    def __init__(self, data: pa.StructArray) -> None:
+    def __init__(self, data: pa.StructArray, event: str) -> None:
         self.data = data
+        self.declared = _EVENT_SCHEMAS[event].field("data").type
         self.cache: dict[str, pa.Array] = {}
 
     def get(self, path: str) -> pa.Array:
         column = self.cache.get(path)
         if column is None:
+            want = _union_type(path)
             try:
                 column = pc.struct_field(self.data, path.split("."))
             except (pa.ArrowException, KeyError):  # no event of the batch has this field
-                column = pa.nulls(len(self.data), _union_type(path))
+                column = None
+            undeclared = self.declared.get_field_index(path.split(".")[0]) < 0
+            if column is None or (undeclared and column.type != want):
+                # absent, or inferred with another type in an event that does not declare it:
+                # _suspect sent each row holding such a value the per-frame way, so the rows
+                # kept hold none (and a null of another type may not cast to the column's)
+                column = pa.nulls(len(self.data), want or pa.null())
             self.cache[path] = column
         return column
 
@@ -227,17 +247,24 @@ def _suspect(event: str, table: pa.Table, fields: _Fields) -> np.ndarray:
         if name not in ("event", "data", "seq"):  # an extra top-level key (inferred column)
             bad |= pc.is_valid(table.column(name)).to_numpy(zero_copy_only=False)
     bad |= fields.data.is_null().to_numpy(zero_copy_only=False)
-    # Arrow infers what the event's schema does not declare. Left to the per-frame path, which
-    # judges each value: an undeclared field the tables read (another event's) with another type
-    # than theirs (a float for an integer beyond int64, an object for a number...), and any field
-    # nested deeper than json.loads goes (a declared object may hold undeclared keys)
+    # Arrow infers what the event's schema does not declare, unchecked: left to the per-frame
+    # path, which judges each value, are a field the event does not declare but its tables read
+    # (another event's, such as retry_count on a status event: any type, NaN, beyond int64...),
+    # any field nested deeper than json.loads goes, and keys a declared object does not declare
+    # (kept as Arrow inferred them in an object column such as changes)
     declared = _EVENT_SCHEMAS[event].field("data").type
+    read = _READ[event]
     for index in range(fields.data.type.num_fields):
         inferred = fields.data.type.field(index)
-        mistyped = (declared.get_field_index(inferred.name) < 0
-                    and _UNION.get(inferred.name, inferred.type) != inferred.type)
-        if mistyped or _too_deep(inferred.type):
+        position = declared.get_field_index(inferred.name)
+        if (position < 0 and inferred.name in read) or _too_deep(inferred.type):
             bad |= fields.data.field(index).is_valid().to_numpy(zero_copy_only=False)
+        elif position >= 0 and inferred.type != declared.field(position).type:  # a declared object's extra keys
+            known = declared.field(position).type
+            for child in range(inferred.type.num_fields):
+                if known.get_field_index(inferred.type.field(child).name) < 0:
+                    extra = pc.struct_field(fields.data, [index, child])
+                    bad |= extra.is_valid().to_numpy(zero_copy_only=False)
     checks = [pc.is_null(fields.get(key)) for key in _REQUIRED.get(event, ())]
     checks += [
         pc.fill_null(pc.invert(pc.is_finite(fields.get(".".join(path)))), False)
@@ -412,7 +439,7 @@ def parse_frames(texts: list[Any] | pa.Array, received: np.ndarray, fast: bool =
     raw_seq = np.full(n, -1, np.int64)
     if hot_rows.size:
         for event, positions, table in _parse_fast(frames, names, hot_rows):
-            fields = _Fields(table.column("data").combine_chunks())
+            fields = _Fields(table.column("data").combine_chunks(), event)
             keep = ~_suspect(event, table, fields)
             if not keep.any():
                 continue

@@ -239,6 +239,8 @@ def event_rows(event: str, data: Mapping[str, Any]) -> tuple[dict[str, dict[str,
             row[column] = default if value is None else value
         if table == "metrics":
             changes = row.get("changes") or {}
+            if None in changes.values():  # a change sent as null is none: as the batched paths read it
+                row["changes"] = changes = {k: v for k, v in changes.items() if v is not None}
             for name in METRIC_NAMES:
                 row[f"{name}_change"] = parse_change(changes.get(name))
         rows[table] = row

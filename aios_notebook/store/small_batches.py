@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from operator import attrgetter
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import msgspec
 import numpy as np
@@ -48,7 +48,7 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
     event: str
     data: msgspec.Raw
-    seq: int | None = None
+    seq: Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | None = None  # else per frame: out of range
 
 
 #: decoders read JSON exactly as ``json.loads`` does, or fail (NaN, 1e400, a lone surrogate):
@@ -274,7 +274,9 @@ def parse_small(texts: FrameTexts, rows: np.ndarray, received: np.ndarray,
                 if default is not None:
                     merged = [default if v is None else v for v in merged]
                 out[target] = merged
-            if table == "metrics":
+            if table == "metrics":  # a change sent as null is none: as Arrow's structs read it
+                out["changes"] = [c if c is None or None not in c.values() else
+                                  {k: v for k, v in c.items() if v is not None} for c in out["changes"]]
                 for name in METRIC_NAMES:
                     out[f"{name}_change"] = [parse_change((c or {}).get(name)) for c in out["changes"]]
             counted = np.ones(count, bool) if counts else None
