@@ -53,6 +53,9 @@ def test_seq_round_trips() -> None:
         ('{"event": "ping", "data": {}, "seq": "7"}', "bad_seq", True),
         ('{"event": "ping", "data": {}, "seq": 9223372036854775808}', "bad_seq", True),  # beyond int64
         ('{"event": "ping", "data": {}, "seq": ' + "9" * 100 + "}", "bad_seq", True),
+        ('{"event": "processing_job_status", "data": {"job_id": "j", "status": "x", "progress": 1' + "0" * 400 + "}}",
+         "field_type", True),  # beyond a float's range: it raised OverflowError
+        ('{"event": "ping", "data": {"timestamp": 1' + "0" * 400 + "}}", "field_type", True),  # so did this
         ('{"event": "dag_run_status", "run_id": "r1", "data": {"status": "running"}}', "extra_keys", True),
         ('{"event": "processing_job_status", "data": {"job_id": "j", "status": "x", "progress": "half"}}', "field_type", True),
         ('{"event": "processing_job_status", "data": {"status": "x"}}', "missing_field", True),

@@ -173,7 +173,12 @@ def _kind_ok(kind: FieldKind, value: Any) -> bool:
             isinstance(value, float) and value.is_integer()
         )
     if kind == "float":
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return False
+        try:
+            return math.isfinite(value)
+        except OverflowError:  # an integer beyond a float's range
+            return False
     if kind == "bool":
         return isinstance(value, bool)
     if kind == "timestamp":
@@ -246,9 +251,12 @@ def parse_timestamp(value: Any) -> datetime | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
-        if not math.isfinite(value):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer beyond a float's range
             return None
-        seconds = float(value)
+        if not math.isfinite(seconds):
+            return None
         if seconds > 1e11:  # milliseconds, as some servers send
             seconds /= 1000.0
         try:
