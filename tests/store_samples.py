@@ -139,6 +139,8 @@ ODD_FRAMES = [
     '{"event":"processing_job_status","data":{' + _JOB + ',"filename":"\ud800"},"seq":900018}',  # raw surrogate
     b'{"event":"processing_job_status","data":{"job_id":"job-11","status":"queued"},"seq":900019}',  # binary
     '{"event":"processing_job_status","data":{' + _JOB + ',"retry_count":2.0},"seq":900020}',  # integral float
+    '{"event":"processing_job_status","data":{' + _JOB + ',"progress":1e300},"seq":900022}',  # beyond float32
+    '{"event":"processing_job_status","data":{' + _JOB + ',"progress":1' + "0" * 400 + '},"seq":900023}',  # beyond float
     '{"event":"agent_status_update","data":{"agent_id":"a-1","name":"A","type":"t","status":"idle","performance":'
     '{"deep":' + "[" * 5000 + "]" * 5000 + '},"timestamp":"2026-01-01T00:00:00Z"},"seq":900021}',  # deep in a known object
 ]

@@ -16,7 +16,7 @@ from aios_notebook.store import TABLES, EventStore
 
 # values of every JSON type, and the odd ones: beyond int64, NaN, deep, zone-less or numeric times
 _VALUES: list[Any] = [
-    None, True, False, 0, -1, 7, 2**31, 2**63, -(2**64), 123456789012345678901234567890, 0.5, -2.0, 1e300,
+    None, True, False, 0, -1, 7, 2**31, 2**63, -(2**64), 123456789012345678901234567890, 10**400, 0.5, -2.0, 1e300,
     float("nan"), float("inf"), "", "x", "42", "+5", "2026-01-01T00:00:00", "2026-01-01T00:00:00+02:00",
     "2026-13-45T99:00:00Z", 1767225600, [], [1, "a"], {}, {"a": {"b": 1}}, [[[[[[[[[[[[1]]]]]]]]]]]],
     "\u00e9\u4e2d\U0001f600",

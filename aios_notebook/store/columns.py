@@ -90,6 +90,13 @@ def normalize(kind: str, value: Any, n: int) -> pa.Array | list:
     return value
 
 
+def _float_or_nan(value: Any) -> float:
+    try:
+        return np.nan if value is None else float(value)
+    except OverflowError:
+        return np.nan
+
+
 def _grow(buffer: np.ndarray, needed: int, fill: Any) -> np.ndarray:
     capacity = max(_INITIAL, len(buffer))
     while capacity < needed:
@@ -375,8 +382,20 @@ class FloatColumn(_NumpyColumn):
         if isinstance(values, pa.Array):
             if values.null_count == len(values):
                 return np.full(len(values), np.nan, self.dtype), None
-            return values.to_numpy(zero_copy_only=False).astype(self.dtype, copy=False), None
-        return np.array(values, dtype=self.dtype), None  # None becomes NaN
+            wide = values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        else:
+            try:
+                wide = np.array(values, dtype=np.float64)  # None becomes NaN
+            except OverflowError:  # an integer beyond a float's range: missing
+                wide = np.array([_float_or_nan(v) for v in values], np.float64)
+        if self.dtype is np.float64:
+            return wide, None
+        with np.errstate(over="ignore"):  # beyond float32's range: missing, not an infinity nobody sent
+            narrow = wide.astype(self.dtype)
+        beyond = np.isinf(narrow) & np.isfinite(wide)
+        if beyond.any():
+            narrow[beyond] = np.nan
+        return narrow, None
 
     def _value_missing(self, values: np.ndarray) -> np.ndarray:
         return np.isnan(values)

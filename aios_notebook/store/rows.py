@@ -77,7 +77,7 @@ def convert(kind: str, column: str, value: Any) -> tuple[bool, Any]:
     if kind in ("cat", "text"):
         return (True, value) if isinstance(value, str) and _utf8(value) else (False, None)
     if kind in ("f64", "f32"):
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value):
             return True, float(value)
         return False, None
     if kind in ("int32", "int64"):
@@ -175,6 +175,13 @@ def _plan(event: str) -> _EventPlan:
 EVENT_PLANS = {event: _plan(event) for event in {*SERVER_EVENTS, *EVENT_ROUTES}}
 
 
+def _finite(number: int | float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an integer beyond a float's range
+        return False
+
+
 def check_value(kind: str, column: str, value: Any) -> tuple[bool, Any]:
     """Like :func:`convert`, faster for the common cases (and cached for timestamp texts)."""
     # the common cases first, without a function call per isinstance
@@ -184,7 +191,12 @@ def check_value(kind: str, column: str, value: Any) -> tuple[bool, Any]:
     if kind in ("f64", "f32"):
         if cls is float:
             return (True, value) if math.isfinite(value) else (False, None)
-        return (True, float(value)) if cls is int else convert(kind, column, value)
+        if cls is int:
+            try:
+                return True, float(value)
+            except OverflowError:  # beyond a float's range: a wrong value, like NaN
+                return False, None
+        return convert(kind, column, value)
     if kind == "ts" and cls is str:
         return _timestamp_text(value)
     return convert(kind, column, value)
