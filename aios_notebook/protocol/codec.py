@@ -25,6 +25,7 @@ __all__ = [
     "check_fields",
     "decode",
     "encode",
+    "finite_number",
     "format_timestamp",
     "parse_timestamp",
 ]
@@ -163,6 +164,18 @@ def _envelope(obj: dict[str, Any], event: str, sender: str, check: bool) -> tupl
     return Message(event, data, seq, extra), problems
 
 
+def finite_number(value: Any) -> float | None:
+    """A JSON number as a float; None for anything else, NaN, an infinity, or an integer
+    beyond a float's range (``float()`` and ``math.isfinite`` raise OverflowError on those)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _kind_ok(kind: FieldKind, value: Any) -> bool:
     if value is None:
         return True  # null is "missing", not a wrong type
@@ -173,12 +186,7 @@ def _kind_ok(kind: FieldKind, value: Any) -> bool:
             isinstance(value, float) and value.is_integer()
         )
     if kind == "float":
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            return False
-        try:
-            return math.isfinite(value)
-        except OverflowError:  # an integer beyond a float's range
-            return False
+        return finite_number(value) is not None
     if kind == "bool":
         return isinstance(value, bool)
     if kind == "timestamp":
@@ -251,11 +259,8 @@ def parse_timestamp(value: Any) -> datetime | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
-        try:
-            seconds = float(value)
-        except OverflowError:  # an integer beyond a float's range
-            return None
-        if not math.isfinite(seconds):
+        seconds = finite_number(value)
+        if seconds is None:
             return None
         if seconds > 1e11:  # milliseconds, as some servers send
             seconds /= 1000.0

@@ -35,12 +35,12 @@ from ..arrow_pool import BULK_POOL
 from ..protocol.codec import decode
 from ..protocol.models import SERVER_EVENTS
 from .columns import TS_TYPE, arrow_type
-from .rows import counted_tables, event_rows, timestamp_ns
+from .rows import counted_tables, event_rows, sent_changes, timestamp_ns
 from .schema import EVENT_ROUTES, FAST_EVENTS, METRIC_NAMES, TABLES
 from .small_batches import parse_small
 from .tables import Batch
 
-__all__ = ["FAST_SCHEMA", "SMALL_BATCH", "Parsed", "owned_columns", "parse_frames"]
+__all__ = ["FAST_SCHEMA", "SMALL_BATCH", "Parsed", "arrow_texts", "owned_columns", "parse_frames"]
 
 _EVENT_NAME = r'^\s*\{\s*"event"\s*:\s*"(?P<event>[A-Za-z0-9_]+)"\s*,\s*"data"\s*:\s*\{'
 _ARROW_OF_KIND = {
@@ -119,6 +119,17 @@ _READ = {
     }
     for event in FAST_EVENTS
 }
+
+
+def arrow_texts(texts: list[Any]) -> pa.Array | None:
+    """Text frames as one Arrow string array; None when a frame is binary (Arrow would take its
+    bytes as text) or holds a lone surrogate (not encodable): the per-frame path describes those."""
+    if set(map(type, texts)) - {str}:
+        return None
+    try:
+        return pa.array(texts, pa.string())
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
 
 
 def _union_type(path: str) -> pa.DataType | None:
@@ -252,7 +263,7 @@ def _suspect(event: str, table: pa.Table, fields: _Fields) -> np.ndarray:
     # (another event's, such as retry_count on a status event: any type, NaN, beyond int64...),
     # any field nested deeper than json.loads goes, and keys a declared object does not declare
     # (kept as Arrow inferred them in an object column such as changes)
-    declared = _EVENT_SCHEMAS[event].field("data").type
+    declared = fields.declared
     read = _READ[event]
     for index in range(fields.data.type.num_fields):
         inferred = fields.data.type.field(index)
@@ -322,7 +333,7 @@ def _fast_batches(event: str, table: pa.Table, fields: _Fields, keep: np.ndarray
             if spec.kind(column) == "obj":
                 values = values.to_pylist()
                 if column == "changes":  # the struct has every metric: keep those sent
-                    values = [None if v is None else {k: x for k, x in v.items() if x is not None} for v in values]
+                    values = list(map(sent_changes, values))
             columns[column] = values
         for column, default in route.defaults.items():
             if column not in columns:
@@ -420,11 +431,10 @@ def parse_frames(texts: list[Any] | pa.Array, received: np.ndarray, fast: bool =
         frames = texts if texts.type == pa.string() else texts.cast(pa.string())
         texts = _Texts(frames)
     else:
-        try:
-            if set(map(type, texts)) - {str}:  # Arrow would take bytes as text: binary frames are odd
-                raise TypeError("binary frames")
-            frames = pa.array(texts, pa.string())
-        except (pa.ArrowException, TypeError, ValueError):  # a binary frame, or a lone surrogate
+        text_frames = arrow_texts(texts)
+        if text_frames is not None:
+            frames = text_frames
+        else:  # a binary frame, or a lone surrogate
             not_text = np.array([not isinstance(t, str) or _unencodable(t) for t in texts], bool)
             frames = pa.array([None if bad else t for t, bad in zip(texts, not_text, strict=True)], pa.string())
     names: pa.Array | None = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from ..protocol.codec import parse_timestamp
+from ..protocol.codec import finite_number, parse_timestamp
 from ..protocol.models import SERVER_EVENTS
 from .schema import EVENT_ROUTES, METRIC_NAMES, TABLES
 
@@ -31,6 +31,7 @@ __all__ = [
     "event_rows",
     "get_path",
     "parse_change",
+    "sent_changes",
     "timestamp_ns",
 ]
 
@@ -77,9 +78,8 @@ def convert(kind: str, column: str, value: Any) -> tuple[bool, Any]:
     if kind in ("cat", "text"):
         return (True, value) if isinstance(value, str) and _utf8(value) else (False, None)
     if kind in ("f64", "f32"):
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value):
-            return True, float(value)
-        return False, None
+        number = finite_number(value)
+        return (False, None) if number is None else (True, number)
     if kind in ("int32", "int64"):
         if isinstance(value, int) and not isinstance(value, bool):
             return True, value
@@ -175,11 +175,12 @@ def _plan(event: str) -> _EventPlan:
 EVENT_PLANS = {event: _plan(event) for event in {*SERVER_EVENTS, *EVENT_ROUTES}}
 
 
-def _finite(number: int | float) -> bool:
-    try:
-        return math.isfinite(number)
-    except OverflowError:  # an integer beyond a float's range
-        return False
+def sent_changes(changes: Any) -> Any:
+    """A metrics ``changes`` object without the keys sent as null: Arrow's structs (the batched
+    path) cannot tell those from absent ones, so every path drops them."""
+    if isinstance(changes, dict) and None in changes.values():
+        return {k: v for k, v in changes.items() if v is not None}
+    return changes
 
 
 def check_value(kind: str, column: str, value: Any) -> tuple[bool, Any]:
@@ -192,10 +193,8 @@ def check_value(kind: str, column: str, value: Any) -> tuple[bool, Any]:
         if cls is float:
             return (True, value) if math.isfinite(value) else (False, None)
         if cls is int:
-            try:
-                return True, float(value)
-            except OverflowError:  # beyond a float's range: a wrong value, like NaN
-                return False, None
+            number = finite_number(value)
+            return (False, None) if number is None else (True, number)
         return convert(kind, column, value)
     if kind == "ts" and cls is str:
         return _timestamp_text(value)
@@ -250,9 +249,8 @@ def event_rows(event: str, data: Mapping[str, Any]) -> tuple[dict[str, dict[str,
                     break
             row[column] = default if value is None else value
         if table == "metrics":
-            changes = row.get("changes") or {}
-            if None in changes.values():  # a change sent as null is none: as the batched paths read it
-                row["changes"] = changes = {k: v for k, v in changes.items() if v is not None}
+            row["changes"] = sent_changes(row.get("changes"))
+            changes = row["changes"] or {}
             for name in METRIC_NAMES:
                 row[f"{name}_change"] = parse_change(changes.get(name))
         rows[table] = row

@@ -27,6 +27,7 @@ from .rows import (
     TIMESTAMP_CACHE,
     check_value,
     parse_change,
+    sent_changes,
 )
 from .schema import METRIC_NAMES, TABLES
 from .tables import Batch
@@ -274,9 +275,8 @@ def parse_small(texts: FrameTexts, rows: np.ndarray, received: np.ndarray,
                 if default is not None:
                     merged = [default if v is None else v for v in merged]
                 out[target] = merged
-            if table == "metrics":  # a change sent as null is none: as Arrow's structs read it
-                out["changes"] = [c if c is None or None not in c.values() else
-                                  {k: v for k, v in c.items() if v is not None} for c in out["changes"]]
+            if table == "metrics":
+                out["changes"] = list(map(sent_changes, out["changes"]))
                 for name in METRIC_NAMES:
                     out[f"{name}_change"] = [parse_change((c or {}).get(name)) for c in out["changes"]]
             counted = np.ones(count, bool) if counts else None

@@ -34,7 +34,7 @@ from ..exceptions import ConfigurationError
 from ..protocol.codec import Decoded, Message, encode, format_timestamp
 from .columns import NAT
 from .notify import ChangeBatch, Notifier, Subscription, Worker
-from .parsing import SMALL_BATCH, Parsed, owned_columns, parse_frames
+from .parsing import SMALL_BATCH, Parsed, arrow_texts, owned_columns, parse_frames
 from .retention import Limit, parse_retention
 from .rows import timestamp_ns
 from .schema import TABLES
@@ -646,14 +646,9 @@ _FRAME, _MOMENT = itemgetter(0), itemgetter(1)
 
 
 def _chunk(texts: list[Any]) -> pa.Array | list[Any]:
-    """The frames as Arrow strings, or the list itself when one is binary or not encodable as
-    UTF-8 (the parser's per-frame path describes those, from the list)."""
-    if set(map(type, texts)) - {str}:  # Arrow would take bytes as text
-        return texts
-    try:
-        return pa.array(texts, pa.string())
-    except (pa.ArrowException, TypeError, ValueError):  # a lone surrogate
-        return texts
+    """The frames as Arrow strings, or the list itself when one is binary or not encodable."""
+    frames = arrow_texts(texts)
+    return texts if frames is None else frames
 
 
 def _keys(table: LatestTable, frame: pd.DataFrame) -> list[Any]:
