@@ -206,9 +206,9 @@ class Dictionary:
             if self._built < len(self.values):
                 # large_string: what pandas' "str" arrays hold, so it does not cast every chunk
                 # again each time a category is added
-                self._chunks.append(pa.array(self.values[self._built :], pa.large_string()))
+                self._chunks.append(pa.array(self.values[self._built :], pa.large_string(), memory_pool=BULK_POOL))
                 if len(self._chunks) > 64:
-                    self._chunks = [pa.concat_arrays(self._chunks)]
+                    self._chunks = [pa.concat_arrays(self._chunks, memory_pool=BULK_POOL)]
                 self._built = len(self.values)
             chunked = pa.chunked_array(self._chunks, pa.large_string())
             categories = pd.Index(pd.array(chunked, dtype=STR_DTYPE))
@@ -518,7 +518,7 @@ class ArrowTextColumn(Column):
 
     def encode(self, values: pa.Array | list) -> Encoded:
         if not isinstance(values, pa.Array):
-            values = pa.array(values, pa.string())
+            values = pa.array(values, pa.string(), memory_pool=BULK_POOL)
         elif values.type != pa.string():
             values = values.cast(pa.string())
         return values, None  # type: ignore[return-value]

@@ -127,7 +127,7 @@ def arrow_texts(texts: list[Any]) -> pa.Array | None:
     if set(map(type, texts)) - {str}:
         return None
     try:
-        return pa.array(texts, pa.string())
+        return pa.array(texts, pa.string(), memory_pool=BULK_POOL)
     except (pa.ArrowException, TypeError, ValueError):
         return None
 

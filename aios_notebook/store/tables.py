@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..arrow_pool import BULK_POOL
 from .columns import NAT, Column, _grow, make_column, normalize
 from .schema import TableSpec
 
@@ -344,7 +345,7 @@ def _concat(batches: list[Batch]) -> Batch:
         if type(first) is list:
             columns[name] = list(chain.from_iterable(parts))
         elif isinstance(first, pa.Array):
-            columns[name] = pa.concat_arrays(parts)
+            columns[name] = pa.concat_arrays(parts, memory_pool=BULK_POOL)
         else:
             columns[name] = np.concatenate(parts)
     positions = np.arange(sum(len(b) for b in batches), dtype=np.int64)
