@@ -143,4 +143,11 @@ ODD_FRAMES = [
     '{"event":"processing_job_status","data":{' + _JOB + ',"progress":1' + "0" * 400 + '},"seq":900023}',  # beyond float
     '{"event":"agent_status_update","data":{"agent_id":"a-1","name":"A","type":"t","status":"idle","performance":'
     '{"deep":' + "[" * 5000 + "]" * 5000 + '},"timestamp":"2026-01-01T00:00:00Z"},"seq":900021}',  # deep in a known object
+    # numbers of the right type that their columns cannot hold (an errors row each, as a wrong type)
+    '{"event":"processing_job_failed","data":{"job_id":"job-12","error":"e","retry_count":1099511627776,'
+    '"can_retry":true,"timestamp":"2026-01-01T00:00:00Z"},"seq":900024}',  # beyond int32
+    '{"event":"agent_status_update","data":{"agent_id":"a-2","name":"A","type":"t","status":"idle","performance":'
+    '{"tasks_completed":9223372036854775808},"timestamp":"2026-01-01T00:00:00Z"},"seq":900025}',  # beyond int64, nested
+    '{"event":"agent_status_update","data":{"agent_id":"a-3","name":"A","type":"t","status":"busy","progress":-4e38,'
+    '"timestamp":"2026-01-01T00:00:00Z"},"seq":900026}',  # beyond float32, negative
 ]

@@ -88,6 +88,48 @@ def test_wrong_types_are_missing_values_plus_a_row_each(store):
     assert pd.isna(jobs.loc["job-3", "started_at"])
 
 
+def test_numbers_beyond_their_column_are_missing_values_plus_a_row_each(store):
+    """The right JSON type, but more than the column holds: missing, and the errors row says why
+    (before, these became missing values silently)."""
+    frames = [
+        json.dumps({"event": "processing_job_failed", "data": {"job_id": "job-1", "retry_count": 2**40,
+                    "timestamp": "2026-01-05T00:00:02Z"}, "seq": 1}),  # int32 column
+        json.dumps({"event": "agent_status_update", "data": {"agent_id": "a1", "status": "idle",
+                    "performance": {"tasks_completed": 2**63, "success_rate": 99.0}}, "seq": 2}),  # int64
+        _status(3, progress=1e300),  # float32 column
+        _status(4, progress=-(10**400)),  # beyond any float
+        _status(5, progress=3e38),  # within float32: a value
+        json.dumps({"event": "processing_job_failed", "data": {"job_id": "job-6", "retry_count": 2**31 - 1,
+                    "timestamp": "2026-01-05T00:00:02Z"}, "seq": 6}),  # int32's largest: a value
+    ]
+    store.ingest(frames)
+    typed = store.errors[store.errors["kind"] == "field_type"]
+    assert [d["field"] for d in typed["details"]] == ["retry_count", "performance.tasks_completed", "progress",
+                                                      "progress"]
+    messages = typed["message"].tolist()
+    assert messages[0] == "processing_job_failed.retry_count: 1099511627776 is beyond int32's range"
+    assert messages[1] == "agent_status_update.performance.tasks_completed: 9223372036854775808 is beyond int64's range"
+    assert messages[2] == "processing_job_status.progress: 1e+300 is beyond float32's range"
+    assert messages[3].endswith("... is beyond a float's range")
+    assert typed["seq"].tolist() == [1, 2, 3, 4]
+    events = store.job_events.set_index("seq")
+    assert pd.isna(events.loc[1, "retry_count"]) and events.loc[6, "retry_count"] == 2**31 - 1
+    assert pd.isna(events.loc[3, "progress"]) and pd.isna(events.loc[4, "progress"])
+    assert events.loc[5, "progress"] == pytest.approx(3e38, rel=1e-6)
+    assert events.loc[3, "status"] == "processing"  # the rest of the frame is read as usual
+    assert pd.isna(store.agents.iloc[0]["tasks_completed"]) and store.agents.iloc[0]["success_rate"] == 99.0
+
+
+def test_snapshot_numbers_beyond_their_column_say_so():
+    store = EventStore(background=False)
+    store.merge_snapshot("dag_steps", [{"run_id": "r1", "step_id": "s1", "status": "failed", "retry_count": 2**40},
+                                       {"run_id": "r1", "step_id": "s2", "status": "failed", "retry_count": 3}])
+    steps = store.dag_steps.set_index("step_id")
+    assert pd.isna(steps.loc["s1", "retry_count"]) and steps.loc["s2", "retry_count"] == 3
+    messages = store.errors["message"].tolist()
+    assert messages == ["dag_steps snapshot record 0: retry_count 1099511627776 is beyond int32's range"]
+
+
 def test_lenient_values_are_read_as_values(store):
     frames = [
         _status(1, progress=45, timestamp=1_767_571_200),  # epoch seconds

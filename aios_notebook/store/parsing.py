@@ -35,7 +35,15 @@ from ..arrow_pool import BULK_POOL
 from ..protocol.codec import decode
 from ..protocol.models import SERVER_EVENTS
 from .columns import TS_TYPE, arrow_type
-from .rows import counted_tables, event_rows, sent_changes, timestamp_ns
+from .rows import (
+    EVENT_PLANS,
+    F32_MAX,
+    INT_RANGES,
+    counted_tables,
+    event_rows,
+    sent_changes,
+    timestamp_ns,
+)
 from .schema import EVENT_ROUTES, FAST_EVENTS, METRIC_NAMES, TABLES
 from .small_batches import parse_small
 from .tables import Batch
@@ -250,6 +258,26 @@ class _Fields:
         return column
 
 
+#: per fast event, the data paths feeding an int32 or float32 column: Arrow reads them as int64
+#: and float64, so a number beyond the column's range is caught here (beyond int64, Arrow fails)
+_NARROW = {
+    event: [(path, kind) for path, kind, _ in EVENT_PLANS[event].checks if kind in ("int32", "f32")]
+    for event in FAST_EVENTS
+}
+
+
+def _beyond(column: pa.Array, kind: str) -> pa.Array:
+    """Where a number is beyond what a column of ``kind`` holds (null where there is none)."""
+    if kind == "f32":
+        if not pa.types.is_floating(column.type):
+            return pa.nulls(len(column), pa.bool_())
+        return pc.greater(pc.abs(column), F32_MAX)
+    if not pa.types.is_integer(column.type):
+        return pa.nulls(len(column), pa.bool_())
+    low, high = INT_RANGES[kind]
+    return pc.or_(pc.less(column, low), pc.greater(column, high))
+
+
 def _suspect(event: str, table: pa.Table, fields: _Fields) -> np.ndarray:
     """Rows of one event's table the fast path cannot vouch for: an extra top-level key, null
     data, a missing required field, a NaN / infinite number, another event name."""
@@ -281,6 +309,7 @@ def _suspect(event: str, table: pa.Table, fields: _Fields) -> np.ndarray:
         pc.fill_null(pc.invert(pc.is_finite(fields.get(".".join(path)))), False)
         for path in _FLOATS.get(event, ())
     ]
+    checks += [pc.fill_null(_beyond(fields.get(path), kind), False) for path, kind in _NARROW[event]]
     # the regex read the first "event" key; a duplicate key would make Arrow fail, but be sure
     checks.append(pc.not_equal(table.column("event").combine_chunks(), event))
     problem = checks[0]
@@ -360,7 +389,7 @@ def _slow_frame(text: Any, position: int, received: int, slow: dict[str, list[tu
         text_out = text_out.encode("utf-8", "replace").decode("utf-8")
     problems = [(p.kind, p.message) for p in decoded.problems]
     rows: dict[str, dict[str, Any]] = {}
-    bad: list[tuple[str, Any, str | None]] = []
+    bad: list[tuple[str, Any, str | None, str | None]] = []
     if message is not None:
         rows, bad, missing = event_rows(message.event, message.data)
         problems += [("missing_field", f"{event}: missing {name!r}") for name in missing]
@@ -370,11 +399,14 @@ def _slow_frame(text: Any, position: int, received: int, slow: dict[str, list[tu
                         "message": "; ".join(m for _, m in problems),
                         "details": {"problems": [k for k, _ in problems]}}),
         )
-    for path, value, expected in bad:
-        got = f"{type(value).__name__} {_short(value)}"
+    for path, value, expected, beyond in bad:
+        if beyond:  # the right type, but more than the column holds
+            problem = f"{_short(value)} is {beyond}"
+        else:
+            problem = f"expected {expected or 'another type'}, got {type(value).__name__} {_short(value)}"
         slow.setdefault("errors", []).append(
             (position, {**envelope, "kind": "field_type", "code": "field_type",
-                        "message": f"{event}.{path}: expected {expected or 'another type'}, got {got}",
+                        "message": f"{event}.{path}: {problem}",
                         "details": {"field": path, "value": repr(value)[:200]}}),
         )
     for table, row in rows.items():

@@ -23,6 +23,8 @@ __all__ = [
     "DICT_FIELDS",
     "ERROR_EVENTS",
     "EVENT_PLANS",
+    "F32_MAX",
+    "INT_RANGES",
     "LIST_FIELDS",
     "TIMESTAMP_CACHE",
     "check_value",
@@ -30,6 +32,7 @@ __all__ = [
     "counted_tables",
     "event_rows",
     "get_path",
+    "out_of_range",
     "parse_change",
     "sent_changes",
     "timestamp_ns",
@@ -41,6 +44,11 @@ LIST_FIELDS = frozenset({"entities", "insights", "tags", "affected_jobs", "updat
 DICT_FIELDS = frozenset({"metadata", "changes", "details"})
 _LISTS, _DICTS = LIST_FIELDS, DICT_FIELDS
 _NUMBER = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*%?\s*$")
+
+#: what an integer column holds: a number beyond it is a wrong value (missing, an errors row)
+INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
+#: the largest float32: a number beyond it in a float32 column is a wrong value too (not inf)
+F32_MAX = 3.4028234663852886e38
 
 #: events that become rows of the errors table
 ERROR_EVENTS = frozenset({"error", "connection_error"})
@@ -79,13 +87,16 @@ def convert(kind: str, column: str, value: Any) -> tuple[bool, Any]:
         return (True, value) if isinstance(value, str) and _utf8(value) else (False, None)
     if kind in ("f64", "f32"):
         number = finite_number(value)
-        return (False, None) if number is None else (True, number)
+        if number is None or (kind == "f32" and abs(number) > F32_MAX):
+            return False, None
+        return True, number
     if kind in ("int32", "int64"):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return True, value
         if isinstance(value, float) and value.is_integer():
-            return True, int(value)
-        return False, None
+            value = int(value)
+        elif not isinstance(value, int) or isinstance(value, bool):
+            return False, None
+        low, high = INT_RANGES[kind]
+        return (True, value) if low <= value <= high else (False, None)
     if kind == "ts":
         ns = timestamp_ns(value)
         return (ns is not None, ns)
@@ -108,6 +119,21 @@ def _utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def out_of_range(kind: str, value: Any) -> str | None:
+    """Why a number of the right type is still a wrong value for a column of ``kind`` (for the
+    errors row's message), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if kind in INT_RANGES and isinstance(value, int):
+        low, high = INT_RANGES[kind]
+        return None if low <= value <= high else f"beyond {kind}'s range"
+    if kind in ("f64", "f32") and isinstance(value, int) and finite_number(value) is None:
+        return "beyond a float's range"
+    if kind == "f32" and finite_number(value) is not None and abs(value) > F32_MAX:
+        return "beyond float32's range"
+    return None
 
 
 def parse_change(value: Any) -> float:
@@ -164,6 +190,16 @@ def _plan(event: str) -> _EventPlan:
         routes.append((route.table, tuple(columns)))
         if route.counts:
             counted.append(route.table)
+    # a path is checked against the narrowest column it feeds: an int the spec allows that an
+    # int32 column cannot hold is a wrong value there, not a silent missing one
+    wider = {"int32": "int64", "f32": "f64"}
+    for table_name, routed in routes:
+        for column, paths, _ in routed:
+            narrow = TABLES[table_name].kind(column)
+            for path in paths:
+                checked, spec_kind = checks[path]
+                if narrow in wider and checked == wider[narrow]:
+                    checks[path] = (narrow, spec_kind)
     return _EventPlan(
         tuple((path, kind, spec_kind) for path, (kind, spec_kind) in checks.items()),
         tuple(sorted(spec.required)) if spec is not None else (),
@@ -189,7 +225,7 @@ def check_value(kind: str, column: str, value: Any) -> tuple[bool, Any]:
     cls = type(value)
     if kind in ("cat", "text"):
         return (True, value) if cls is str and _utf8(value) else (False, None)
-    if kind in ("f64", "f32"):
+    if kind == "f64":
         if cls is float:
             return (True, value) if math.isfinite(value) else (False, None)
         if cls is int:
@@ -217,9 +253,10 @@ def _timestamp_text(text: str) -> tuple[bool, int | None]:
 TIMESTAMP_CACHE: dict[str, int] = {}
 
 
-def event_rows(event: str, data: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], list[tuple[str, Any, str | None]], list[str]]:
-    """The rows one event gives, by table; the ``(field, value, spec kind)`` of each value of the
-    wrong type; the required fields that are missing.
+def event_rows(event: str, data: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], list[tuple[str, Any, str | None, str | None]], list[str]]:
+    """The rows one event gives, by table; the ``(field, value, spec kind, why)`` of each wrong
+    value (``why``: beyond the column's range, or None for a wrong type); the required fields
+    that are missing.
 
     Envelope columns (received_at, seq, event) are left to the caller.
     """
@@ -227,7 +264,7 @@ def event_rows(event: str, data: Mapping[str, Any]) -> tuple[dict[str, dict[str,
     if plan is None:
         return {}, [], []
     values: dict[str, Any] = {}
-    bad: list[tuple[str, Any, str | None]] = []
+    bad: list[tuple[str, Any, str | None, str | None]] = []
     for path, kind, spec_kind in plan.checks:
         raw = data.get(path) if "." not in path else get_path(data, path)
         if raw is None:
@@ -235,7 +272,7 @@ def event_rows(event: str, data: Mapping[str, Any]) -> tuple[dict[str, dict[str,
             continue
         ok, value = check_value(kind, path.rpartition(".")[2], raw)
         if not ok:
-            bad.append((path, raw, spec_kind))
+            bad.append((path, raw, spec_kind, out_of_range(kind, raw)))
         values[path] = value
     missing = [name for name in plan.required if data.get(name) is None]
     rows: dict[str, dict[str, Any]] = {}

@@ -23,6 +23,8 @@ from .rows import (
     DICT_FIELDS,
     ERROR_EVENTS,
     EVENT_PLANS,
+    F32_MAX,
+    INT_RANGES,
     LIST_FIELDS,
     TIMESTAMP_CACHE,
     check_value,
@@ -83,11 +85,22 @@ def _data_decoder(event: str) -> tuple[msgspec.json.Decoder, tuple[str, ...], fr
     for path, kind, _ in plan.checks:
         python = _TYPES.get(kind) or (dict if kind == "obj" and path in DICT_FIELDS else None)
         if python is not None and "." not in path and fed.get(path, {python}) == {python}:
-            typed[path] = python | None
+            typed[path] = _bounded(kind, python) | None
     fields = [(f"f{i}", typed.get(head, Any), None) for i, head in enumerate(heads)]  # keys need not be identifiers
     renames = {f"f{i}": head for i, head in enumerate(heads)}
     struct = msgspec.defstruct(f"_{event}_data", fields, rename=renames, gc=False)
     return msgspec.json.Decoder(struct), heads, frozenset(typed)
+
+
+def _bounded(kind: str, python: type) -> Any:
+    """The Struct type of a field of ``kind``: a number beyond what its column holds fails the
+    decoding, as a wrong type does (the per-frame path then describes it)."""
+    if kind in INT_RANGES:
+        low, high = INT_RANGES[kind]
+        return Annotated[int, msgspec.Meta(ge=low, le=high)]
+    if kind == "f32":
+        return Annotated[float, msgspec.Meta(ge=-F32_MAX, le=F32_MAX)]
+    return python
 
 
 class _Reading:
@@ -139,13 +152,22 @@ def _timestamps(values: list[Any]) -> tuple[list[Any], list[bool] | None]:
     return out, bad
 
 
-def _finite(values: list[Any]) -> bool:
-    """Whether no number is NaN or infinite (None reads as NaN: the finite count tells)."""
+def _numbers_fit(kind: str, values: list[Any]) -> bool:
+    """Whether every number of a float column's values is finite, and within float32's range for
+    an f32 column (None reads as NaN: the count of those that fit tells)."""
     try:
-        finite = int(np.isfinite(np.array(values, np.float64)).sum())
+        numbers = np.array(values, np.float64)
     except OverflowError:  # an integer beyond a float's range
         return False
-    return finite == len(values) - values.count(None)
+    fit = np.isfinite(numbers) if kind == "f64" else np.abs(numbers) <= F32_MAX
+    return int(fit.sum()) == len(values) - values.count(None)
+
+
+def _ints_fit(kind: str, values: list[Any]) -> bool:
+    """Whether every integer of an integer column's values is within the column's range."""
+    numbers = [v for v in values if v is not None]
+    low, high = INT_RANGES[kind]
+    return not numbers or (low <= min(numbers) and max(numbers) <= high)
 
 
 def _column(kind: str, name: str, values: list[Any]) -> tuple[list[Any], list[bool] | None]:
@@ -154,9 +176,9 @@ def _column(kind: str, name: str, values: list[Any]) -> tuple[list[Any], list[bo
         return _timestamps(values)
     types = set(map(type, values))
     fine = _FINE_TYPES.get(kind)
-    if fine is not None and types <= fine:
+    if fine is not None and types <= fine and (int not in types or _ints_fit(kind, values)):
         return values, None
-    if kind in ("f64", "f32") and types <= {float, int, _NONE} and (float not in types or _finite(values)):
+    if kind in ("f64", "f32") and types <= {float, int, _NONE} and _numbers_fit(kind, values):
         return values, None
     if types == {_NONE}:
         return values, None

@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .rows import convert, parse_change
+from .rows import convert, out_of_range, parse_change
 from .schema import METRIC_NAMES, TABLES
 
 __all__ = ["INSIGHT_FIELDS", "SNAPSHOT_KINDS", "as_mapping", "insight_rows", "snapshot_rows"]
@@ -50,7 +50,9 @@ def _row(table: str, record: Mapping[str, Any], problems: list[str], label: str)
             continue
         ok, converted = convert(column.kind, column.name, value)
         if not ok:
-            problems.append(f"{label}: {column.name} has the wrong type ({type(value).__name__} {value!r:.40})")
+            beyond = out_of_range(column.kind, value)
+            problems.append(f"{label}: {column.name} {value!r:.40} is {beyond}" if beyond else
+                            f"{label}: {column.name} has the wrong type ({type(value).__name__} {value!r:.40})")
         row[column.name] = converted
     return row
 
