@@ -124,6 +124,7 @@ ODD_FRAMES = [
     '{"event":"processing_job_status","data":{' + _JOB + ',"filename":"\\ud800"},"seq":900003}',  # lone surrogate
     '{"event":"processing_job_status","data":{' + _JOB + '},"seq":true}',  # a bool seq
     '{"event":"processing_job_status","data":{' + _JOB + '},"seq":1.0}',  # a float seq
+    '{"event":"processing_job_status","data":{' + _JOB + '},"seq":-7}',  # a negative seq
     '{"event":"processing_job_status","data":{' + _JOB + '},"seq":900006,"extra":1}',  # a 4th key
     '{"event":"processing_job_status","data":[1,2],"seq":900007}',  # data not an object
     '{"event":"processing_job_status","data":null,"seq":900008}',

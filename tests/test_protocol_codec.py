@@ -53,6 +53,7 @@ def test_seq_round_trips() -> None:
         ('{"event": "ping", "data": {}, "seq": "7"}', "bad_seq", True),
         ('{"event": "ping", "data": {}, "seq": 9223372036854775808}', "bad_seq", True),  # beyond int64
         ('{"event": "ping", "data": {}, "seq": ' + "9" * 100 + "}", "bad_seq", True),
+        ('{"event": "ping", "data": {}, "seq": -1}', "bad_seq", True),  # a seq counts up from 0
         ('{"event": "processing_job_status", "data": {"job_id": "j", "status": "x", "progress": 1' + "0" * 400 + "}}",
          "field_type", True),  # beyond a float's range: it raised OverflowError
         ('{"event": "ping", "data": {"timestamp": 1' + "0" * 400 + "}}", "field_type", True),  # so did this
@@ -132,3 +133,19 @@ def test_a_seq_beyond_int64_never_reaches_the_store() -> None:
         store = EventStore(background=False, fast_path=fast_path)
         store.ingest_frame(frame)
         assert store.raw["seq"].isna().all() and "out of range" in store.errors["message"].iloc[0]
+
+
+def test_a_negative_seq_is_no_seq_in_every_table() -> None:
+    """The raw table showed it as missing while job_events kept -5 (and the session took it)."""
+    frame = ('{"event":"processing_job_status","data":{"job_id":"j1","status":"processing",'
+             '"timestamp":"2026-01-05T00:00:02Z"},"seq":-5}')
+    decoded = decode(frame)
+    assert decoded.message is not None and decoded.message.seq is None
+    assert "seq -5 is negative" in decoded.describe()
+    for fast_path in (True, False):
+        store = EventStore(background=False, fast_path=fast_path)
+        store.ingest([frame, frame.replace('"seq":-5', '"seq":0')])
+        assert store.raw["seq"].isna().tolist() == [True, False]
+        assert store.job_events["seq"].isna().tolist() == [True, False]
+        assert store.jobs["seq"].tolist() == [0]
+        assert store.errors["message"].tolist() == ["processing_job_status: seq -5 is negative (a seq counts up from 0)"]

@@ -38,13 +38,18 @@ def test_odd_frames_in_small_batches_match_frame_by_frame(batch_size):
     assert len(small.errors) >= 10  # the odd frames are described, not dropped in silence
 
 
-def test_odd_frames_in_one_large_batch_match_frame_by_frame():
+@pytest.mark.parametrize("spacing", ["close", "spread"])
+def test_odd_frames_in_one_large_batch_match_frame_by_frame(spacing):
     """The Arrow path (a batch of thousands): groups Arrow rejects go the per-frame ways, and
-    rows of several ways merge; an integer beyond int64 there once raised OverflowError."""
+    rows of several ways merge; an integer beyond int64 there once raised OverflowError.
+    Spread out, most odd frames sit among frames Arrow reads, so the checks of what Arrow
+    accepts (a negative seq, a number beyond its column) are what sends them the per-frame way;
+    close together, they share the pieces Arrow rejects."""
     frames: list[str | bytes] = list(sample_frames(1.0, seed=3))
     assert len(frames) > 2000
+    step = 7 if spacing == "close" else len(frames) // len(ODD_FRAMES)
     for index, odd in enumerate(ODD_FRAMES):
-        frames.insert(100 + 7 * index, odd)
+        frames.insert(100 + step * index, odd)
     times = [1_700_000_000_000_000_000] * len(frames)
     large = EventStore(background=False)
     slow = EventStore(background=False, fast_path=False)

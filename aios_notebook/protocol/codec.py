@@ -155,9 +155,10 @@ def _envelope(obj: dict[str, Any], event: str, sender: str, check: bool) -> tupl
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
         problems.append(Problem("bad_seq", f"{event}: seq {seq!r} is not an integer", "seq"))
         seq = None
-    elif seq is not None and not -_SEQ_LIMIT <= seq < _SEQ_LIMIT:  # no 64-bit integer holds it
+    elif seq is not None and not 0 <= seq < _SEQ_LIMIT:  # no 64-bit integer holds it, or negative
         shown = str(seq) if len(str(seq)) <= 40 else f"{str(seq)[:20]}... ({len(str(seq))} digits)"
-        problems.append(Problem("bad_seq", f"{event}: seq {shown} is out of range", "seq"))
+        why = "out of range" if abs(seq) >= _SEQ_LIMIT else "negative (a seq counts up from 0)"
+        problems.append(Problem("bad_seq", f"{event}: seq {shown} is {why}", "seq"))
         seq = None
     if check and event in known and sender == "server":
         problems.extend(check_fields(SERVER_EVENTS[event], data))

@@ -310,6 +310,7 @@ def _suspect(event: str, table: pa.Table, fields: _Fields) -> np.ndarray:
         for path in _FLOATS.get(event, ())
     ]
     checks += [pc.fill_null(_beyond(fields.get(path), kind), False) for path, kind in _NARROW[event]]
+    checks.append(pc.fill_null(pc.less(table.column("seq").combine_chunks(), 0), False))  # the codec's bad_seq
     # the regex read the first "event" key; a duplicate key would make Arrow fail, but be sure
     checks.append(pc.not_equal(table.column("event").combine_chunks(), event))
     problem = checks[0]

@@ -51,7 +51,7 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
     event: str
     data: msgspec.Raw
-    seq: Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | None = None  # else per frame: out of range
+    seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None  # else per frame: negative, out of range
 
 
 #: decoders read JSON exactly as ``json.loads`` does, or fail (NaN, 1e400, a lone surrogate):
