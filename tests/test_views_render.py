@@ -288,6 +288,25 @@ def test_dag_gantt_extends_running_steps_to_now(store: EventStore) -> None:
     assert 'data-bucket="running"' in rendered.panels["runs"]
 
 
+def test_dag_counts_follow_steps_newer_than_the_runs_progress(store: EventStore) -> None:
+    """A step's completion arrives before the dag_run_progress that counts it: the caption and
+    the run's bar count it at once, as the Gantt below them draws it."""
+    _dag_store(store)
+    feed(store, [step("run-new", "pdf_processing", "text_extraction", "success", 190, start=110, end=190)])
+    rendered = DagProgressView(store).render()
+    assert rendered.values["counts"] == {"completed": 2, "running": 0, "failed": 0, "pending": 2}
+    assert "2 of 4 steps done" in rendered.panels["summary"]
+    assert {bar["step_id"]: bar["status"] for bar in rendered.values["bars"]}["text_extraction"] == "success"
+    # the progress event comes: the run's own counts again (here the same)
+    feed(store, [dag_progress("run-new", "pdf_processing", 190, completed=2, running=0, failed=0, pending=2)])
+    assert DagProgressView(store).render().values["counts"] == {"completed": 2, "running": 0, "failed": 0,
+                                                                "pending": 2}
+    # a newer progress event is the run's word again
+    feed(store, [dag_progress("run-new", "pdf_processing", 200, completed=3, running=1, failed=0, pending=0)])
+    assert DagProgressView(store).render().values["counts"] == {"completed": 3, "running": 1, "failed": 0,
+                                                                "pending": 0}
+
+
 def test_dag_run_picked_by_id_and_unknown_run(store: EventStore, scheduler: RedrawScheduler) -> None:
     view = DagProgressView(_dag_store(store), run_id="run-old", scheduler=scheduler)
     assert view.render().values["counts"]["completed"] == 2

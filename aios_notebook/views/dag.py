@@ -59,10 +59,24 @@ def _runs(frames: Frames) -> pd.DataFrame:
                              "bucket": status_buckets(steps["status"])})
                .groupby(["run_id", "bucket"]).size().unstack(fill_value=0)
                .reindex(index=run_ids, columns=list(BUCKET_ORDER), fill_value=0))
+    # the steps' own events are newer than the run's last progress event (a step that has just
+    # completed, drawn in the Gantt, before the dag_run_progress that counts it): count them
+    latest = (pd.DataFrame({"run_id": steps["run_id"].astype("string"),
+                            "updated": pd.to_datetime(steps["updated_at"], utc=True, errors="coerce")})
+              .groupby("run_id")["updated"].max().reindex(run_ids))
+    newer = (latest.reset_index(drop=True) > runs["updated"].reset_index(drop=True)).to_numpy()
     for bucket, column in zip(BUCKET_ORDER, ("completed_steps", "running_steps", "failed_steps", "pending_steps"),
                               strict=True):
         reported = pd.to_numeric(runs[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        runs[bucket] = np.where(np.isnan(reported), counted[bucket].to_numpy(), reported).astype(int)
+        steps_say = counted[bucket].to_numpy()
+        if bucket == "completed":  # a completed step stays so: never fewer than the run reported
+            steps_say = np.maximum(steps_say, np.nan_to_num(reported))
+        runs[bucket] = np.where(np.isnan(reported) | newer, steps_say, reported).astype(int)
+    total = pd.to_numeric(runs["total_steps"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    started = runs["completed"] + runs["running"] + runs["failed"]
+    # steps not mentioned yet are pending (a step's first event comes when it starts)
+    runs["pending"] = np.where(newer & ~np.isnan(total), np.maximum(0, np.nan_to_num(total) - started),
+                               runs["pending"]).astype(int)
     order = runs["started"].fillna(runs["updated"])
     return runs.assign(order=order).sort_values("order", ascending=False, na_position="last")
 
