@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from faulty_server import FAST_CLIENT, FaultyServer, stream_seqs
+from faulty_server import FAST_CLIENT, FaultyServer, stream_seqs, wait_for_whole_stream
 
 from aios_notebook.client import AIOSClient
 
@@ -23,7 +23,7 @@ def test_a_stalled_heartbeat_closes_and_reconnects_then_resyncs() -> None:
             client.wait_for(lambda _s: client.stats.stale_disconnects >= 1 and client.state == "connected", timeout=10)
             server.pause_stream()
             last = server.last_seq
-            client.wait_for(lambda s: max(stream_seqs(s)) >= last, timeout=10)
+            wait_for_whole_stream(client, last)
             seqs = stream_seqs(client.store)
             assert sorted(seqs) == list(range(min(seqs), last + 1))  # the stalled stretch came back by resync
             errors = client.store.errors

@@ -7,7 +7,7 @@ import time
 
 import pandas as pd
 import pytest
-from faulty_server import FAST_CLIENT, FaultyServer, stream_seqs
+from faulty_server import FAST_CLIENT, FaultyServer, stream_seqs, wait_for_whole_stream
 
 from aios_notebook.client import AIOSClient
 from aios_notebook.exceptions import ConnectionLost
@@ -40,7 +40,7 @@ def test_twenty_restarts_with_resync_lose_nothing() -> None:
             _restart_mid_stream(server, client, 20)
             server.pause_stream()
             last = server.last_seq
-            client.wait_for(lambda s: max(stream_seqs(s)) >= last, timeout=10)
+            wait_for_whole_stream(client, last)
             seqs = stream_seqs(client.store)
             first = min(seqs)
             assert sorted(seqs) == list(range(first, last + 1))  # every event once: none lost, none doubled
@@ -205,7 +205,7 @@ def test_stop_and_start_again_resumes_with_resync() -> None:
             client.start()
             server.pause_stream()
             last = server.last_seq
-            client.wait_for(lambda s: max(stream_seqs(s)) >= last, timeout=10)
+            wait_for_whole_stream(client, last)
             seqs = stream_seqs(client.store)
             assert sorted(seqs) == list(range(min(seqs), last + 1))
             assert server.messages("resync")[-1].data == {"since_seq": stopped_at} or \
