@@ -23,6 +23,8 @@ import pyarrow.compute as pc
 from ..arrow_pool import BULK_POOL
 
 __all__ = [
+    "F32_MAX",
+    "INT_RANGES",
     "NAT",
     "ArrowTextColumn",
     "CategoryColumn",
@@ -44,6 +46,10 @@ NAT = np.iinfo(np.int64).min  # pandas' NaT as int64 nanoseconds
 TS_TYPE = pa.timestamp("ns", tz="UTC")
 _UTC_DTYPE = pd.DatetimeTZDtype("ns", "UTC")
 _INITIAL = 1024
+#: what an integer column holds: a number beyond it is a wrong value (missing, an errors row)
+INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
+#: the largest float32: a number beyond it in a float32 column is a wrong value too (not inf)
+F32_MAX = float(np.finfo(np.float32).max)
 
 #: (values, missing): missing is None when the values carry their own null (NaN, -1, NaT, None)
 Encoded = tuple[np.ndarray, "np.ndarray | None"]
@@ -83,11 +89,16 @@ def normalize(kind: str, value: Any, n: int) -> pa.Array | list:
         try:
             array = pa.array(value, python)
         except (OverflowError, pa.ArrowInvalid):  # an integer beyond int64: missing, as in _encode_list
-            array = pa.array([None if type(v) is int and not -(2**63) <= v < 2**63 else v for v in value], python)
+            array = pa.array([None if type(v) is int and not _in_int64(v) else v for v in value], python)
         return array.cast(TS_TYPE) if kind == "ts" else array
     if value.type != target:
         value = value.cast(target)
     return value
+
+
+def _in_int64(value: int) -> bool:
+    low, high = INT_RANGES["int64"]
+    return low <= value <= high
 
 
 def _float_or_nan(value: Any) -> float:
@@ -447,7 +458,7 @@ class MaskedColumn(_NumpyColumn):
             try:
                 out = np.array(values, np.int64)
             except OverflowError:  # an integer beyond int64: missing, as any beyond int32
-                huge = np.array([not -(2**63) <= v < 2**63 for v in values], bool)
+                huge = np.array([not _in_int64(v) for v in values], bool)
                 out = np.array([0 if h else v for v, h in zip(values, huge, strict=True)], np.int64)
                 missing = huge if missing is None else (missing | huge)
             big = (out > np.iinfo(np.int32).max) | (out < np.iinfo(np.int32).min)
@@ -458,7 +469,7 @@ class MaskedColumn(_NumpyColumn):
         try:
             return np.array(values, self.dtype), missing
         except OverflowError:  # an integer beyond int64: keep what fits
-            fits = [isinstance(v, (bool, int)) and -(2**63) <= v < 2**63 for v in values]
+            fits = [isinstance(v, (bool, int)) and _in_int64(v) for v in values]
             out = np.array([v if ok else 0 for v, ok in zip(values, fits, strict=True)], self.dtype)
             lost = ~np.array(fits, bool)
             return out, lost if missing is None else (missing | lost)

@@ -34,16 +34,8 @@ import pyarrow.json as pj
 from ..arrow_pool import BULK_POOL
 from ..protocol.codec import decode
 from ..protocol.models import SERVER_EVENTS
-from .columns import TS_TYPE, arrow_type
-from .rows import (
-    EVENT_PLANS,
-    F32_MAX,
-    INT_RANGES,
-    counted_tables,
-    event_rows,
-    sent_changes,
-    timestamp_ns,
-)
+from .columns import F32_MAX, INT_RANGES, TS_TYPE, arrow_type
+from .rows import EVENT_PLANS, counted_tables, event_rows, sent_changes, timestamp_ns
 from .schema import EVENT_ROUTES, FAST_EVENTS, METRIC_NAMES, TABLES
 from .small_batches import parse_small
 from .tables import Batch

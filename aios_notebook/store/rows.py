@@ -17,14 +17,13 @@ from typing import Any
 
 from ..protocol.codec import finite_number, parse_timestamp
 from ..protocol.models import SERVER_EVENTS
+from .columns import F32_MAX, INT_RANGES
 from .schema import EVENT_ROUTES, METRIC_NAMES, TABLES
 
 __all__ = [
     "DICT_FIELDS",
     "ERROR_EVENTS",
     "EVENT_PLANS",
-    "F32_MAX",
-    "INT_RANGES",
     "LIST_FIELDS",
     "TIMESTAMP_CACHE",
     "check_value",
@@ -44,11 +43,6 @@ LIST_FIELDS = frozenset({"entities", "insights", "tags", "affected_jobs", "updat
 DICT_FIELDS = frozenset({"metadata", "changes", "details"})
 _LISTS, _DICTS = LIST_FIELDS, DICT_FIELDS
 _NUMBER = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*%?\s*$")
-
-#: what an integer column holds: a number beyond it is a wrong value (missing, an errors row)
-INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
-#: the largest float32: a number beyond it in a float32 column is a wrong value too (not inf)
-F32_MAX = 3.4028234663852886e38
 
 #: events that become rows of the errors table
 ERROR_EVENTS = frozenset({"error", "connection_error"})
@@ -225,13 +219,10 @@ def check_value(kind: str, column: str, value: Any) -> tuple[bool, Any]:
     cls = type(value)
     if kind in ("cat", "text"):
         return (True, value) if cls is str and _utf8(value) else (False, None)
-    if kind == "f64":
-        if cls is float:
-            return (True, value) if math.isfinite(value) else (False, None)
-        if cls is int:
-            number = finite_number(value)
-            return (False, None) if number is None else (True, number)
-        return convert(kind, column, value)
+    if kind in ("f64", "f32"):
+        if cls is float and math.isfinite(value) and (kind == "f64" or abs(value) <= F32_MAX):
+            return True, value
+        return convert(kind, column, value)  # ints, and the wrong values it describes
     if kind == "ts" and cls is str:
         return _timestamp_text(value)
     return convert(kind, column, value)

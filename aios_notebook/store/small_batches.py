@@ -19,12 +19,11 @@ from typing import Annotated, Any, Protocol
 import msgspec
 import numpy as np
 
+from .columns import F32_MAX, INT_RANGES
 from .rows import (
     DICT_FIELDS,
     ERROR_EVENTS,
     EVENT_PLANS,
-    F32_MAX,
-    INT_RANGES,
     LIST_FIELDS,
     TIMESTAMP_CACHE,
     check_value,
@@ -51,7 +50,7 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
     event: str
     data: msgspec.Raw
-    seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None  # else per frame: negative, out of range
+    seq: Annotated[int, msgspec.Meta(ge=0, le=INT_RANGES["int64"][1])] | None = None  # else per frame: negative, out of range
 
 
 #: decoders read JSON exactly as ``json.loads`` does, or fail (NaN, 1e400, a lone surrogate):
