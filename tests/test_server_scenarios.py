@@ -61,7 +61,7 @@ def test_labels_repeat_four_times_a_day_in_the_design_format(scenario: str) -> N
     labels = SCENARIOS[scenario].labels(DEFAULT_START, END)
     assert len(labels) == 4
     for i, label in enumerate(labels):
-        assert set(label) == {"id", "scenario", "kind", "start", "end", "entities", "description"}
+        assert set(label) == {"id", "scenario", "kind", "start", "end", "entities", "description", "magnitude"}
         assert label["id"] == f"{scenario}-{i + 1}" and label["kind"] == scenario == label["scenario"]
         assert label["start"].endswith("Z") and label["end"].endswith("Z")
         start = parse_timestamp(label["start"]).timestamp()

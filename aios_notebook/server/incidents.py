@@ -3,7 +3,9 @@
 The workload asks :class:`Incidents` at the few points where a scenario can matter (arrival mix,
 step duration, failure chances, whether a step hangs, whether knowledge flows) and lets it act at
 the edges of each window (an agent going offline, running jobs freezing, an error stream).
-Outside the windows every answer is the ``steady`` one.
+Outside the windows every answer is the ``steady`` one. How strong each effect is follows the
+scenario's ``magnitude`` (``Scenario.scaled`` and ``Scenario.share``): at 1.0 every answer, and
+every draw of the random generator, is the one of the unscaled anomaly.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["Incidents"]
 
 
-def _boosted(params: Any) -> dict[str, float]:
-    boost = params["arrival_factor"]
+def _boosted(params: Any, boost: float | None = None) -> dict[str, float]:
+    boost = params["arrival_factor"] if boost is None else boost
     kind = params["job_type"]
     return {k: w * boost if k == kind else w for k, w in JOB_TYPE_WEIGHTS.items()}
 
@@ -52,7 +54,13 @@ class Incidents:
         workload.at(ms_from_epoch(window.end), self._close, window)
         self._schedule(window.index + 1)
         if self.name == "agent_outage":
+            magnitude = self.scenario.magnitude
+            if magnitude <= 0:
+                return  # no outage at all
             self._outage_begins(window.entities["agent_ids"][0])
+            if magnitude < 1:  # offline for that share of the window only
+                back = window.start + magnitude * (window.end - window.start)
+                workload.at(ms_from_epoch(back), self._outage_ends, window)
         elif self.name == "stuck_jobs":
             until = ms_from_epoch(window.end)
             for job in list(workload.active.values()):
@@ -65,29 +73,35 @@ class Incidents:
         workload = self.workload
         if workload.window is window:
             workload.window = None
-        if self.name == "agent_outage":
-            agent = workload.agents[window.entities["agent_ids"][0]]
-            agent.status = "idle"
-            agent.updated_ms = workload.now_ms
-            workload.emit("agent_status_update", agent.status_event(workload.stamp()))
+        if self.name == "agent_outage" and self.scenario.magnitude >= 1:
+            self._outage_ends(window)
+
+    def _outage_ends(self, window: Window) -> None:
+        workload = self.workload
+        agent = workload.agents[window.entities["agent_ids"][0]]
+        agent.status = "idle"
+        agent.updated_ms = workload.now_ms
+        workload.emit("agent_status_update", agent.status_event(workload.stamp()))
 
     @property
     def active(self) -> bool:
         return self.workload.window is not None
 
     # -- arrivals ---------------------------------------------------------------------------
-    @staticmethod
-    def max_arrival_boost() -> float:
+    def max_arrival_boost(self) -> float:
         """The largest factor any scenario applies to the total arrival rate.
 
         The same for every scenario on purpose: arrivals are thinned from one candidate stream,
-        so runs of different scenarios with one seed stay identical until their first window.
+        so runs of different scenarios with one seed stay identical until their first window
+        (a scenario reshaped beyond the largest default raises it, for its own run).
         """
         boosts = [sum(_boosted(s.params).values()) for s in SCENARIOS.values() if "arrival_factor" in s.params]
+        if "arrival_factor" in self.params:
+            boosts.append(sum(self._boosted().values()))
         return max([1.0, *boosts])
 
     def _boosted(self) -> dict[str, float]:
-        return _boosted(self.params)
+        return _boosted(self.params, self.scenario.scaled("arrival_factor", 1.0))
 
     def type_weights(self) -> dict[str, float]:
         """Arrival weight per job type now (they sum to the factor on the normal total rate)."""
@@ -100,11 +114,11 @@ class Incidents:
         if not self.active or agent is None:
             return 1.0
         if self.name == "slow_processing":
-            return float(self.params["duration_factor"])
+            return self.scenario.scaled("duration_factor", 1.0)
         if (self.name == "agent_errors" and agent.agent_id == self.params["agent_id"]
-                and self.workload.rng.random() < self.params["task_error_probability"]):
+                and self.scenario.magnitude > 0 and self.workload.rng.random() < self.scenario.scaled("task_error_probability", 0.0)):
             self._erroring.add(job.job_id)
-            return float(self.params["task_slowdown"])
+            return self.scenario.scaled("task_slowdown", 1.0)
         return 1.0
 
     def hazards(self, job: Job, spec: StepSpec, p_fail: float,
@@ -114,21 +128,25 @@ class Incidents:
             return p_fail, p_retry, None
         params = self.params
         if self.name == "success_rate_drop":
-            return min(0.9, p_fail * params["failure_factor"]), p_retry, None
+            return min(0.9, p_fail * self.scenario.scaled("failure_factor", 1.0)), p_retry, None
         if self.name == "failure_burst":
+            if self.scenario.magnitude <= 0:
+                return p_fail, p_retry, None
             window_left = ms_from_epoch(self.workload.window.end) - self.workload.now_ms  # type: ignore[union-attr]
             if window_left < 2000 * spec.mean_s:
                 # a step that would end after the outage is over is not hit: failures stay inside
                 return p_fail, p_retry, None
             forced = (params["error"], params["error_type"], True)
-            return max(p_fail, params["step_failure_probability"]), p_retry, forced
+            return max(p_fail, min(0.95, self.scenario.scaled("step_failure_probability", 0.0))), p_retry, forced
         if (self.name == "dag_step_failures" and job.workflow.dag_id == params["dag_id"]
                 and spec.step_id == params["step_id"]):
-            return p_fail, params["retry_probability"], None
+            return p_fail, min(0.99, self.scenario.scaled("retry_probability", p_retry)), None
         return p_fail, p_retry, None
 
     def _hangs(self, job: Job, spec: StepSpec) -> bool:
-        return job.type == self.params["job_type"] and spec.step_id == self.params["step_id"]
+        # magnitude: the share of the target jobs that hang
+        return (job.type == self.params["job_type"] and spec.step_id == self.params["step_id"]
+                and self.scenario.share(job.job_id))
 
     def hold_until(self, job: Job, spec: StepSpec) -> int | None:
         """When a step that starts now hangs: the end of the stuck_jobs window; else None."""
@@ -153,7 +171,10 @@ class Incidents:
                                   True, [job.job_id])
 
     def _next_stream_error(self, window: Window) -> None:
-        gap = self.workload.rng.expovariate(self.params["errors_per_hour"] / HOUR_MS)
+        rate = self.scenario.scaled("errors_per_hour", 0.0)
+        if rate <= 0:
+            return
+        gap = self.workload.rng.expovariate(rate / HOUR_MS)
         self.workload.at(self.workload.now_ms + 1 + int(gap), self._stream_error, window)
 
     def _stream_error(self, window: Window) -> None:
@@ -194,6 +215,7 @@ class Incidents:
             workload.plan(job, fraction)
 
     # -- knowledge --------------------------------------------------------------------------
-    def knowledge_flows(self) -> bool:
-        """False inside a knowledge_stall window: no item is created or updated."""
-        return not (self.name == "knowledge_stall" and self.active)
+    def knowledge_flows(self, key: str = "") -> bool:
+        """False inside a knowledge_stall window: no item is created or updated (at a magnitude
+        below 1, only for that share of the jobs or items, told apart by ``key``)."""
+        return not (self.name == "knowledge_stall" and self.active and self.scenario.share(key))

@@ -28,6 +28,7 @@ import secrets
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -67,6 +68,8 @@ class Simulator:
         seed: workload seed (the same seed, scenario and start give the same events).
         speed: simulated seconds per wall second (60: a simulated minute per second).
         scenario: a name of ``scenarios.SCENARIOS``.
+        scenario_params: reshape its anomaly: ``magnitude`` (1.0 as described, 0 none), window
+            times, target (see :meth:`~aios_notebook.server.scenarios.Scenario.reshape`).
         token: the auth token (default: a random one; read it from ``sim.token``).
         host: address to bind; 127.0.0.1 unless told otherwise.
         port: port to bind (0: any free port; read it from ``sim.port``).
@@ -98,8 +101,11 @@ class Simulator:
         send_queue_limit: int = 20_000,
         max_upload_bytes: int = 50 * 1024 * 1024,
         tick: float = 0.05,
+        scenario_params: Mapping[str, Any] | None = None,
     ) -> None:
-        get_scenario(scenario)  # a clear error now rather than at start
+        # a clear error now rather than at start
+        self.shaped_scenario = get_scenario(scenario).reshape(scenario_params)
+        self.scenario_params = dict(scenario_params or {})
         for name, value in (("speed", speed), ("heartbeat", heartbeat), ("auth_timeout", auth_timeout),
                             ("tick", tick)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -183,12 +189,12 @@ class Simulator:
     def labels(self) -> list[dict[str, Any]]:
         """Ground truth: the scenario's anomaly windows over the first week (or warm-up + a day)."""
         origin = self.origin
-        return get_scenario(self.scenario).labels(origin, origin + max(7 * _DAY, self.warmup + _DAY))
+        return self.shaped_scenario.labels(origin, origin + max(7 * _DAY, self.warmup + _DAY))
 
     def labels_document(self) -> dict[str, Any]:
         """The ``--labels FILE`` JSON document."""
         origin = self.origin
-        return labels_document(self.scenario, self.seed, origin, origin + max(7 * _DAY, self.warmup + _DAY))
+        return labels_document(self.shaped_scenario, self.seed, origin, origin + max(7 * _DAY, self.warmup + _DAY))
 
     def next_client_id(self) -> str:
         """``client-1``, ``client-2`` ... in the order clients connect to this server."""
@@ -239,7 +245,7 @@ class Simulator:
 
     def _make_workload(self, origin: float) -> Workload:
         """The event source, from simulated time ``origin`` (the replay server serves a recording)."""
-        return Workload(self.seed, self.scenario, origin)
+        return Workload(self.seed, self.scenario, origin, scenario_params=self.scenario_params)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -36,7 +36,7 @@ import itertools
 import math
 import random
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -79,6 +79,8 @@ class Workload:
         scenario: a name of ``scenarios.SCENARIOS``.
         start: the simulation's start: epoch seconds, a datetime or an ISO time
             (default :data:`DEFAULT_START`).
+        scenario_params: reshape the anomaly (``magnitude``, window times, target ...; see
+            :meth:`~aios_notebook.server.scenarios.Scenario.reshape`).
         arrivals_per_hour: mean job arrival rate before the daily and weekly cycles.
         keep_runs: finished runs kept for REST look-ups (the oldest are forgotten first).
         keep_items: knowledge items kept for REST look-ups.
@@ -90,12 +92,13 @@ class Workload:
         scenario: str = "steady",
         start: float | datetime | str | None = None,
         *,
+        scenario_params: Mapping[str, Any] | None = None,
         arrivals_per_hour: float = ARRIVALS_PER_HOUR,
         keep_runs: int = 20_000,
         keep_items: int = 20_000,
     ) -> None:
         self.seed = seed
-        self.scenario: Scenario = get_scenario(scenario)
+        self.scenario: Scenario = get_scenario(scenario).reshape(scenario_params)
         origin = epoch_of(start)
         self.origin_ms = ms_from_epoch(DEFAULT_START if origin is None else origin)
         self.now_ms = self.origin_ms
@@ -498,7 +501,7 @@ class Workload:
         self.analytics.outcome(self.now_ms, True, (self.now_ms - job.attempt_ms) / 60_000)
         self._activity("processing_job_completed", job, f"{job.type} job completed: {job.document.title}")
         self.active.pop(job.job_id, None)
-        if self.rng.random() < KNOWLEDGE_PROBABILITY and self.incidents.knowledge_flows():
+        if self.rng.random() < KNOWLEDGE_PROBABILITY and self.incidents.knowledge_flows(job.job_id):
             self._create_item(job)
 
     def _activity(self, event: str, job: Job, description: str) -> None:
@@ -522,7 +525,7 @@ class Workload:
 
     def _update_item(self, item: KnowledgeItem) -> None:
         fields = self.rng.sample(("content", "tags", "summary", "entities", "title"), k=self.rng.randint(1, 2))
-        if not self.incidents.knowledge_flows():
+        if not self.incidents.knowledge_flows(item.item_id):
             return
         item.updated_fields = sorted(fields)
         item.updated_ms = self.now_ms
@@ -574,13 +577,15 @@ def generate(
     scenario: str = "steady",
     hours: float = 10.0,
     start: float | datetime | str | None = None,
+    scenario_params: Mapping[str, Any] | None = None,
 ) -> Iterator[Event]:
     """The events of ``hours`` simulated hours, offline: ``(epoch_seconds, event, data)``.
 
-    Exactly what a live server with the same seed, scenario and start sends (without seq).
-    ``start`` defaults to :data:`DEFAULT_START` so that the output is the same on every run.
+    Exactly what a live server with the same seed, scenario, ``scenario_params`` and start sends
+    (without seq). ``start`` defaults to :data:`DEFAULT_START` so that the output is the same on
+    every run.
     """
-    workload = Workload(seed, scenario, start)
+    workload = Workload(seed, scenario, start, scenario_params=scenario_params)
     end = workload.origin_ms + int(hours * HOUR_MS)
     t = workload.origin_ms
     yield from workload.flush()
