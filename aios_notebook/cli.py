@@ -1,4 +1,4 @@
-"""The ``aios-notebook`` command: serve | record | replay | backtest | report | demo.
+"""The ``aios-notebook`` command: serve | simulate | record | replay | backtest | report | demo.
 
 The only module that wires every layer together. Each subcommand has an ``_add_<name>`` that
 declares its options and a ``_run_<name>`` that imports its layer lazily (so ``aios-notebook
@@ -23,7 +23,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=7, help="workload seed (default 7)")
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second (default 1)")
     p.add_argument("--heartbeat", type=float, default=30.0, help="ping interval in wall seconds (default 30)")
-    p.add_argument("--scenario", default="steady", help="workload scenario (default steady)")
+    p.add_argument("--scenario", default="steady", help="workload scenario (default steady; listed below)")
+    _add_param(p)
     p.add_argument("--labels", default=None, metavar="FILE", help="write the scenario's ground-truth labels (JSON) here")
     p.set_defaults(run=_run_serve)
 
@@ -35,7 +36,82 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     if args.token is None:
         args.token = os.environ.get("AIOS_TOKEN") or None
+    params = _scenario_params(args, "serve")
+    if params is None:
+        return 2
+    args.scenario_params = params
     return run_serve(args)
+
+
+def _scenario_epilog() -> str:
+    """The scenarios, one line each, and the --param keys (for serve and simulate --help)."""
+    from .server.scenarios import COMMON_PARAMS, SCENARIOS, TARGET_PARAMS
+
+    width = max(map(len, SCENARIOS))
+    lines = ["scenarios:"]
+    lines += [f"  {name:<{width}}  {scenario.summary}" for name, scenario in SCENARIOS.items()]
+    lines += ["", "--param KEY=VALUE (repeatable) reshapes the anomaly of any scenario but steady:"]
+    lines += [f"  {key:<{width}}  {text}" for key, text in COMMON_PARAMS.items()]
+    targets: dict[str, list[str]] = {}
+    for name, keys in TARGET_PARAMS.items():
+        for key in keys:
+            targets.setdefault(key, []).append(name)
+    lines += [f"  {key:<{width}}  the target ({', '.join(names)})" for key, names in targets.items()]
+    lines.append(f"  {'...':<{width}}  and each scenario's own numbers (arrival_factor, failure_factor ...),"
+                 " scaled by magnitude")
+    return "\n".join(lines)
+
+
+def _add_param(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="reshape the scenario's anomaly, e.g. magnitude=0.5, length=2, job_type=audio (repeatable)")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = _scenario_epilog()
+
+
+def _scenario_params(args: argparse.Namespace, command: str) -> dict[str, str] | None:
+    """``--param`` items as a dict, checked against ``--scenario``; None (and a message) if bad."""
+    from .exceptions import ConfigurationError
+    from .server.scenarios import get_scenario, parse_param_assignments
+
+    try:
+        scenario = get_scenario(args.scenario)
+    except ConfigurationError as exc:
+        print(f"aios-notebook {command}: --scenario: {exc}", file=sys.stderr)
+        return None
+    try:
+        params = parse_param_assignments(args.param)
+        scenario.reshape(params)
+    except ValueError as exc:  # ConfigurationError is a ValueError too
+        valid = ", ".join(scenario.param_keys())
+        message = str(exc)
+        if valid and "valid keys" not in message:
+            message += f" (valid keys for {scenario.name}: {valid})"
+        print(f"aios-notebook {command}: --param: {message}", file=sys.stderr)
+        return None
+    return params
+
+
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("simulate", help="write a scenario's recording and labels offline, in seconds")
+    p.add_argument("--scenario", default="steady", help="workload scenario (default steady; listed below)")
+    p.add_argument("--hours", type=float, default=24.0, help="simulated hours (default 24)")
+    p.add_argument("--seed", type=int, default=7, help="workload seed (default 7)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="the recording (.jsonl, or .jsonl.gz to compress)")
+    p.add_argument("--labels", default=None, metavar="FILE", help="write the ground-truth labels (JSON) here")
+    p.add_argument("--force", action="store_true", help="replace existing files")
+    _add_param(p)
+    p.set_defaults(run=_run_simulate)
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from .recording.simulate import run_simulate
+
+    params = _scenario_params(args, "simulate")
+    if params is None:
+        return 2
+    return run_simulate(args, params)
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -144,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_serve(sub)
+    _add_simulate(sub)
     _add_demo(sub)
     _add_record(sub)
     _add_replay(sub)

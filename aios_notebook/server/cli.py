@@ -34,6 +34,7 @@ def run_serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             heartbeat=args.heartbeat,
+            scenario_params=getattr(args, "scenario_params", None),
         )
     except ConfigurationError as exc:
         print(f"aios-notebook serve: {exc}", file=sys.stderr)
@@ -65,7 +66,8 @@ async def _serve(simulator: Simulator, args: argparse.Namespace, token_given: bo
                 await asyncio.to_thread(path.write_text, text, encoding="utf-8")
             except OSError as exc:
                 raise ConfigurationError(f"cannot write the labels to {path}: {exc.strerror or exc}") from None
-        print(f"AIOS v2 reference server: scenario {simulator.scenario}, seed {simulator.seed}, "
+        shaped = "".join(f", {k}={v}" for k, v in simulator.shaped_scenario.given.items())
+        print(f"AIOS v2 reference server: scenario {simulator.scenario}{shaped}, seed {simulator.seed}, "
               f"speed x{simulator.speed:g}")
         print(f"  WebSocket  {simulator.url}")
         print(f"  REST       {simulator.http_url}/api/")

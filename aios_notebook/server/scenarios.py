@@ -67,6 +67,7 @@ from ..protocol.codec import format_timestamp
 __all__ = [
     "COMMON_PARAMS",
     "SCENARIOS",
+    "TARGET_PARAMS",
     "Scenario",
     "Window",
     "get_scenario",
@@ -179,7 +180,7 @@ class Scenario:
         if not self.has_windows:
             return {}
         keys = dict(COMMON_PARAMS)
-        keys.update(_TARGET_KEYS.get(self.name, {}))
+        keys.update(TARGET_PARAMS.get(self.name, {}))
         for key, value in self.params.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 keys[key] = f"the anomaly's defining number (default {value:g}), scaled by magnitude"
@@ -364,7 +365,8 @@ COMMON_PARAMS: Mapping[str, str] = MappingProxyType({
 })
 
 _JOB_TYPES = ("pdf", "audio", "url")
-_TARGET_KEYS: dict[str, dict[str, str]] = {
+#: the target keys each scenario takes besides COMMON_PARAMS and its own numbers
+TARGET_PARAMS: dict[str, dict[str, str]] = {
     "volume_spike": {"job_type": "the job type whose arrivals rise: pdf, audio or url"},
     "stuck_jobs": {"job_type": "the job type whose step hangs: pdf, audio or url",
                    "step": "the step that hangs (a step of that job type's workflow)"},
