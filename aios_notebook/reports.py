@@ -16,6 +16,11 @@
 A failing cell raises :class:`~aios_notebook.exceptions.ReportError` naming the cell (its number,
 execution count and first line); the HTML of what ran, error included, is left beside the
 requested output as ``<name>.partial.html``.
+
+An output ending in ``.pdf`` is that same page printed by headless Chromium (:func:`html_to_pdf`),
+once its figures have drawn. The kernel talks to papermill over IPC sockets (files readable by
+this user only), not TCP: nothing else on the machine can listen in, and the kernel has no
+"running over TCP without encryption" warning to print.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import copy
 import json
 import os
 import re
+import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -35,7 +42,9 @@ from .exceptions import ConfigurationError, ReportError
 
 __all__ = [
     "export_html",
+    "find_chromium",
     "find_secrets",
+    "html_to_pdf",
     "notebook_parameters",
     "parse_parameters",
     "redact_notebook",
@@ -240,6 +249,66 @@ def export_html(nb: Any, *, show_code: bool = False, title: str | None = None) -
 
 
 # ----------------------------------------------------------------------------------------------
+# PDF
+#: the flags this machine's headless Chromium needs (tests/chromium.py launches it the same way):
+#: without the background-networking ones its own connections are refused by the closed network
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
+_CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def find_chromium() -> str | None:
+    """The headless browser that prints PDF reports: ``$AIOS_CHROMIUM``, else chromium on PATH."""
+    given = os.environ.get("AIOS_CHROMIUM")
+    if given:
+        return shutil.which(given) or (given if Path(given).is_file() else None)
+    return next((found for name in _CHROMIUM_NAMES if (found := shutil.which(name))), None)
+
+
+def html_to_pdf(html: str | os.PathLike[str], pdf: str | os.PathLike[str], *, timeout: float = 120.0) -> Path:
+    """Print an HTML file to PDF with headless Chromium, after its scripts (the figures) have run.
+
+    Raises:
+        ConfigurationError: no Chromium was found (``$AIOS_CHROMIUM`` or ``chromium`` on PATH).
+        ReportError: Chromium failed or wrote nothing.
+    """
+    browser = find_chromium()
+    if browser is None:
+        raise _no_chromium()
+    source, target = Path(html).resolve(), Path(pdf).resolve()
+    with tempfile.TemporaryDirectory(prefix="aios-pdf-") as profile:
+        command = [
+            browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+            # virtual time runs every script and timer of the page before printing: the figures draw
+            "--virtual-time-budget=20000", "--run-all-compositor-stages-before-draw",
+            "--no-pdf-header-footer", f"--print-to-pdf={target}", source.as_uri(),
+        ]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise ReportError(f"Chromium did not print {target.name} within {timeout:g} s") from None
+    if done.returncode != 0 or not target.is_file() or target.stat().st_size == 0:
+        last = next((line for line in reversed(done.stderr.splitlines()) if line.strip()), "no message")
+        raise ReportError(f"Chromium could not print the PDF (exit {done.returncode}): {last[:200]}")
+    return target
+
+
+def _no_chromium() -> ConfigurationError:
+    return ConfigurationError(
+        "a PDF report needs a headless Chromium: install it (e.g. apt-get install chromium) "
+        "or name it in AIOS_CHROMIUM; an output ending in .html needs none")
+
+
+def _ipc_config() -> Any:
+    """papermill's kernel on IPC sockets, not TCP (see the module docstring)."""
+    from traitlets.config import Config
+
+    config = Config()
+    config.KernelManager.transport = "ipc"
+    return config
+
+
+# ----------------------------------------------------------------------------------------------
 # running
 def render_report(
     notebook: str | os.PathLike[str],
@@ -253,11 +322,12 @@ def render_report(
     kernel_name: str | None = None,
     cwd: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Execute ``notebook`` with ``parameters`` and write the HTML report to ``output``.
+    """Execute ``notebook`` with ``parameters`` and write the report to ``output``.
 
     Args:
         notebook: the ``.ipynb`` to run (left untouched).
-        output: the HTML file to write.
+        output: the file to write: HTML, or PDF when it ends in ``.pdf`` (printed by headless
+            Chromium, see :func:`html_to_pdf`).
         parameters: values for the names of its cell tagged ``parameters``.
         secrets: more values to mask (the token variables of the environment always are).
         show_code: include the code cells (by default only their outputs are shown).
@@ -280,9 +350,12 @@ def render_report(
 
     source = Path(notebook)
     output = Path(output)
+    pdf = output.suffix.lower() == ".pdf"
     nb = _read_notebook(source)
     parameters = dict(parameters or {})
     _check_parameters(nb, source, parameters)
+    if pdf and find_chromium() is None:  # said before a kernel runs for minutes to no avail
+        raise _no_chromium()
     original_ids = [cell.get("id") for cell in nb.cells]
     _add_probe(nb)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -300,6 +373,11 @@ def render_report(
                 kernel_name=kernel_name,
                 cwd=str(cwd) if cwd is not None else None,
                 execution_timeout=timeout,
+                config=_ipc_config(),
+                # the kernel's own log lines are not the reader's business: at shutdown jupyter_client
+                # interrupts it, which it logs as "KeyboardInterrupt caught in kernel". A cell's
+                # errors still reach the report and ReportError, the kernel dying still fails the run
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
             )
         except PapermillExecutionError as exc:
             failure = exc
@@ -310,7 +388,13 @@ def render_report(
     html = export_html(clean, show_code=show_code, title=source.stem.replace("_", " "))
     html = _mask(html, all_secrets)  # belt and braces: nothing in the page may hold a secret
     if failure is None:
-        output.write_text(html, encoding="utf-8")
+        if pdf:
+            with tempfile.TemporaryDirectory(prefix="aios-report-") as folder:
+                page = Path(folder) / (output.stem + ".html")
+                page.write_text(html, encoding="utf-8")
+                html_to_pdf(page, output, timeout=timeout or 120.0)
+        else:
+            output.write_text(html, encoding="utf-8")
         if partial_path.exists():
             partial_path.unlink()  # from an earlier failed run: no longer true
         return output
@@ -414,7 +498,7 @@ def _write_notebook(nb: Any, path: Path) -> str:
 
 
 def run_report(args: Any) -> int:
-    """``aios-notebook report NOTEBOOK -o FILE [-p NAME=VALUE ...]``: returns the exit code."""
+    """``aios-notebook report NOTEBOOK -o FILE.html|FILE.pdf [-p NAME=VALUE ...]``: returns the exit code."""
     import sys
 
     try:
