@@ -25,7 +25,7 @@ from ..exceptions import RecordingError
 from .schema import TABLES, TableSpec
 from .tables import Batch
 
-__all__ = ["frame_batch", "read_tables", "write_tables"]
+__all__ = ["arrow_frame", "frame_arrow", "frame_batch", "json_columns", "read_tables", "write_tables"]
 
 _META_KEY = b"aios_notebook"
 
@@ -46,21 +46,49 @@ def _to_json(value: Any) -> str | None:
     return json.dumps(value, default=_json_default, separators=(",", ":"))
 
 
+def json_columns(name: str) -> list[str]:
+    """The columns of table ``name`` held as JSON text in files (lists and dicts)."""
+    return [c.name for c in TABLES[name].columns if c.kind == "obj"]
+
+
+def frame_arrow(name: str, frame: pd.DataFrame) -> pa.Table:
+    """Table ``name``'s DataFrame as Arrow, as written to files: the store's dtypes kept by
+    pandas' metadata (categoricals as dictionary columns), object columns as JSON text."""
+    out = frame.copy(deep=False)
+    for column in json_columns(name):
+        if column in out.columns:
+            out[column] = pd.array([_to_json(v) for v in out[column].tolist()], dtype="str")
+    return pa.Table.from_pandas(out, preserve_index=False)
+
+
+def arrow_frame(name: str, table: pa.Table) -> pd.DataFrame:
+    """Arrow read from a file back to table ``name``'s DataFrame (JSON text -> objects)."""
+    frame = table.to_pandas()
+    for column in frame.columns:
+        dtype = frame[column].dtype
+        # a column with no value read back has object categories; the store's are text
+        if isinstance(dtype, pd.CategoricalDtype) and not len(dtype.categories) and dtype.categories.dtype == object:
+            frame[column] = frame[column].cat.set_categories(pd.Index([], dtype="str"))
+    for column in json_columns(name):
+        if column in frame.columns:
+            frame[column] = pd.Series(
+                [None if v is None or (isinstance(v, float) and math.isnan(v)) else json.loads(v)
+                 for v in frame[column].tolist()],
+                index=frame.index, dtype=object,
+            )
+    return frame
+
+
 def write_tables(folder: str | Path, frames: Mapping[str, pd.DataFrame], store_meta: Mapping[str, Any]) -> list[Path]:
     """Write each frame to ``folder/<name>.parquet``; returns the paths written."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, frame in frames.items():
-        spec = TABLES[name]
-        json_columns = [c.name for c in spec.columns if c.kind == "obj"]
-        out = frame.copy(deep=False)
-        for column in json_columns:
-            out[column] = pd.array([_to_json(v) for v in out[column].tolist()], dtype="str")
-        table = pa.Table.from_pandas(out, preserve_index=False)
+        table = frame_arrow(name, frame)
         meta = dict(table.schema.metadata or {})
         meta[_META_KEY] = json.dumps(
-            {"table": name, "json_columns": json_columns, "store": dict(store_meta)}, default=_json_default
+            {"table": name, "json_columns": json_columns(name), "store": dict(store_meta)}, default=_json_default
         ).encode()
         path = folder / f"{name}.parquet"
         pq.write_table(table.replace_schema_metadata(meta), path)
@@ -89,15 +117,7 @@ def read_tables(folder: str | Path) -> tuple[dict[str, pd.DataFrame], dict[str, 
         if raw_meta is None:
             raise RecordingError(f"{path}: not written by EventStore.to_parquet (no aios_notebook metadata)")
         meta = json.loads(raw_meta)
-        frame = table.to_pandas()
-        for column in meta.get("json_columns", []):
-            if column in frame.columns:
-                frame[column] = pd.Series(
-                    [None if v is None or (isinstance(v, float) and math.isnan(v)) else json.loads(v)
-                     for v in frame[column].tolist()],
-                    index=frame.index, dtype=object,
-                )
-        frames[name] = frame
+        frames[name] = arrow_frame(name, table)
         store_meta = meta.get("store", store_meta)
     if not frames:
         raise RecordingError(f"{folder}: no table files (<table>.parquet) found")

@@ -1,0 +1,795 @@
+"""Writing the Parquet archive of the stream: the store's append-only tables, one folder per table
+and one per day, appended to by one writer at a time (docs/design.md, section history/).
+
+Layout::
+
+    archive/_archive.json                                 the manifest (see below)
+    archive/_archive.lock                                 held by the one writer
+    archive/job_events/date=2026-01-05/part-....parquet   zstd, row groups of 128k rows
+
+Only the append-only tables are written (job_events, agent_events, dag_step_events, insights,
+metrics, errors, raw): latest-state tables are derived from them when read (the last event per
+key, see :mod:`aios_notebook.history`), so the archive only ever grows. Each file holds exactly
+its table's columns and dtypes (categoricals as dictionary columns, timestamps UTC, lists and
+dicts as JSON text, as :mod:`.parquet` writes them).
+
+A row's day is the day of its event time: ``timestamp`` (else ``received_at``) for the event
+tables, ``received_at`` for errors, and for ``raw`` the timestamp inside the frame (the time a
+backtest places it at), else when it was received. Raw rows are thus found by event time too.
+
+Safety: a file is written under a temporary name (starting with a dot) and renamed once complete;
+the manifest (``_archive.json``), rewritten the same way after every write, lists every file with
+its rows and its seq and time ranges, and readers read only the files it lists: a reader or a
+crash never sees half a file, and a file renamed but not yet listed is invisible. A writer takes
+``_archive.lock`` (created exclusively; a lock left by a process that died is taken over) and, on
+taking it, removes what a crashed writer left: temporary files and files the manifest does not list.
+
+Duplicates: a row whose seq falls inside the seq range *and* time range of a file already holding
+that table is not written again (re-converting a recording, a resync replaying events), and a
+recording converted before is recognised by its content and skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..exceptions import AIOSWarning, ConfigurationError, RecordingError
+from .parquet import arrow_frame, frame_arrow, json_columns
+from .schema import APPEND_TABLES, TABLES
+
+__all__ = [
+    "ARCHIVE_TABLES",
+    "FORMAT_VERSION",
+    "LOCK_NAME",
+    "MANIFEST_NAME",
+    "ROW_GROUP_ROWS",
+    "ArchiveError",
+    "ArchiveLock",
+    "ArchiveWriter",
+    "LiveArchiver",
+    "arrow_frame_of",
+    "arrow_schema",
+    "check_schema",
+    "day_parts",
+    "frame_times",
+    "place_ns",
+    "read_manifest",
+    "source_id",
+    "store_from_frames",
+    "write_part",
+    "write_store",
+]
+
+#: the version of the layout and manifest; readers refuse a newer one
+FORMAT_VERSION = 1
+MANIFEST_NAME = "_archive.json"
+LOCK_NAME = "_archive.lock"
+#: the files' metadata key (format version, table)
+FILE_META_KEY = b"aios_archive"
+#: rows per row group: about 128k, large enough for zstd and DuckDB's parallel scans
+ROW_GROUP_ROWS = 131_072
+#: the tables an archive holds, in the store's order
+ARCHIVE_TABLES: tuple[str, ...] = APPEND_TABLES
+DIALECT = "aios-v2"
+
+_NAT = np.iinfo(np.int64).min
+_DAY_NS = 86_400 * 1_000_000_000
+# the first "timestamp" in a frame, text or number: the very match backtests place frames by
+_TIMESTAMP = r'"timestamp"\s*:\s*(?P<v>"[^"]*"|-?\d+(?:\.\d+)?)'
+
+
+class ArchiveError(RecordingError):
+    """An archive cannot be read or written: names the file and what is wrong with it."""
+
+
+# -- schema and placement ------------------------------------------------------------------------
+_KIND_TYPES: dict[str, pa.DataType] = {
+    "cat": pa.dictionary(pa.int32(), pa.string()),
+    "text": pa.large_string(),
+    "obj": pa.large_string(),  # JSON text
+    "f64": pa.float64(),
+    "f32": pa.float32(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "ts": pa.timestamp("ns", tz="UTC"),
+    "bool": pa.bool_(),
+}
+
+
+def arrow_schema(name: str) -> pa.Schema:
+    """The Arrow schema of table ``name`` in the archive (every file of it has exactly this)."""
+    return pa.schema([pa.field(c.name, _KIND_TYPES[c.kind]) for c in TABLES[name].columns])
+
+
+def _canonical(name: str, table: pa.Table) -> pa.Table:
+    """``table`` cast to the archive's schema (pandas makes int8 codes, or null dictionaries for
+    an empty categorical), keeping pandas' metadata so that the dtypes come back."""
+    schema = arrow_schema(name)
+    columns = []
+    for field in schema:
+        column = table.column(field.name)
+        if column.type != field.type:
+            if pa.types.is_dictionary(column.type) and pa.types.is_null(column.type.value_type):
+                column = pa.nulls(len(column), pa.string()).dictionary_encode()
+            column = column.cast(field.type)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=schema.with_metadata(table.schema.metadata))
+
+
+def frame_times(texts: Any, fallback: np.ndarray) -> np.ndarray:
+    """Event time (int64 ns) of raw frames: their first ``"timestamp"`` (ISO text or epoch
+    seconds), else ``fallback`` (their receive time)."""
+    array = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(texts, pa.large_string())
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks() if array.num_chunks else pa.array([], pa.large_string())
+    if pa.types.is_dictionary(array.type):
+        array = array.cast(array.type.value_type)
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        array = array.cast(pa.large_string())
+    out = np.array(fallback, dtype=np.int64, copy=True)
+    if not len(array):
+        return out
+    found = pc.extract_regex(array, _TIMESTAMP).field("v")
+    values = found.to_numpy(zero_copy_only=False)
+    quoted = pc.starts_with(found, '"').fill_null(False).to_numpy(zero_copy_only=False)
+    numeric = (~quoted) & pc.is_valid(found).to_numpy(zero_copy_only=False)
+    if quoted.any():
+        text = pd.Series(values[quoted]).str.slice(1, -1)
+        parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+        ns = parsed.to_numpy(dtype="datetime64[ns]").view(np.int64)
+        where = np.flatnonzero(quoted)
+        good = ns != _NAT
+        out[where[good]] = ns[good]
+    if numeric.any():
+        seconds = pd.to_numeric(pd.Series(values[numeric]), errors="coerce").to_numpy(float)
+        where = np.flatnonzero(numeric)
+        good = np.isfinite(seconds) & (np.abs(seconds) < 9.2e9)
+        out[where[good]] = np.round(seconds[good] * 1e9).astype(np.int64)
+    return out
+
+
+def _ns(series: pd.Series) -> np.ndarray:
+    values = series.to_numpy(dtype="datetime64[ns]", na_value=np.datetime64("NaT"))
+    return values.view(np.int64)
+
+
+def place_ns(name: str, frame: pd.DataFrame) -> np.ndarray:
+    """The time (int64 ns, int64 min when none) that places each row of table ``name`` in the
+    archive: its day folder, and the windows of reads (see the module docstring)."""
+    if not len(frame):
+        return np.empty(0, np.int64)
+    if name == "raw":
+        return frame_times(pa.array(frame["text"].tolist(), pa.large_string()), _ns(frame["received_at"]))
+    if name == "errors":
+        return _ns(frame["received_at"])
+    out = _ns(frame["timestamp"]).copy()
+    backup = "created_at" if name == "insights" else "received_at" if "received_at" in frame.columns else None
+    if backup is not None:
+        missing = out == _NAT
+        if missing.any():
+            out[missing] = _ns(frame[backup])[missing]
+    return out
+
+
+def _day(ns: int) -> str:
+    if ns == _NAT:
+        return "unknown"
+    return pd.Timestamp(ns - ns % _DAY_NS, unit="ns").strftime("%Y-%m-%d")
+
+
+# -- manifest ------------------------------------------------------------------------------------
+def _empty_manifest(source: str | None) -> dict[str, Any]:
+    return {
+        "aios_archive": FORMAT_VERSION,
+        "source": source,
+        "dialect": DIALECT,
+        "time_range": None,
+        "seq_range": None,
+        "tables": {name: 0 for name in ARCHIVE_TABLES},
+        "files": {},
+        "sources": {},
+    }
+
+
+def read_manifest(root: str | Path, *, missing_ok: bool = False) -> dict[str, Any] | None:
+    """The manifest of the archive at ``root``.
+
+    Raises:
+        ArchiveError: no manifest (unless ``missing_ok``), damaged JSON, or a newer format.
+    """
+    path = Path(root) / MANIFEST_NAME
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        if missing_ok:
+            return None
+        if Path(root).is_dir():
+            raise ArchiveError(f"{root}: not an archive (no {MANIFEST_NAME}; write one with "
+                               f"`aios-notebook archive` or store.to_archive)") from None
+        raise ArchiveError(f"{root}: no such archive folder") from None
+    except OSError as exc:
+        raise ArchiveError(f"{path}: cannot read the manifest: {exc.strerror or exc}") from exc
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ArchiveError(f"{path}: damaged manifest ({exc})") from exc
+    if not isinstance(manifest, dict) or "aios_archive" not in manifest or "files" not in manifest:
+        raise ArchiveError(f"{path}: not an aios-notebook archive manifest")
+    version = manifest["aios_archive"]
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ArchiveError(f"{path}: archive format version {version!r} is newer than this aios-notebook "
+                           f"reads ({FORMAT_VERSION}); upgrade aios-notebook")
+    return manifest
+
+
+def _summarise(manifest: dict[str, Any]) -> None:
+    """Recompute the manifest's ranges and row counts from its files."""
+    times: list[int] = []
+    seqs: list[int] = []
+    rows = {name: 0 for name in ARCHIVE_TABLES}
+    for entry in manifest["files"].values():
+        rows[entry["table"]] = rows.get(entry["table"], 0) + entry["rows"]
+        if entry.get("time"):
+            times += entry["time"]
+        if entry.get("seq"):
+            seqs += entry["seq"]
+    manifest["tables"] = rows
+    manifest["time_range"] = (
+        [pd.Timestamp(min(times), tz="UTC").isoformat(), pd.Timestamp(max(times), tz="UTC").isoformat()]
+        if times else None
+    )
+    manifest["seq_range"] = [min(seqs), max(seqs)] if seqs else None
+
+
+def _write_json(path: Path, value: Any) -> None:
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    temp.write_text(json.dumps(value, indent=1, sort_keys=False))
+    os.replace(temp, path)
+
+
+# -- the lock ------------------------------------------------------------------------------------
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ArchiveLock:
+    """``_archive.lock``: one writer per archive. A lock whose process is gone (same host) is
+    taken over; a live one is an :class:`ArchiveError` naming the file and its holder."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.path = self.root / LOCK_NAME
+        self.held = False
+
+    def acquire(self) -> ArchiveLock:
+        self.root.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(),
+              "since": datetime.now(timezone.utc).isoformat()}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is None or (holder.get("host") == me["host"] and not _alive(int(holder.get("pid", -1)))):
+                    with contextlib.suppress(FileNotFoundError):
+                        self.path.unlink()  # left by a writer that died: take it over
+                    continue
+                raise ArchiveError(
+                    f"{self.path}: the archive is being written by another writer (pid {holder.get('pid')} "
+                    f"on {holder.get('host')} since {holder.get('since')}); one writer at a time"
+                ) from None
+            with os.fdopen(fd, "w") as out:
+                json.dump(me, out)
+            self.held = True
+            return self
+        raise ArchiveError(f"{self.path}: could not take the writer's lock")
+
+    def _holder(self) -> dict[str, Any] | None:
+        try:
+            holder = json.loads(self.path.read_text() or "null")
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError):
+            # being written this instant by its taker, or damaged: young means taken
+            try:
+                if time.time() - self.path.stat().st_mtime < 5:
+                    return {"pid": "?", "host": "?", "since": "just now"}
+            except FileNotFoundError:
+                return None
+            return None
+        return holder if isinstance(holder, dict) else None
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+    def __enter__(self) -> ArchiveLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+# -- the writer ----------------------------------------------------------------------------------
+def _ranges(values: np.ndarray) -> list[int] | None:
+    known = values[values != _NAT]
+    return [int(known.min()), int(known.max())] if len(known) else None
+
+
+def _source_id(path: str | Path) -> str:
+    """A recording's identity: its size and a hash of its content."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return f"{Path(path).stat().st_size}-{digest.hexdigest()}"
+
+
+class ArchiveWriter:
+    """Appends tables to an archive; the one writer while open (``close()`` or ``with``).
+
+    Args:
+        root: the archive's folder (made when missing).
+        source: where the events came from (a URL without credentials, or recordings); kept
+            in the manifest.
+    """
+
+    def __init__(self, root: str | Path, *, source: str | None = None) -> None:
+        self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise ArchiveError(f"{self.root}: exists and is not a folder")
+        self._lock = ArchiveLock(self.root).acquire()
+        try:
+            manifest = read_manifest(self.root, missing_ok=True)
+            self.manifest: dict[str, Any] = manifest if manifest is not None else _empty_manifest(source)
+            if source and not self.manifest.get("source"):
+                self.manifest["source"] = source
+            self._clean()
+            if manifest is None:
+                _write_json(self.root / MANIFEST_NAME, self.manifest)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._mutex = threading.Lock()
+        self.rows_written = 0
+
+    def _clean(self) -> None:
+        """Remove what a crashed writer left: temporary files and files not in the manifest."""
+        listed = set(self.manifest["files"])
+        for name in ARCHIVE_TABLES:
+            folder = self.root / name
+            if not folder.is_dir():
+                continue
+            for path in folder.rglob("*"):
+                if path.is_file():
+                    relative = path.relative_to(self.root).as_posix()
+                    if relative not in listed and (path.name.startswith(".") or path.suffix in (".parquet", ".tmp")):
+                        path.unlink()
+        staging = self.root / "_staging"
+        if staging.is_dir():
+            for path in sorted(staging.rglob("*"), reverse=True):
+                if path.is_file():
+                    path.unlink()
+                else:
+                    path.rmdir()
+            staging.rmdir()
+
+    # -- bookkeeping
+    def has_source(self, source_id: str) -> bool:
+        return source_id in self.manifest.get("sources", {})
+
+    def add_source(self, source_id: str, description: Mapping[str, Any]) -> None:
+        with self._mutex:
+            self.manifest.setdefault("sources", {})[source_id] = dict(description)
+            self._save()
+
+    def _save(self) -> None:
+        _summarise(self.manifest)
+        _write_json(self.root / MANIFEST_NAME, self.manifest)
+
+    def _duplicates(self, name: str, seqs: np.ndarray, places: np.ndarray) -> np.ndarray:
+        """Rows whose (seq, time) fall inside a file of ``name`` already written."""
+        dup = np.zeros(len(seqs), bool)
+        has_seq = seqs != _NAT
+        if not has_seq.any():
+            return dup
+        lo_t, hi_t = places.min(), places.max()
+        for entry in self.manifest["files"].values():
+            if entry["table"] != name or not entry.get("seq") or not entry.get("time"):
+                continue
+            (s0, s1), (t0, t1) = entry["seq"], entry["time"]
+            if t1 < lo_t or t0 > hi_t:
+                continue
+            dup |= has_seq & (seqs >= s0) & (seqs <= s1) & (places >= t0) & (places <= t1)
+        return dup
+
+    def write(self, frames: Mapping[str, pd.DataFrame], *, save: bool = True, tail: bool = True) -> int:
+        """Append the rows of append-only tables (others are ignored: they are derived).
+
+        Returns how many rows were written (duplicates left out).
+        """
+        written = 0
+        with self._mutex:
+            entries = []
+            for name in ARCHIVE_TABLES:
+                frame = frames.get(name)
+                if frame is None or not len(frame):
+                    continue
+                entries += self._write_table(name, frame, tail)
+            for relative, entry in entries:
+                self.manifest["files"][relative] = entry
+                written += entry["rows"]
+            if entries and save:
+                self._save()
+        self.rows_written += written
+        return written
+
+    def _write_table(self, name: str, frame: pd.DataFrame, tail: bool) -> list[tuple[str, dict[str, Any]]]:
+        places = place_ns(name, frame)
+        seqs = frame["seq"].to_numpy(dtype=np.int64, na_value=_NAT) if "seq" in frame.columns else np.full(len(frame), _NAT)
+        keep = ~self._duplicates(name, seqs, places)
+        if not keep.all():
+            frame, places, seqs = frame.loc[keep], places[keep], seqs[keep]
+        if not len(frame):
+            return []
+        days = np.where(places == _NAT, _NAT, places - places % _DAY_NS)
+        out = []
+        for day in pd.unique(days):
+            mask = days == day
+            part = frame.loc[mask] if not mask.all() else frame
+            out.append(self._write_part(name, _day(int(day)), part, places[mask], seqs[mask], tail))
+        return out
+
+    def _write_part(self, name: str, day: str, frame: pd.DataFrame, places: np.ndarray, seqs: np.ndarray,
+                    tail: bool) -> tuple[str, dict[str, Any]]:
+        return write_part(self.root, name, day, frame, places, seqs, tail)
+
+    def adopt(self, staging: Path, staged: list[tuple[str, dict[str, Any]]]) -> int:
+        """Move files written beside the archive (``write_part`` into ``staging``, by helper
+        processes) into it, leaving out rows it holds already; returns the rows added."""
+        added = 0
+        with self._mutex:
+            for relative, entry in staged:
+                source = staging / relative
+                name = entry["table"]
+                if entry.get("seq") and self._overlaps(name, entry):
+                    frame = arrow_frame_of(_read_part(source, name))
+                    source.unlink()
+                    places = place_ns(name, frame)
+                    seqs = frame["seq"].to_numpy(dtype=np.int64, na_value=_NAT)
+                    keep = ~self._duplicates(name, seqs, places)
+                    if not keep.any():
+                        continue
+                    relative, entry = write_part(self.root, name, entry["date"], frame.loc[keep],
+                                                 places[keep], seqs[keep], entry.get("tail", False))
+                else:
+                    target = self.root / relative
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(source, target)
+                self.manifest["files"][relative] = entry
+                added += entry["rows"]
+            self._save()
+        self.rows_written += added
+        return added
+
+    def _overlaps(self, name: str, new: Mapping[str, Any]) -> bool:
+        (s0, s1), (t0, t1) = new["seq"], new["time"] or (_NAT, _NAT)
+        for entry in self.manifest["files"].values():
+            if entry["table"] == name and entry.get("seq") and entry.get("time"):
+                (a0, a1), (b0, b1) = entry["seq"], entry["time"]
+                if a0 <= s1 and s0 <= a1 and b0 <= t1 and t0 <= b1:
+                    return True
+        return False
+
+    def compact(self, *, before: Any = None, min_files: int = 2) -> int:
+        """Merge each day's small files of the live tail into one day file.
+
+        Days before ``before`` (a time; default the day of the archive's newest row, which is
+        still being written) with at least ``min_files`` tail files. Returns the files merged.
+        """
+        with self._mutex:
+            files = self.manifest["files"]
+            if before is None:
+                newest = max((e["time"][1] for e in files.values() if e.get("time")), default=None)
+                limit = "9999-99-99" if newest is None else _day(int(newest))
+            else:
+                limit = _day(int(pd.Timestamp(before).value))
+            groups: dict[tuple[str, str], list[str]] = {}
+            for relative, entry in files.items():
+                if entry.get("tail") and entry["date"] != "unknown" and entry["date"] < limit:
+                    groups.setdefault((entry["table"], entry["date"]), []).append(relative)
+            merged = 0
+            replaced: list[str] = []
+            for (name, day), members in groups.items():
+                if len(members) < min_files:
+                    continue
+                parts = [_read_part(self.root / m, name) for m in members]
+                table = pa.concat_tables(parts).unify_dictionaries().combine_chunks()
+                seqs = table.column("seq").to_numpy(zero_copy_only=False)
+                seqs = np.where(np.isnan(seqs), _NAT, seqs).astype(np.int64) if seqs.dtype.kind == "f" else seqs.astype(np.int64)
+                relative, entry = self._write_compact(name, day, table, seqs, members)
+                # the day file first in write order, where its members were: reads keep their order
+                position = list(files).index(members[0])
+                items = [(k, v) for k, v in files.items() if k not in members]
+                items.insert(min(position, len(items)), (relative, entry))
+                files.clear()
+                files.update(items)
+                replaced += members
+                merged += len(members)
+            if replaced:
+                self._save()
+                for relative in replaced:
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.root / relative).unlink()
+        return merged
+
+    def _write_compact(self, name: str, day: str, table: pa.Table, seqs: np.ndarray,
+                       members: list[str]) -> tuple[str, dict[str, Any]]:
+        files = self.manifest["files"]
+        times = [t for m in members if files[m].get("time") for t in files[m]["time"]]
+        folder = self.root / name / f"date={day}"
+        stem = f"day-{(min(times) if times else 0):020d}-{uuid.uuid4().hex[:12]}.parquet"
+        temp = folder / f".{stem}.tmp"
+        try:
+            pq.write_table(table, temp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+            os.replace(temp, folder / stem)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            raise
+        entry = {"table": name, "date": day, "rows": table.num_rows, "seq": _ranges(seqs),
+                 "time": [min(times), max(times)] if times else None, "tail": False}
+        return (folder / stem).relative_to(self.root).as_posix(), entry
+
+    def close(self) -> None:
+        """Save the manifest and give the lock back."""
+        with self._mutex:
+            if self._lock.held:
+                self._save()
+        self._lock.release()
+
+    def __enter__(self) -> ArchiveWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _read_part(path: Path, name: str) -> pa.Table:
+    """One file of table ``name``, checked (see :func:`check_file`)."""
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        raise ArchiveError(f"{path}: listed in the archive's manifest but missing (a deleted partition?)") from None
+    except (OSError, pa.ArrowException) as exc:
+        raise ArchiveError(f"{path}: not a readable Parquet file ({exc})") from exc
+    check_schema(path, name, table.schema)
+    return table
+
+
+def check_schema(path: Path | str, name: str, schema: pa.Schema) -> None:
+    """Raise :class:`ArchiveError` unless ``schema`` is that of an archive file of ``name``."""
+    raw = (schema.metadata or {}).get(FILE_META_KEY)
+    if raw is None:
+        raise ArchiveError(f"{path}: not an archive file (a foreign Parquet file: no aios_archive metadata)")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ArchiveError(f"{path}: damaged aios_archive metadata ({exc})") from exc
+    version = meta.get("format")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ArchiveError(f"{path}: written in archive format {version!r}, newer than this aios-notebook "
+                           f"reads ({FORMAT_VERSION}); upgrade aios-notebook")
+    if meta.get("table") != name:
+        raise ArchiveError(f"{path}: holds table {meta.get('table')!r}, not {name!r}")
+    if [(f.name, _loose(f.type)) for f in schema] != [(f.name, _loose(f.type)) for f in arrow_schema(name)]:
+        raise ArchiveError(f"{path}: its columns are not those of table {name!r} in archive format {FORMAT_VERSION}")
+
+
+def write_part(root: Path, name: str, day: str, frame: pd.DataFrame, places: np.ndarray, seqs: np.ndarray,
+               tail: bool) -> tuple[str, dict[str, Any]]:
+    """Write one file of table ``name`` for ``day`` under ``root`` (temporary name, then
+    renamed); returns its path relative to ``root`` and its manifest entry."""
+    frame = frame.copy(deep=False)
+    for column in frame.columns:
+        if isinstance(frame[column].dtype, pd.CategoricalDtype):
+            frame[column] = frame[column].cat.remove_unused_categories()  # small day files
+    table = _canonical(name, frame_arrow(name, frame.reset_index(drop=True)))
+    meta = dict(table.schema.metadata or {})
+    meta[FILE_META_KEY] = json.dumps({"format": FORMAT_VERSION, "table": name,
+                                      "json_columns": json_columns(name)}).encode()
+    table = table.replace_schema_metadata(meta)
+    folder = Path(root) / name / f"date={day}"
+    folder.mkdir(parents=True, exist_ok=True)
+    first = _ranges(places)
+    stem = f"part-{(first[0] if first else 0):020d}-{uuid.uuid4().hex[:12]}.parquet"
+    temp = folder / f".{stem}.tmp"
+    try:
+        pq.write_table(table, temp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        os.replace(temp, folder / stem)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
+    entry = {"table": name, "date": day, "rows": len(frame), "seq": _ranges(seqs),
+             "time": _ranges(places), "tail": tail}
+    return (folder / stem).relative_to(root).as_posix(), entry
+
+
+def day_parts(name: str, frame: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, np.ndarray]]:
+    """Table ``name``'s rows day by day: ``(day, rows, their placing times, their seqs)``."""
+    places = place_ns(name, frame)
+    seqs = frame["seq"].to_numpy(dtype=np.int64, na_value=_NAT) if "seq" in frame.columns else np.full(len(frame), _NAT)
+    days = np.where(places == _NAT, _NAT, places - places % _DAY_NS)
+    for day in pd.unique(days):
+        mask = days == day
+        yield _day(int(day)), (frame.loc[mask] if not mask.all() else frame), places[mask], seqs[mask]
+
+
+def arrow_frame_of(table: pa.Table) -> pd.DataFrame:
+    """An archive file's rows as the store's DataFrame (JSON text back to objects)."""
+    name = json.loads((table.schema.metadata or {})[FILE_META_KEY])["table"]
+    return arrow_frame(name, table)
+
+
+def _loose(kind: pa.DataType) -> str:
+    """A type as the check compares it: Arrow's two string widths are one."""
+    return str(kind).replace("large_string", "string")
+
+
+# -- whole stores, live clients ------------------------------------------------------------------
+def write_store(store: Any, root: str | Path, *, source: str | None = None) -> int:
+    """Append what ``store`` holds (its append-only tables) to the archive at ``root``."""
+    frames = {name: store.table(name) for name in ARCHIVE_TABLES}
+    with ArchiveWriter(root, source=source) as writer:
+        return writer.write(frames, tail=False)
+
+
+def store_from_frames(frames: Mapping[str, pd.DataFrame], *, now: int | None = None, **options: Any) -> Any:
+    """A new EventStore holding these tables as they are (the archive's windows, derived
+    latest-state tables). ``options`` go to ``EventStore(...)``; retention applies as usual."""
+    from .store import EventStore
+
+    store = EventStore(**options)
+    store._load_frames(frames, {"now": now})  # the store package's own loader (from_parquet's)
+    return store
+
+
+class LiveArchiver:
+    """Appends the frames a client receives to an archive, every ``interval`` seconds or
+    ``rows`` frames (``client.archive(path)`` returns one).
+
+    Frames are parsed into tables exactly as the store parses them (a store of their own, so
+    the client's store may be anything) and written as small tail files, which
+    :meth:`ArchiveWriter.compact` merges into day files once their day is over. Frames only,
+    like a recording: the client's REST snapshots and connection notes are not frames.
+
+    Attributes:
+        path: the archive; ``frames`` taken so far; ``rows`` written; ``error``: the write
+            error that stopped it, if any.
+    """
+
+    def __init__(self, add_listener: Callable[[Callable[[Any, Any], None]], Any], path: str | Path, *,
+                 interval: float = 60.0, rows: int = 100_000, source: str | None = None,
+                 compact: bool = True) -> None:
+        if not interval > 0:
+            raise ConfigurationError(f"interval must be > 0 seconds, got {interval!r}")
+        if not (isinstance(rows, int) and rows >= 1):
+            raise ConfigurationError(f"rows must be a whole number >= 1, got {rows!r}")
+        self.path = Path(path)
+        self.interval = float(interval)
+        self.limit = rows
+        self.compact_days = compact
+        self._writer = ArchiveWriter(self.path, source=source)
+        self._waiting: list[tuple[Any, int]] = []
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self.frames = 0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="aios-archiver", daemon=True)
+        self._thread.start()
+        self._handle = add_listener(self._on_frame)
+
+    @property
+    def rows(self) -> int:
+        return self._writer.rows_written
+
+    def _on_frame(self, frame: Any, received_at: Any = None) -> None:
+        if self._stopped.is_set():
+            return
+        if isinstance(received_at, datetime):
+            moment = int(received_at.timestamp() * 1e6) * 1000
+        elif isinstance(received_at, (int, float)):
+            moment = int(received_at * 1e9)
+        else:
+            moment = time.time_ns()
+        self._waiting.append((frame, moment))  # one append: safe from the I/O thread
+        self.frames += 1
+        if len(self._waiting) >= self.limit:
+            self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> int:
+        """Write the frames waiting now; returns the rows written."""
+        count = len(self._waiting)
+        if not count or self.error is not None:
+            return 0
+        batch = self._waiting[:count]
+        del self._waiting[:count]
+        try:
+            from .store import EventStore
+
+            store = EventStore(retention={name: None for name in ARCHIVE_TABLES}, background=False)
+            store.ingest_frames([f for f, _ in batch], np.fromiter((t for _, t in batch), np.int64, count))
+            written = self._writer.write({name: store.table(name) for name in ARCHIVE_TABLES})
+            if self.compact_days:
+                self._writer.compact()
+            return written
+        except (OSError, ArchiveError, pa.ArrowException) as exc:
+            self.error = exc
+            warnings.warn(f"{self.path}: archiving stopped working: {exc}", AIOSWarning, stacklevel=2)
+            return 0
+
+    def stop(self) -> LiveArchiver:
+        """Stop listening, write what waits, compact finished days, release the archive."""
+        if self._stopped.is_set():
+            return self
+        close = getattr(self._handle, "close", None) or getattr(self._handle, "remove", None)
+        if close is not None:
+            close()
+        self._stopped.set()
+        self._wake.set()
+        self._thread.join()
+        self.flush()
+        self._writer.close()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return not self._stopped.is_set()
+
+    def __enter__(self) -> LiveArchiver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<LiveArchiver {state} {self.path}: {self.frames:,} frames, {self.rows:,} rows>"
+
+
+def source_id(path: str | Path) -> str:
+    """A recording's identity for the manifest (size and content hash)."""
+    return _source_id(path)
