@@ -584,6 +584,13 @@ class EventStore:
             meta = {"now": self._now, "dropped": dict(self._dropped), "version": self._version}
         return write_tables(folder, frames, meta)
 
+    def to_archive(self, path: str | Path, *, source: str | None = None) -> int:
+        """Append what the store holds to the Parquet archive at ``path`` (made when missing;
+        see :mod:`.archive`); returns the rows written. Read it with ``history.Archive``."""
+        from .archive import write_store
+
+        return write_store(self, path, source=source)
+
     @classmethod
     def from_parquet(cls, folder: str | Path, **options: Any) -> EventStore:
         """A store holding the tables written by :meth:`to_parquet`."""
