@@ -46,6 +46,9 @@ _LAZY = {
     "rule": "aios_notebook.rules",
     "backtest": "aios_notebook.rules",
     "score": "aios_notebook.rules",
+    "Dialect": "aios_notebook.protocol.dialects",
+    "EventMap": "aios_notebook.protocol.dialects",
+    "register_dialect": "aios_notebook.protocol.dialects",
 }
 _SUBMODULES = {"protocol", "store", "views", "rules", "server", "client", "cli", "testing", "clock"}
 
@@ -58,6 +61,8 @@ __all__ = [
     "ConfigurationError",
     "ConnectionLost",
     "CorruptLog",
+    "Dialect",
+    "EventMap",
     "EventStore",
     "Insight",
     "ProtocolError",
@@ -72,12 +77,14 @@ __all__ = [
     "__version__",
     "backtest",
     "connect",
+    "register_dialect",
     "rule",
     "score",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import AIOSClient, connect
+    from .protocol.dialects import Dialect, EventMap, register_dialect
     from .rules import Insight, RuleEngine, backtest, rule, score
     from .server import Simulator
     from .store import EventStore

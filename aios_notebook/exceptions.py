@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "SHORT_SECRET",
     "AIOSError",
     "AIOSWarning",
     "APIError",
@@ -40,6 +41,7 @@ __all__ = [
     "RuleError",
     "RuleResultError",
     "RuleTimeout",
+    "UnsupportedRoute",
     "UploadError",
     "redact",
 ]
@@ -100,6 +102,27 @@ class UploadError(APIError):
         self.server_message = message
 
 
+class UnsupportedRoute(AIOSError):
+    """The server's dialect has no REST route for the call (raised before any request is made).
+
+    Attributes:
+        dialect: the name of the dialect the server speaks, e.g. ``autopilot``.
+        operation: the call, as the user wrote it, e.g. ``search_knowledge``.
+        route: the published route it lacks, e.g. ``GET /api/knowledge/search``.
+    """
+
+    def __init__(self, dialect: str, operation: str, route: str) -> None:
+        self.dialect = dialect
+        self.operation = operation
+        self.route = route
+        super().__init__(f"the server speaks the {dialect!r} dialect, which has no route for "
+                         f"{operation} ({route})")
+
+    def _render_traceback_(self) -> list[str]:
+        # the server cannot do it: a fact about the deployment, not a bug in the cell
+        return [f"{type(self).__name__}: {self}"]
+
+
 class RecordingError(AIOSError):
     """A recording cannot be read or written."""
 
@@ -147,11 +170,20 @@ _SECRET_PATTERNS = [
 ]
 
 
+#: secrets shorter than this are masked only where they stand as a whole word: replacing every
+#: occurrence of a one-letter token would garble every message ("con***ected")
+SHORT_SECRET = 8
+
+
 def redact(text: str, *secrets: str | None) -> str:
     """Return ``text`` with the given secrets and anything that looks like a token masked."""
     for secret in secrets:
-        if secret:
+        if not secret:
+            continue
+        if len(secret) >= SHORT_SECRET:
             text = text.replace(secret, "***")
+        else:
+            text = re.sub(rf"(?<![\w-]){re.escape(secret)}(?![\w-])", "***", text)
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(r"\1***", text)
     return text

@@ -216,7 +216,7 @@ def test_wait_for_explains_a_timeout_and_a_client_that_does_not_run(server: Faul
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"url": "http://127.0.0.1:1/ws"}, "must start with ws:// or wss://"),
-    ({"token": None}, "token must be"),
+    ({"token": 5}, "token must be"),  # None is a server without auth (issue 16)
     ({"token": ""}, "token must be"),
     ({"types": ["processing_jobs", "jbos"]}, r"unknown subscription types \['jbos'\]"),
     ({"filters": {"run_id": 7}}, "filters.run_id must be a string"),
@@ -224,9 +224,10 @@ def test_wait_for_explains_a_timeout_and_a_client_that_does_not_run(server: Faul
     ({"max_reconnects": -1}, "max_reconnects"),
     ({"reconnect_delay": 0}, "reconnect delay must be > 0"),
     ({"max_size": 10}, "max_size"),
+    ({"dialect": "autopilott"}, r"dialect must be one of .*autopilot"),
 ])
 def test_bad_arguments_are_named(kwargs: dict[str, object], message: str) -> None:
-    args = {"url": "ws://127.0.0.1:1/ws", "token": "t", **kwargs}
+    args = {"url": "ws://127.0.0.1:1/ws", "token": "a-test-token", **kwargs}
     with pytest.raises(ConfigurationError, match=message):
         AIOSClient(**args)  # type: ignore[arg-type]
 

@@ -215,7 +215,7 @@ def test_bad_input_fails_before_any_request(start_client, tmp_path, pdfs) -> Non
     with pytest.raises(ConfigurationError, match="watch needs a running client"):
         client.watch("run-1")
     with pytest.raises(ConfigurationError, match="rest_url must be an http"):
-        AIOSClient("ws://127.0.0.1:9/ws", "tok", rest_url="ftp://127.0.0.1:9")
+        AIOSClient("ws://127.0.0.1:9/ws", "tok-12345", rest_url="ftp://127.0.0.1:9")
     # and the same good upload does make a request, which fails as an APIError
     with pytest.raises(APIError, match=r"POST /api/workflows/upload-pdf failed: cannot connect"):
         client.upload(pdfs[0])

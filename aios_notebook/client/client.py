@@ -10,12 +10,14 @@ import os
 import ssl as ssl_module
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
-from ..exceptions import ConfigurationError, ConnectionLost, redact
+from ..exceptions import SHORT_SECRET, AIOSWarning, ConfigurationError, ConnectionLost, redact
+from ..protocol.dialects import AUTO, Dialect, get_dialect
 from ..protocol.models import SERVER_EVENTS, SUBSCRIPTION_TYPES
 from ..protocol.session import ClientSession, ConnectionInfo
 from ..protocol.subscriptions import Filters
@@ -86,6 +88,10 @@ class AIOSClient:
         snapshots: fetch the current state over REST on connect and after a gap (issue 8).
         snapshot_wait: the longest the first connection waits for its snapshot, in seconds.
         rest_timeout: seconds per REST request.
+        dialect: how the server speaks: ``"auto"`` (the default: its greeting says, and
+            ``server_info.protocol`` shows which), ``"aios-v2"`` (the published protocol),
+            ``"autopilot"``, ``"autopilot-dag-updates"``, a name given to
+            ``aios_notebook.register_dialect``, or a ``Dialect``.
     """
 
     def __init__(
@@ -112,15 +118,23 @@ class AIOSClient:
         snapshots: bool = True,
         snapshot_wait: float = 5.0,
         rest_timeout: float = 10.0,
+        dialect: Dialect | str = AUTO,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
             shown = redact(url) if isinstance(url, str) else type(url).__name__
             raise ConfigurationError(f"url must start with ws:// or wss://, got {shown!r}")
         if ssl is not None and not url.startswith("wss://"):
             raise ConfigurationError("an ssl context was given for a ws:// url: use wss://")
-        if token is None or (isinstance(token, str) and not token) or not (isinstance(token, str) or callable(token)):
-            raise ConfigurationError("token must be a non-empty string or a function returning one "
-                                     "(pass token=... or set AIOS_TOKEN)")
+        if (isinstance(token, str) and not token) or not (token is None or isinstance(token, str) or callable(token)):
+            raise ConfigurationError("token must be a non-empty string, a function returning one, or None "
+                                     "for a server without auth (pass token=... or set AIOS_TOKEN)")
+        if isinstance(token, str) and len(token) < SHORT_SECRET:
+            warnings.warn(f"the token has fewer than {SHORT_SECRET} characters: it is masked in messages only "
+                          f"where it stands as a whole word, and is easy to guess", AIOSWarning, stacklevel=2)
+        try:
+            chosen: Dialect | str = dialect if dialect == AUTO else get_dialect(dialect)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
         options = ConnectionOptions(
             ssl=ssl, max_size=max_size, open_timeout=open_timeout, ping_interval=ping_interval,
             ping_timeout=ping_timeout, close_timeout=close_timeout, reconnect_delay=reconnect_delay,
@@ -128,7 +142,7 @@ class AIOSClient:
             max_reconnects=max_reconnects, websocket_options=dict(websocket_options or {}),
         )
         options.check()
-        session = ClientSession()
+        session = ClientSession(dialect=chosen)
         session.subscribe(_check_types(types), _check_filters(filters))
         if store is None:
             from ..store import EventStore  # pandas: imported only when a client is made
@@ -147,6 +161,7 @@ class AIOSClient:
         from ..rest.service import RestService  # aiohttp: imported only when a client is made
 
         self._rest = RestService(url, self._engine.current_token, store, lambda: self._loop, rest_url=rest_url,
+                                 dialect=lambda: self._engine.session.dialect,
                                  snapshots=snapshots, snapshot_wait=snapshot_wait, timeout=rest_timeout)
         self._engine.rest = self._rest
 
@@ -174,8 +189,18 @@ class AIOSClient:
 
     @property
     def server_info(self) -> ConnectionInfo | None:
-        """What the server said in ``connected`` (client_id, capabilities, heartbeat), if anything."""
+        """What the server said in its greeting (client_id, capabilities, heartbeat), if anything;
+        ``server_info.protocol`` is the dialect it speaks."""
         return self._engine.session.info
+
+    @property
+    def dialect(self) -> str:
+        """The dialect of the current connection (``"auto"`` until the server's greeting says)."""
+        session = self._engine.session
+        if session.dialect is not None:
+            return session.dialect.name
+        setting = session.dialect_setting
+        return setting if isinstance(setting, str) else setting.name
 
     @property
     def subscriptions(self) -> dict[str, Any]:

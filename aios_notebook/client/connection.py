@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -39,12 +40,14 @@ from ..protocol.session import (
     Authenticated,
     AuthFailed,
     ClientSession,
+    ConnectionInfo,
     Delivered,
     Duplicate,
     GapDetected,
     Malformed,
     ResyncFinished,
     ServerNotice,
+    Translation,
 )
 from .backoff import Backoff
 from .delivery import CallbackDispatcher, Event, EventQueue
@@ -56,8 +59,9 @@ log = logging.getLogger("aios_notebook.client")
 
 DEFAULT_MAX_SIZE = 16 * 2**20  # a big legitimate event (a long extracted text) must not be dropped
 
-#: a token, or a function (plain or async) returning the current one, called at every connect
-TokenSource = str | Callable[[], Any]
+#: a token, or a function (plain or async) returning the current one, called at every connect;
+#: None for a server without auth (no auth message is sent)
+TokenSource = str | Callable[[], Any] | None
 
 _CLOSE_NAMES = {1000: "normal closure", 1001: "going away", 1006: "dropped without a close frame",
                 1008: "policy violation", 1009: "frame too big", 1011: "server error",
@@ -203,8 +207,13 @@ class Engine:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
-                    self._fail_auth(f"the handshake was answered with HTTP {exc.response.status_code}")
+                status = exc.response.status_code if isinstance(exc, InvalidStatus) else None
+                if status == 401:
+                    self._fail_auth(f"the handshake was answered with HTTP {status}")
+                    return
+                if status in (403, 404):
+                    # servers refuse a path they do not have with 403 too: not the token's fault alone
+                    self._fail_refused(status)
                     return
                 self.stats.failed_attempts += 1
                 failures += 1
@@ -261,12 +270,14 @@ class Engine:
         kwargs.update(options.websocket_options)
         return kwargs
 
-    async def current_token(self) -> str:
+    async def current_token(self) -> str | None:
         """The token for REST calls: the last one used, else a fresh one from the source."""
         return self.tokens[-1] if self.tokens else await self._token()
 
-    async def _token(self) -> str:
+    async def _token(self) -> str | None:
         source = self._token_source
+        if source is None:
+            return None
         if callable(source):
             # a refresh may do blocking I/O: keep it off the loop
             token = await asyncio.to_thread(source)
@@ -281,13 +292,14 @@ class Engine:
         return token
 
     # -- one connection ---------------------------------------------------------------------
-    async def _serve(self, ws: ClientConnection, token: str) -> None:
+    async def _serve(self, ws: ClientConnection, token: str | None) -> None:
         session, stats = self.session, self.stats
         assert self._loop is not None and self._wake is not None
         reconnect = stats.connections > 0
         session.connection_opened(token)  # auth, then the subscriptions, then what was queued
         stats.connections += 1
         stats.connected_since = time.time()
+        stats.last_error = None  # the connection works again: an old failure is no longer news
         if reconnect:
             stats.reconnects += 1
             self._record("reconnect", f"reconnected to {self.safe_url} (connection {stats.connections})")
@@ -333,6 +345,8 @@ class Engine:
             deadline = self.session.next_check()
             wait = 1.0 if deadline is None else max(0.0, deadline - time.monotonic()) + 0.001
             await asyncio.sleep(min(wait, 1.0))
+            self.session.tick()  # a dialect's own keepalive (autopilot: the text "ping")
+            self._wake_writer()
             dead = self.session.check_alive()
             if dead is not None:
                 self.stats.stale_disconnects += 1
@@ -353,12 +367,15 @@ class Engine:
                 listener(frame, received_at)
             except Exception as exc:
                 self._user_code_failed("frame listener", listener, exc)
-        events = self.session.receive(frame)
+        events = self.session.receive(frame, received_at.timestamp())
         if any(isinstance(event, Duplicate) for event in events):
             stats.duplicates += 1  # already in the store: a resync replay overlapping the live stream
         else:
+            # a foreign dialect's frame goes with its translation: raw keeps it as received
+            first = events[0] if events else None
+            kept: Any = first.translated if isinstance(first, Translation) else frame
             try:
-                self.store.ingest_frame(frame, received_at)
+                self.store.ingest_frame(kept, received_at)
             except Exception as exc:
                 stats.store_errors += 1
                 self._log_once(self.store, f"the store failed to ingest a frame: {type(exc).__name__}: {exc}")
@@ -380,6 +397,11 @@ class Engine:
                 self.accepted.set()
             elif isinstance(event, Authenticated):
                 self.accepted.set()
+            elif isinstance(event, ConnectionInfo):
+                if self.session.dialect is not None and not self.session.dialect.native:
+                    self.accepted.set()  # a server without auth: nothing more to wait for
+                if self.rest is not None and self.session.dialect is not None:
+                    self.rest.greeted(self.session.dialect)
             elif isinstance(event, ServerNotice):
                 stats.last_error = redact(f"server {event.event} {event.code or ''}: {event.message}", *self.tokens)
         self._wake_writer()  # pongs and the resync request
@@ -422,6 +444,17 @@ class Engine:
         self.stats.last_error = message
         if not self._rejection_in_store:  # a close 4401 or HTTP 401 alone: no frame said it
             self._store_call("add_error", "auth_failed", message, code="auth_failed")
+        self._finish("auth_failed", AuthError(message))
+        log.warning("AIOS: %s", message)
+
+    def _fail_refused(self, status: int) -> None:
+        path = urlsplit(self.url).path or "/"
+        message = (f"{self.safe_url} refused the WebSocket handshake with HTTP {status}: wrong path or token "
+                   f"(path {path!r}; AIOS servers listen on /ws, the DAG app on /ws/dag-updates); "
+                   f"not reconnecting")
+        message = redact(message, *self.tokens)
+        self.stats.last_error = message
+        self._store_call("add_error", "connection_error", message, code=f"http_{status}")
         self._finish("auth_failed", AuthError(message))
         log.warning("AIOS: %s", message)
 

@@ -28,6 +28,7 @@ Server side::
 from __future__ import annotations
 
 import hmac
+import json
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .codec import Decoded, Message, decode, encode, format_timestamp, parse_timestamp
+from .dialects import AUTO, Dialect, Translated, detect_dialect, get_dialect
 from .models import (
     CLIENT_EVENTS,
     CLOSE_AUTH_FAILED,
@@ -67,8 +69,10 @@ __all__ = [
     "ServerNotice",
     "ServerSession",
     "SubscriptionChanged",
+    "Translation",
 ]
 
+_ONCE = frozenset({"unknown_event", "field_type"})  # a foreign frame's problems described once each
 _SEEN_WINDOW = 200_000  # seqs remembered for de-duplication; older ones count as already seen
 STALE_FACTOR = 2.5
 
@@ -104,13 +108,25 @@ class Malformed:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionInfo:
-    """The server's ``connected`` message: who we are and what the server can do."""
+    """The server's greeting: who we are, what the server can do, and the dialect it speaks.
+
+    ``protocol`` is the dialect's name (``"aios-v2"``, ``"autopilot"`` ...); ``stream_id`` the
+    server's stream identity (an extension of the reference server: a new one per process).
+    """
 
     client_id: str | None
     capabilities: frozenset[str]
     heartbeat_interval: float | None
     server_time: Any = None
     protocol: str | None = None
+    stream_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """A frame of a foreign dialect, as the store should keep it (reported first for such a frame)."""
+
+    translated: Translated
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +180,7 @@ class ConnectionDead:
 
 ClientEvent = (
     Delivered | Duplicate | Malformed | ConnectionInfo | Authenticated | AuthFailed | ServerNotice
-    | GapDetected | ResyncFinished
+    | GapDetected | ResyncFinished | Translation
 )
 
 
@@ -177,6 +193,12 @@ class ClientSession:
     kept and sent in order after the subscriptions.
 
     Time: ``clock`` is a zero-argument function of monotonic seconds (``time.monotonic`` by default).
+
+    Dialect: ``dialect`` is a :class:`~.dialects.Dialect`, its name, or ``"auto"`` (the default:
+    the first frame of each connection, the server's greeting, picks one; an unknown greeting
+    means the published protocol). With a foreign dialect each frame is translated into published
+    events (reported as ``Translation`` first, then ``Delivered`` for each event the
+    subscriptions keep: such servers do not filter, so the session does).
     """
 
     def __init__(
@@ -186,7 +208,11 @@ class ClientSession:
         clock: Callable[[], float] = time.monotonic,
         default_heartbeat: float = DEFAULT_HEARTBEAT,
         stale_factor: float = STALE_FACTOR,
+        dialect: Dialect | str = AUTO,
     ) -> None:
+        self.dialect_setting: Dialect | str = dialect if dialect == AUTO else get_dialect(dialect)
+        #: the dialect of the current connection (None until the greeting says, with "auto")
+        self.dialect: Dialect | None = None if dialect == AUTO else get_dialect(dialect)
         self.subscriptions = subscriptions or Subscriptions()
         self._clock = clock
         self.default_heartbeat = default_heartbeat
@@ -210,6 +236,9 @@ class ClientSession:
         self._unfinished_resync: int | None = None  # since_seq of a replay cut short by a disconnect
         self._skip_resync: str | None = None  # why the next connection must not ask for a resync
         self._check_numbering = False  # the first seq of a new connection tells if the server restarted
+        self._stream_id: str | None = None  # the server's stream identity, once it said one
+        self._described: set[tuple[str | None, str, str | None]] = set()  # (event, kind, field) described once
+        self._next_keepalive: float | None = None
 
     # -- what the user asks for -------------------------------------------------------------
     def subscribe(self, types: Iterable[str], filters: Mapping[str, Any] | Filters | None = None) -> list[str]:
@@ -231,6 +260,12 @@ class ClientSession:
 
     def subscribe_dag_run(self, run_id: str) -> None:
         self.subscriptions.add_dag_run(run_id)
+        dialect = self.dialect
+        if dialect is not None and not dialect.native:
+            frame = dialect.subscribe_run_frame(run_id)
+            if frame is not None and self.open:
+                self._outgoing.append(frame)
+            return  # a server without it: the subscription is the session's filter alone
         self._send_or_keep("subscribe_dag_run", {"run_id": run_id})
 
     def send(self, event: str, data: Mapping[str, Any] | None = None) -> None:
@@ -246,8 +281,9 @@ class ClientSession:
             self._pending.append(text)
 
     # -- connection lifecycle ---------------------------------------------------------------
-    def connection_opened(self, token: str) -> None:
-        """A new socket is open: queue auth, the subscriptions, then what was kept while offline."""
+    def connection_opened(self, token: str | None) -> None:
+        """A new socket is open: queue auth (unless ``token`` is None), the subscriptions, then
+        what was kept while offline. A foreign dialect gets only what it understands."""
         reconnect = self.connections > 0
         self.connections += 1
         self.open = True
@@ -255,10 +291,17 @@ class ClientSession:
         self.info = None
         self.heartbeat_interval = None
         self.last_frame_at = self._clock()
-        self._outgoing = [encode("auth", {"token": token})]
-        self._outgoing.extend(encode(e, d) for e, d in self.subscriptions.to_messages())
-        self._outgoing.extend(self._pending)
-        self._pending = []
+        self._next_keepalive = None
+        if self.dialect_setting == AUTO:
+            self.dialect = None  # each connection's greeting says again
+        dialect = self.dialect
+        if dialect is not None and not dialect.native:
+            self._outgoing = self._foreign_opening(dialect)
+        else:
+            self._outgoing = [] if token is None else [encode("auth", {"token": token})]
+            self._outgoing.extend(encode(e, d) for e, d in self.subscriptions.to_messages())
+            self._outgoing.extend(self._pending)
+            self._pending = []
         if self._resync_requested_from is not None:
             # the connection closed before resync_complete: live events that overtook the replay may
             # have moved last_seq past events never replayed, so the next resync starts where this one did
@@ -289,6 +332,26 @@ class ClientSession:
         """
         self._skip_resync = reason
 
+    def _foreign_opening(self, dialect: Dialect) -> list[str]:
+        """What a foreign dialect is sent on connect: its own DAG-run subscriptions, a keepalive."""
+        self._pending = []  # published messages it would not understand
+        out = [f for f in map(dialect.subscribe_run_frame, sorted(self.subscriptions.dag_runs)) if f is not None]
+        if dialect.keepalive.send is not None:
+            # our own keepalive is answered: silence past the stale limit means a dead connection
+            self.heartbeat_interval = dialect.keepalive.every
+            self._next_keepalive = self._clock() + dialect.keepalive.every
+        return out
+
+    def tick(self, now: float | None = None) -> None:
+        """Queue the dialect's keepalive when it is due (call about once a second)."""
+        dialect = self.dialect
+        if not self.open or dialect is None or self._next_keepalive is None or dialect.keepalive.send is None:
+            return
+        now = self._clock() if now is None else now
+        if now >= self._next_keepalive:
+            self._next_keepalive = now + dialect.keepalive.every
+            self._outgoing.append(dialect.keepalive.send)
+
     def check_alive(self, now: float | None = None) -> ConnectionDead | None:
         """Stale heartbeat check: only for servers that showed they send pings."""
         if not self.open or self.heartbeat_interval is None or self.last_frame_at is None:
@@ -305,9 +368,18 @@ class ClientSession:
         return self.last_frame_at + self.stale_factor * self.heartbeat_interval
 
     # -- frames in ----------------------------------------------------------------------------
-    def receive(self, frame: str | bytes) -> list[ClientEvent]:
-        """Feed one frame; returns what happened."""
+    def receive(self, frame: str | bytes, received_at: float | None = None) -> list[ClientEvent]:
+        """Feed one frame; returns what happened.
+
+        ``received_at`` (epoch seconds) is when it arrived: a foreign dialect's frames without a
+        usable event time take it.
+        """
         self.last_frame_at = self._clock()
+        if self.dialect is None:
+            self._pick_dialect(frame)
+        dialect = self.dialect
+        if dialect is not None and not dialect.native:
+            return self._receive_foreign(dialect, frame, received_at)
         decoded = decode(frame)
         message = decoded.message
         events: list[ClientEvent] = []
@@ -322,24 +394,87 @@ class ClientSession:
             self._deliver(decoded, message, events)
         return events
 
+    def _pick_dialect(self, frame: str | bytes) -> None:
+        """"auto": the connection's first frame, the greeting, names the dialect."""
+        dialect = detect_dialect(frame) or get_dialect("aios-v2")
+        self.dialect = dialect
+        if not dialect.native:
+            # what connection_opened queued in the published protocol is not understood here
+            self._outgoing = self._foreign_opening(dialect)
+
+    def _receive_foreign(self, dialect: Dialect, frame: str | bytes, received_at: float | None) -> list[ClientEvent]:
+        translated = dialect.translate(frame, received_at)
+        role = translated.role
+        events: list[ClientEvent] = []
+        # an event name without a mapping, or a field that is never right (a server's clock as
+        # event time), is described once, not on every frame
+        problems = []
+        for problem in translated.problems:
+            key = (translated.event, problem.kind, problem.field)
+            if translated.event is None or problem.kind not in _ONCE:
+                problems.append(problem)
+            elif key not in self._described:
+                self._described.add(key)
+                problems.append(problem)
+        kept: list[Message] = []
+        if role == "event":
+            for message in translated.messages:
+                if dialect.server_filters or self.subscriptions.matches(message.event, message.data):
+                    kept.append(message)
+        translated = Translated(translated.text, translated.event, role, tuple(kept), tuple(problems), translated.when)
+        events.append(Translation(translated))
+        if problems:
+            events.append(Malformed(Decoded(translated.text, None, tuple(problems))))
+        if role == "greeting":
+            self._foreign_greeting(dialect, translated, received_at, events)
+        elif role == "keepalive":
+            if self.heartbeat_interval is None:
+                self.heartbeat_interval = self.default_heartbeat
+        elif role == "reply":
+            try:
+                body = json.loads(translated.text)
+            except ValueError:
+                body = {}
+            text = body.get("message") if isinstance(body, dict) else None
+            code = body.get("code") if isinstance(body, dict) else None
+            events.append(ServerNotice(translated.event or "error", code if isinstance(code, str) else None,
+                                       text if isinstance(text, str) else "",
+                                       Decoded(translated.text, None)))
+        for message in kept:
+            self._deliver(Decoded(translated.text, message), message, events)
+        return events
+
+    def _foreign_greeting(self, dialect: Dialect, translated: Translated, received_at: float | None,
+                          events: list[ClientEvent]) -> None:
+        self.info = ConnectionInfo(None, frozenset(), self.heartbeat_interval, None, dialect.name)
+        events.append(self.info)
+        if self._awaiting_capabilities:
+            # a server without resync: what was sent while we were away is a gap, from our last
+            # event to this reconnect (there may be no event for a long time to close it with)
+            self._awaiting_capabilities = False
+            self._check_numbering = False
+            end = parse_timestamp(received_at) if received_at is not None else None
+            events.append(GapDetected(self.last_event_time, end, "reconnected to a server without resync",
+                                      self.last_seq, None))
+
     def _deliver(self, decoded: Decoded, message: Message, events: list[ClientEvent]) -> None:
         if self._awaiting_capabilities and message.event in STREAM_EVENTS:
             # a reconnect to a server that never said it can resync: what we missed is a gap
             self._awaiting_capabilities = False
             self._start_gap("reconnected to a server without resync")
         seq = message.seq
-        if seq is not None and self._check_numbering and message.event in STREAM_EVENTS:
+        if (seq is not None and self._check_numbering and message.event in STREAM_EVENTS
+                and self._resync_requested_from is None):
+            # not during a resync replay: a server may replay from before since_seq (an overlap),
+            # and those seqs are duplicates, not a restart. A server that names its stream
+            # (stream_id) was already told apart at its greeting.
             self._check_numbering = False
-            resume = self._resync_requested_from if self._resync_requested_from is not None else self.last_seq
+            resume = self.last_seq
             if resume is not None and seq <= resume:
                 # on a new connection the stream can only go on past what we had: a seq at or below it
                 # means a new server process numbering from 1 again, whose events would all look seen
-                self._seen.clear()
-                self._seen_order.clear()
-                self._seen_floor = -1
-                self._unfinished_resync = None
                 self._start_gap(f"the server restarted its numbering (seq {seq} after {self.last_seq})")
-                self.last_seq = None
+                self._forget_seqs()
         if seq is not None:
             if seq <= self._seen_floor or seq in self._seen:
                 events.append(Duplicate(decoded))
@@ -355,6 +490,14 @@ class ClientSession:
         if when is not None and (self.last_event_time is None or when > self.last_event_time):
             self.last_event_time = when
         events.append(Delivered(decoded, replayed=self._resync_requested_from is not None))
+
+    def _forget_seqs(self) -> None:
+        """A new server process numbers from 1 again: what we saw says nothing of its seqs."""
+        self._seen.clear()
+        self._seen_order.clear()
+        self._seen_floor = -1
+        self._unfinished_resync = None
+        self.last_seq = None
 
     def _remember(self, seq: int) -> None:
         self._seen.add(seq)
@@ -377,14 +520,27 @@ class ClientSession:
             self.heartbeat_interval = float(interval)
         else:
             interval = None
+        stream_id = data.get("stream_id") if isinstance(data.get("stream_id"), str) else None
         self.info = ConnectionInfo(
             data.get("client_id") if isinstance(data.get("client_id"), str) else None,
             capabilities,
             float(interval) if interval is not None else None,
             data.get("server_time"),
-            data.get("protocol") if isinstance(data.get("protocol"), str) else None,
+            self.dialect.name if self.dialect is not None else (
+                data.get("protocol") if isinstance(data.get("protocol"), str) else None),
+            stream_id,
         )
         events.append(self.info)
+        restarted = stream_id is not None and self._stream_id is not None and stream_id != self._stream_id
+        if stream_id is not None:
+            self._stream_id = stream_id
+            # the stream is named: a restart is known for certain here, never guessed from seqs
+            self._check_numbering = False
+        if restarted and self._awaiting_capabilities:
+            self._awaiting_capabilities = False
+            self._start_gap(f"the server restarted (a new stream {stream_id})")
+            self._forget_seqs()
+            return
         if self._awaiting_capabilities:
             self._awaiting_capabilities = False
             if self._skip_resync is not None:

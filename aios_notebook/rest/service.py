@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ..exceptions import AIOSError, AuthError, ConfigurationError, ConnectionLost, redact
+from ..protocol.dialects import Dialect, get_dialect
 from .http import RestClient, rest_url_from_ws
 from .lookups import check_search, get_dag_run, search_knowledge
 from .snapshot import Snapshot, SnapshotUnavailable, fetch_snapshot, merge_into
@@ -62,10 +63,11 @@ class RestService:
     def __init__(
         self,
         ws_url: str,
-        token: Callable[[], Awaitable[str]],
+        token: Callable[[], Awaitable[str | None]],
         store: Any,
         loop: Callable[[], asyncio.AbstractEventLoop | None],
         *,
+        dialect: Callable[[], Dialect | None] | None = None,
         rest_url: str | None = None,
         snapshots: bool = True,
         snapshot_wait: float = 5.0,
@@ -78,6 +80,8 @@ class RestService:
             raise ConfigurationError(f"snapshot_wait must be >= 0 s, got {snapshot_wait!r}")
         self._token_source = token
         self._token: str | None = None
+        # the dialect of the client's connection: None until the server's greeting names it
+        self._dialect = dialect if dialect is not None else (lambda: get_dialect("aios-v2"))
         self.store = store
         self._loop = loop
         self.snapshots = bool(snapshots)
@@ -104,17 +108,17 @@ class RestService:
             self._rest = RestClient(self.base_url, self._token, timeout=self.timeout, retries=self.retries)
         return self._rest
 
-    def _set_token(self, token: str) -> None:
+    def _set_token(self, token: str | None) -> None:
         self._token = token
         if self._rest is not None:
             self._rest.token = token
 
     # -- hooks, on the I/O loop (never raise) ---------------------------------------------------
-    async def before_connect(self, token: str, first: bool) -> None:
+    async def before_connect(self, token: str | None, first: bool) -> None:
         """Called before each WebSocket connect; the first one waits for its snapshot (bounded)."""
         self._set_token(token)
-        if not first or self._first_done or not self._wanted():
-            return
+        if not first or self._first_done or not self._wanted() or self._dialect() is None:
+            return  # with dialect "auto" the greeting says which routes the server has: greeted()
         self.request_snapshot("connect")
         task = self._task
         if task is not None and self.snapshot_wait > 0:
@@ -129,6 +133,11 @@ class RestService:
         elif self._retry_on_open:
             self._retry_on_open = False
             self.request_snapshot("connect")  # now we know whether the REST API is there
+
+    def greeted(self, dialect: Dialect) -> None:
+        """Called when the server's greeting named its dialect: the first snapshot, if it waited."""
+        if not self._first_done and (self._task is None or self._task.done()):
+            self.request_snapshot("connect")
 
     def gap(self, event: Any = None) -> None:
         """Called for a gap the server could not fill: refresh the snapshot."""

@@ -33,6 +33,7 @@ import pyarrow.json as pj
 
 from ..arrow_pool import BULK_POOL
 from ..protocol.codec import decode
+from ..protocol.dialects import Translated
 from ..protocol.models import SERVER_EVENTS
 from .columns import F32_MAX, INT_RANGES, TS_TYPE, arrow_type
 from .rows import EVENT_PLANS, counted_tables, event_rows, sent_changes, timestamp_ns
@@ -372,23 +373,52 @@ def _fast_batches(event: str, table: pa.Table, fields: _Fields, keep: np.ndarray
 def _slow_frame(text: Any, position: int, received: int, slow: dict[str, list[tuple[int, dict]]],
                 parsed: Parsed) -> tuple[str | None, int | None, str]:
     """Decode one frame the long way; returns its event name, seq and text for the raw table."""
+    if isinstance(text, Translated):
+        return _translated_frame(text, position, received, slow, parsed)
     decoded = decode(text, check=False)  # the fields are checked once, by event_rows
     message = decoded.message
     event = message.event if message else None
     seq = message.seq if message else None
-    envelope = {"received_at": received, "seq": seq, "event": event}
     text_out = decoded.text
     if not isinstance(text, str) or _unencodable(text_out):
         text_out = text_out.encode("utf-8", "replace").decode("utf-8")
     problems = [(p.kind, p.message) for p in decoded.problems]
+    # a frame whose data is no object, or missing with nothing beside it, is kept (raw, errors)
+    # but feeds no typed table: an all-null row would count as an event. Keys sent instead of
+    # data (run_id, status ... at the top, as servers in the wild do) are the event's fields.
+    usable = message is not None and (bool(message.data) or not any(p.kind == "bad_data" for p in decoded.problems))
+    _frame_rows(event, seq, message.data if usable and message else None, problems, position, received, slow, parsed)
+    return event, seq, text_out
+
+
+def _translated_frame(frame: Translated, position: int, received: int, slow: dict[str, list[tuple[int, dict]]],
+                      parsed: Parsed) -> tuple[str | None, int | None, str]:
+    """A foreign dialect's frame: raw keeps it under the server's own name, its published
+    events feed the typed tables, its problems (already once per event name) the errors."""
+    text_out = frame.text if not _unencodable(frame.text) else frame.text.encode("utf-8", "replace").decode("utf-8")
+    problems = [(p.kind, p.message) for p in frame.problems]
+    if not frame.messages:
+        _frame_rows(frame.event, None, None, problems, position, received, slow, parsed)
+    for message in frame.messages:
+        _frame_rows(message.event, None, message.data, problems, position, received, slow, parsed)
+        problems = []  # described once, with the first event
+    return frame.event, None, text_out
+
+
+def _frame_rows(event: str | None, seq: int | None, data: dict[str, Any] | None, problems: list[tuple[str, str]],
+                position: int, received: int, slow: dict[str, list[tuple[int, dict]]], parsed: Parsed) -> None:
+    """One decoded event's rows, errors rows and event time into ``slow`` and ``parsed``."""
+    envelope = {"received_at": received, "seq": seq, "event": event}
     rows: dict[str, dict[str, Any]] = {}
     bad: list[tuple[str, Any, str | None, str | None]] = []
-    if message is not None:
-        rows, bad, missing = event_rows(message.event, message.data)
-        problems += [("missing_field", f"{event}: missing {name!r}") for name in missing]
+    if data is not None and event is not None:
+        rows, bad, missing = event_rows(event, data)
+        problems = problems + [("missing_field", f"{event}: missing {name!r}") for name in missing]
     if problems:
+        # a foreign frame's only problem may be a field (an event time that is no date)
+        kind = "field_type" if all(k == "field_type" for k, _ in problems) else "malformed"
         slow.setdefault("errors", []).append(
-            (position, {**envelope, "kind": "malformed", "code": problems[0][0],
+            (position, {**envelope, "kind": kind, "code": problems[0][0],
                         "message": "; ".join(m for _, m in problems),
                         "details": {"problems": [k for k, _ in problems]}}),
         )
@@ -404,11 +434,10 @@ def _slow_frame(text: Any, position: int, received: int, slow: dict[str, list[tu
         )
     for table, row in rows.items():
         slow.setdefault(table, []).append((position, {**envelope, **row}))
-    if message is not None:
-        when = timestamp_ns(message.data.get("timestamp") or message.data.get("server_time"))
+    if data is not None:
+        when = timestamp_ns(data.get("timestamp") or data.get("server_time"))
         if when is not None and (parsed.now is None or when > parsed.now):
             parsed.now = when
-    return event, seq, text_out
 
 
 def _short(value: Any) -> str:

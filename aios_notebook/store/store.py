@@ -32,6 +32,7 @@ from ..arrow_pool import BULK_POOL
 from ..clock import Clock
 from ..exceptions import ConfigurationError
 from ..protocol.codec import Decoded, Message, encode, format_timestamp
+from ..protocol.dialects import Translated
 from .columns import NAT
 from .notify import ChangeBatch, Notifier, Subscription, Worker
 from .parsing import SMALL_BATCH, Parsed, arrow_texts, owned_columns, parse_frames
@@ -148,11 +149,12 @@ class EventStore:
             self._notifier.on_subscribe = self._worker.ensure
 
     # -- ingestion ------------------------------------------------------------------------
-    def ingest_frame(self, text: str | bytes, received_at: Any = None) -> None:
+    def ingest_frame(self, text: str | bytes | Translated, received_at: Any = None) -> None:
         """Take one frame as received (the client calls this for every frame; never raises).
 
         Args:
-            text: the frame's text (bytes for a binary frame).
+            text: the frame's text (bytes for a binary frame), or a foreign dialect's frame with
+                its translation (``raw`` keeps its text, the typed tables get its events).
             received_at: when it arrived (datetime, epoch seconds, ISO text); now if None.
         """
         if received_at is None:
@@ -232,7 +234,9 @@ class EventStore:
         return count
 
     @staticmethod
-    def _as_frame(item: Any) -> str | bytes:
+    def _as_frame(item: Any) -> str | bytes | Translated:
+        if isinstance(item, Translated):
+            return item
         if isinstance(item, (str, bytes, bytearray)):
             return bytes(item) if isinstance(item, bytearray) else item
         if isinstance(item, Decoded):
