@@ -14,14 +14,20 @@
     firings = backtest([many_failures, *library.builtins()], "yesterday.jsonl")
     score(firings, "labels.json")
     RuleEngine(client.store, [many_failures]).start()      # the same rule, live
+
+Series the kit derives from the tables (``series``), online detectors of river as rules
+(``adapters.from_river``) and the detector lab (``lab.sensitivity``: recall, time to detect and
+false alarms against the anomaly's magnitude) work with any of these rules.
 """
 
 from __future__ import annotations
 
-from . import library
+from . import adapters, lab, library, series
+from .adapters import from_river
 from .api import IncrementalRule, Insight, Rule, RuleContext, parse_duration, rule
 from .backtest import backtest, collect_rules, load_rules
 from .engine import RuleEngine, State
+from .lab import sensitivity
 from .scoring import combine_scores, load_labels, match_firings, score, timeline
 from .windows import Rows
 
@@ -33,9 +39,12 @@ __all__ = [
     "RuleContext",
     "RuleEngine",
     "State",
+    "adapters",
     "backtest",
     "collect_rules",
     "combine_scores",
+    "from_river",
+    "lab",
     "library",
     "load_labels",
     "load_rules",
@@ -43,5 +52,7 @@ __all__ = [
     "parse_duration",
     "rule",
     "score",
+    "sensitivity",
+    "series",
     "timeline",
 ]
