@@ -193,7 +193,7 @@ def test_bad_input_fails_before_any_request(start_client, tmp_path, pdfs) -> Non
     # the REST URL is a port nobody listens on: a request would give an APIError, never these
     class Nowhere:
         url = "ws://127.0.0.1:9/ws"
-        token = "tok"
+        token = "tok-12345"
 
     client = start_client(Nowhere, rest_url="http://127.0.0.1:9")
     with pytest.raises(UploadError, match=str(tmp_path / "missing.pdf")):

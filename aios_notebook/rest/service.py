@@ -117,8 +117,11 @@ class RestService:
     async def before_connect(self, token: str | None, first: bool) -> None:
         """Called before each WebSocket connect; the first one waits for its snapshot (bounded)."""
         self._set_token(token)
-        if not first or self._first_done or not self._wanted() or self._dialect() is None:
-            return  # with dialect "auto" the greeting says which routes the server has: greeted()
+        if not first or self._first_done or not self._wanted():
+            return
+        # with dialect "auto" the greeting has not said yet which routes the server has: try the
+        # published ones (the kit's own server answers them all, so its dashboard is full before the
+        # first event); a server that lacks them is judged only once greeted() knows its dialect
         self.request_snapshot("connect")
         task = self._task
         if task is not None and self.snapshot_wait > 0:
@@ -135,9 +138,12 @@ class RestService:
             self.request_snapshot("connect")  # now we know whether the REST API is there
 
     def greeted(self, dialect: Dialect) -> None:
-        """Called when the server's greeting named its dialect: the first snapshot, if it waited."""
-        if not self._first_done and (self._task is None or self._task.done()):
-            self.request_snapshot("connect")
+        """Called when the server's greeting named its dialect: the first snapshot, unless the one
+        taken before connecting (with the published routes) already counts."""
+        running = self._task is not None and not self._task.done()
+        if self._first_done or (dialect.native and running):
+            return
+        self.request_snapshot("connect")
 
     def gap(self, event: Any = None) -> None:
         """Called for a gap the server could not fill: refresh the snapshot."""
@@ -161,7 +167,17 @@ class RestService:
             await self._snapshot_once(reason)
             reason = self._again
 
+    def _wrong_guess(self, guessed: bool, complete: bool) -> bool:
+        """A snapshot taken with the published routes before the greeting named the dialect does
+        not count when the server turned out to speak another one, or when it is not complete and
+        the greeting has not come yet: greeted() takes it again with the server's own routes."""
+        if not guessed:
+            return False
+        dialect = self._dialect()
+        return (dialect is None and not complete) or (dialect is not None and not dialect.native)
+
     async def _snapshot_once(self, reason: str) -> None:
+        guessed = self._dialect() is None
         try:
             snapshot = await fetch_snapshot(self._client())
             # merging hundreds of rows is work for pandas: off the loop, so frames keep flowing
@@ -169,6 +185,8 @@ class RestService:
         except asyncio.CancelledError:
             raise
         except SnapshotUnavailable as exc:
+            if self._wrong_guess(guessed, complete=False):
+                return
             if exc.status is None and not self._connected_once:
                 # nothing answers, and the WebSocket has not answered yet either: the server may
                 # still be starting (its connection errors say so); try again once connected
@@ -185,6 +203,8 @@ class RestService:
             return
         except Exception as exc:  # a bug (the store's, ours): one row too, and the stream goes on
             self._failed(f"snapshot on {reason} failed: {type(exc).__name__}: {exc}")
+            return
+        if self._wrong_guess(guessed, complete=not snapshot.problems):
             return
         self.last_snapshot = snapshot
         self.snapshots_taken += 1
