@@ -668,6 +668,8 @@ class ServerSession:
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
     subscriptions: Subscriptions = field(default_factory=Subscriptions)
+    #: the stream's identity, sent in ``connected`` (an extension: a restart is then told for certain)
+    stream_id: str | None = None
     authenticated: bool = False
     closed: bool = False
     _outgoing: list[str] = field(default_factory=list)
@@ -688,6 +690,7 @@ class ServerSession:
                     "protocol": PROTOCOL_NAME,
                     "capabilities": list(self.capabilities),
                     "heartbeat_interval": self.heartbeat,
+                    **({"stream_id": self.stream_id} if self.stream_id is not None else {}),
                 },
             )
         )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 import struct
+import uuid
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -80,6 +81,9 @@ class Hub:
 
     def __init__(self, replay_size: int = 100_000) -> None:
         self.seq = 0
+        #: the identity of this numbering of the stream (``stream_id`` in ``connected``): a new hub
+        #: numbers from 1 again, and a reconnecting client must know its old seqs mean nothing here
+        self.stream_id = uuid.uuid4().hex[:16]
         self.replay_buffer: deque[ReplayEntry] = deque(maxlen=max(1, replay_size))
         self.members: set[Member] = set()
         self.delivered = 0  # frames queued for clients so far (the benchmark reads it)
