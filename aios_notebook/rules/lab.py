@@ -120,7 +120,10 @@ def sensitivity(
                     "detected": s.detected,
                 })
     table = SensitivityTable(pd.DataFrame(rows, columns=LAB_COLUMNS))
-    table["time_to_detect"] = pd.to_timedelta(table["time_to_detect"])
+    # all-missing times to detect (nothing detected) would otherwise be read as datetimes
+    table["time_to_detect"] = pd.Series(
+        [v if isinstance(v, pd.Timedelta) and v is not pd.NaT else pd.NaT for v in table["time_to_detect"]],
+        index=table.index, dtype="timedelta64[ns]")
     table.scenario = scenario
     return table
 
