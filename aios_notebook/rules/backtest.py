@@ -24,7 +24,7 @@ import runpy
 import types
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -36,7 +36,10 @@ from .engine import RuleEngine
 from .evaluation import as_ns
 from .windows import EVENT_TABLES, Snapshot
 
-__all__ = ["backtest", "collect_rules", "load_rules"]
+if TYPE_CHECKING:
+    from .chunks import Part
+
+__all__ = ["backtest", "collect_rules", "load_rules", "run_backtest"]
 
 _TIMESTAMP = re.compile(r'"timestamp"\s*:\s*(?:"([^"]*)"|(-?\d+(?:\.\d+)?))')
 _EVENT = re.compile(r'"event"\s*:\s*"([^"]*)"')
@@ -241,17 +244,31 @@ def backtest(
     start: Any = None,
     end: Any = None,
     publish: bool = True,
+    engine: str = "memory",
+    client: Any = None,
+    workers: int | None = None,
+    chunk: Any = None,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """Evaluate rules on history, each exactly when it would have run live.
 
     Args:
         rules: a Rule, an iterable of rules, or a module holding them.
-        source: a recording (path or glob), an EventStore, or an iterable of events:
-            ``(time, event, data)`` tuples (as ``server.workload.generate`` yields), frames,
-            ``{"event", "data"}`` dicts or messages. Events out of time order are sorted.
+        source: a recording (path or glob), an EventStore, an ``Archive`` (or an archive's
+            folder with ``engine="dask"``), or an iterable of events: ``(time, event, data)``
+            tuples (as ``server.workload.generate`` yields), frames, ``{"event", "data"}``
+            dicts or messages. Events out of time order are sorted.
         start, end: evaluate only within this span of event time (history before ``start``
             still fills the windows); default the whole source.
         publish: put the rules' insights and errors into the backtest's store.
+        engine: ``"memory"`` (one store in this process) or ``"dask"``: the archive's time
+            range in chunks on Dask workers (see :mod:`.chunks`), the very same firings.
+        client: ``engine="dask"``: a ``distributed.Client`` or a scheduler's address; default
+            a ``LocalCluster`` of ``workers`` processes, closed afterwards.
+        workers: ``engine="dask"`` without ``client``: worker processes (default every core).
+        chunk: ``engine="dask"``: the span of one task (a duration such as ``"1d"``; default
+            from the range and the workers).
+        progress: ``engine="dask"``: a progress bar (a widget in a notebook, else a line).
 
     Returns:
         The firings (see ``RuleEngine.firings``), in time order. ``attrs`` holds ``start`` and
@@ -261,6 +278,38 @@ def backtest(
     rule_list = collect_rules(rules)
     if not rule_list:
         raise RuleError("backtest needs at least one rule")
+    if engine not in ("memory", "dask"):
+        raise ConfigurationError(f"engine must be 'memory' or 'dask', not {engine!r}")
+    from ..history import Archive  # the archive's reader sits below the rules
+
+    if engine == "dask":
+        from .chunks import backtest_on_dask
+
+        archive = source if isinstance(source, Archive) else _archive_of(source)
+        return backtest_on_dask(rule_list, archive, start=start, end=end, publish=publish, client=client,
+                                workers=workers, chunk=chunk, progress=progress)
+    if client is not None or workers is not None or chunk is not None:
+        raise ConfigurationError("client, workers and chunk are options of engine='dask'")
+    if isinstance(source, Archive):
+        source = source.store()
+    return run_backtest(rule_list, source, start=start, end=end, publish=publish)
+
+
+def _archive_of(source: Any) -> Any:
+    from ..history import Archive
+
+    if isinstance(source, (str, Path)) and Path(source).is_dir():
+        return Archive(source)
+    raise ConfigurationError(
+        f"engine='dask' reads an Archive (or an archive's folder), not {type(source).__name__} {source!r}"[:300]
+    )
+
+
+def run_backtest(rule_list: list[Rule], source: Any, *, start: Any = None, end: Any = None, publish: bool = True,
+                 part: Part | None = None) -> pd.DataFrame:
+    """The in-memory backtest of :func:`backtest` (rules already collected). ``part``: this run
+    is one chunk of a longer history (see :mod:`.chunks`): its span, where the warm-up ends,
+    and the first times of the whole history."""
     slow = [r for r in rule_list if not set(r.tables) <= EVENT_TABLES]
     fast = [r for r in rule_list if r not in slow]
     # slow rules that read what the engine writes (insights, errors) must share its store
@@ -299,7 +348,7 @@ def backtest(
 
     engine = RuleEngine(store, rule_list, enforce_timeouts=False, publish=publish)
     fast_tables = [t for r in fast for t in r.tables]
-    snapshot = Snapshot(store, fast_tables) if fast and not shared else None
+    snapshot = _snapshot(store, fast_tables, part) if fast and not shared else None
     firsts, lasts = ([int(feed_times[0])], [int(feed_times[-1])]) if len(feed_times) else ([], [])
     if snapshot is not None:
         first = snapshot.first_ns(fast_tables)
@@ -307,30 +356,65 @@ def backtest(
             firsts.append(first)
             lasts.append(as_ns(store.now) or first)
     events = len(frames) if frames is not None else int(getattr(store, "frames", 0))
+    if part is not None:  # a chunk: its span is set by the whole history, not by its rows
+        firsts, lasts = [part.begin], [part.finish]
     if not firsts:
         return _result(engine, rule_list, as_ns(start), as_ns(end), events)
     begin = min(firsts) if start is None else max(as_ns(start) or min(firsts), min(firsts))
     finish = max(lasts) if end is None else min(as_ns(end) or max(lasts), max(lasts))
     engine.schedule_from(pd.Timestamp(begin, unit="ns", tz="UTC"))
+    checkpoint = None if part is None else part.checkpoint
 
     if slow:
         position = 0
         names = [r.name for r in slow]
         slow_tables = [t for r in slow for t in r.tables]
         for t in _due_times(slow, begin, finish):
+            if checkpoint is not None and t >= checkpoint and part is not None and part.states is None:
+                part.mark(engine, names, checkpoint)
             stop = int(feed_times.searchsorted(t, side="right"))
             if stop > position:
                 _ingest(as_of, feed[position:stop], feed_times[position:stop])
                 position = stop
             engine.run_due(pd.Timestamp(t, unit="ns", tz="UTC"), rules=names,
                            snapshot=None if shared else Snapshot(as_of, slow_tables))
+        if part is not None and part.states is None:
+            part.mark(engine, names, checkpoint or finish + 1)
         if shared:
             _ingest(store, feed[position:], feed_times[position:])
-            snapshot = Snapshot(store, fast_tables)
+            snapshot = _snapshot(store, fast_tables, part)
     if fast and finish >= begin:
         assert snapshot is not None
-        engine.run_due(pd.Timestamp(finish, unit="ns", tz="UTC"), rules=[r.name for r in fast], snapshot=snapshot)
+        names = [r.name for r in fast]
+        if part is not None:  # up to the end of the warm-up, then the chunk itself
+            engine.run_due(pd.Timestamp(part.checkpoint - 1, unit="ns", tz="UTC"), rules=names, snapshot=snapshot)
+            part.mark(engine, names, part.checkpoint)
+        engine.run_due(pd.Timestamp(finish, unit="ns", tz="UTC"), rules=names, snapshot=snapshot)
+    if part is not None:
+        part.close(engine)
     return _result(engine, rule_list, begin, finish, events)
+
+
+def _snapshot(store: Any, tables: list[str], part: Part | None) -> Snapshot:
+    if part is None:
+        return Snapshot(store, tables)
+    return _Anchored(store, tables, part.firsts)
+
+
+class _Anchored(Snapshot):
+    """A chunk's tables, whose first rows are those of the whole history (``full_window``
+    then decides as it would over the whole history)."""
+
+    def __init__(self, store: Any, tables: Iterable[str], firsts: Mapping[str, int]) -> None:
+        super().__init__(store, tables)
+        self._firsts = firsts
+
+    def first_ns(self, tables: Iterable[str]) -> int | None:
+        known = [self._firsts[name] for name in tables if name in self._firsts]
+        own = super().first_ns(tables)
+        if own is not None:
+            known.append(own)
+        return min(known) if known else None
 
 
 def _due_times(rules: list[Rule], begin: int, finish: int) -> np.ndarray:
