@@ -11,7 +11,13 @@ import json
 import pytest
 
 from aios_notebook import Dialect, register_dialect
-from aios_notebook.protocol.dialects import DIALECTS, EventMap, detect_dialect, fraction_percent, get_dialect
+from aios_notebook.protocol.dialects import (
+    DIALECTS,
+    EventMap,
+    detect_dialect,
+    fraction_percent,
+    get_dialect,
+)
 from aios_notebook.protocol.session import (
     ClientSession,
     ConnectionInfo,

@@ -362,10 +362,15 @@ class ClientSession:
         return ConnectionDead(silent, limit) if silent > limit else None
 
     def next_check(self) -> float | None:
-        """Monotonic time at which ``check_alive`` could next report a dead connection."""
-        if self.heartbeat_interval is None or self.last_frame_at is None:
-            return None
-        return self.last_frame_at + self.stale_factor * self.heartbeat_interval
+        """Monotonic time at which ``check_alive`` could next report a dead connection, or
+        ``tick`` has a keepalive to send, whichever comes first."""
+        stale = None
+        if self.heartbeat_interval is not None and self.last_frame_at is not None:
+            stale = self.last_frame_at + self.stale_factor * self.heartbeat_interval
+        keepalive = self._next_keepalive if self.open else None
+        if stale is None or keepalive is None:
+            return stale if keepalive is None else keepalive
+        return min(stale, keepalive)
 
     # -- frames in ----------------------------------------------------------------------------
     def receive(self, frame: str | bytes, received_at: float | None = None) -> list[ClientEvent]:

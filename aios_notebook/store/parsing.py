@@ -400,19 +400,20 @@ def _translated_frame(frame: Translated, position: int, received: int, slow: dic
     if not frame.messages:
         _frame_rows(frame.event, None, None, problems, position, received, slow, parsed)
     for message in frame.messages:
-        _frame_rows(message.event, None, message.data, problems, position, received, slow, parsed)
+        _frame_rows(message.event, None, message.data, problems, position, received, slow, parsed, sparse=True)
         problems = []  # described once, with the first event
     return frame.event, None, text_out
 
 
 def _frame_rows(event: str | None, seq: int | None, data: dict[str, Any] | None, problems: list[tuple[str, str]],
-                position: int, received: int, slow: dict[str, list[tuple[int, dict]]], parsed: Parsed) -> None:
+                position: int, received: int, slow: dict[str, list[tuple[int, dict]]], parsed: Parsed,
+                sparse: bool = False) -> None:
     """One decoded event's rows, errors rows and event time into ``slow`` and ``parsed``."""
     envelope = {"received_at": received, "seq": seq, "event": event}
     rows: dict[str, dict[str, Any]] = {}
     bad: list[tuple[str, Any, str | None, str | None]] = []
     if data is not None and event is not None:
-        rows, bad, missing = event_rows(event, data)
+        rows, bad, missing = event_rows(event, data, sparse=sparse)
         problems = problems + [("missing_field", f"{event}: missing {name!r}") for name in missing]
     if problems:
         # a foreign frame's only problem may be a field (an event time that is no date)

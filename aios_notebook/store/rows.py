@@ -60,6 +60,13 @@ def timestamp_ns(value: Any) -> int | None:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
+def _absent(data: Mapping[str, Any], path: str) -> bool:
+    head, _, rest = path.partition(".")
+    if head not in data:
+        return True
+    return bool(rest) and not (isinstance(data[head], Mapping) and not _absent(data[head], rest))
+
+
 def get_path(data: Mapping[str, Any], path: str) -> Any:
     """``data["a"]["b"]`` for ``"a.b"``; None when any step is missing or not an object."""
     if "." not in path:
@@ -244,10 +251,14 @@ def _timestamp_text(text: str) -> tuple[bool, int | None]:
 TIMESTAMP_CACHE: dict[str, int] = {}
 
 
-def event_rows(event: str, data: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], list[tuple[str, Any, str | None, str | None]], list[str]]:
+def event_rows(event: str, data: Mapping[str, Any], *, sparse: bool = False) -> tuple[dict[str, dict[str, Any]], list[tuple[str, Any, str | None, str | None]], list[str]]:
     """The rows one event gives, by table; the ``(field, value, spec kind, why)`` of each wrong
     value (``why``: beyond the column's range, or None for a wrong type); the required fields
     that are missing.
+
+    ``sparse``: leave out the columns none of whose fields the event has (a translated event of a
+    foreign dialect says less than the published one: what it does not say must not blank a
+    latest-state column another event set).
 
     Envelope columns (received_at, seq, event) are left to the caller.
     """
@@ -270,6 +281,8 @@ def event_rows(event: str, data: Mapping[str, Any]) -> tuple[dict[str, dict[str,
     for table, columns in plan.routes:
         row: dict[str, Any] = {}
         for column, paths, default in columns:
+            if sparse and all(_absent(data, path) for path in paths):
+                continue
             value = None
             for path in paths:
                 value = values[path]
