@@ -128,8 +128,10 @@ class Routes:
     email_status: str | None = None
     health: str | None = None
     metrics: str | None = None
-    #: the run list answers ``{"items": [...], "total": N}`` (published) or a bare list
+    #: the run list answers ``{"items": [...], "total": N}`` (published) or a bare list (None)
     list_key: str | None = "items"
+    #: the largest ``limit`` the run list takes (autopilot's ``GET /api/dag-runs``: 100); None: any
+    list_limit: int | None = None
 
     def path(self, name: str, **values: str) -> str | None:
         route = getattr(self, name)
@@ -473,7 +475,8 @@ _AUTOPILOT_ROUTES = Routes(
     email_status="/api/email-status/{run_id}",
     health="/health",
     metrics="/metrics",
-    list_key=None,
+    list_key="items",
+    list_limit=100,
 )
 _EMAIL = MappingProxyType({"type": "email"})
 

@@ -1,4 +1,8 @@
-"""One-off lookups: a knowledge search as a DataFrame, one DAG run with its steps as a dict."""
+"""One-off lookups: a knowledge search as a DataFrame, one DAG run with its steps as a dict.
+
+Both take the server's dialect (None: the published protocol) and ask its route; one it lacks is an
+``UnsupportedRoute`` raised before any request.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ..exceptions import APIError, ConfigurationError
+from ..protocol.dialects import Dialect
 from .http import RestClient
+from .routes import route
 from .snapshot import normalise
 
 if TYPE_CHECKING:
@@ -46,20 +52,26 @@ async def search_knowledge(
     type: str | None = None,  # the API's parameter name
     tags: str | Iterable[str] | None = None,
     limit: int = 20,
+    *,
+    dialect: Dialect | None = None,
 ) -> pd.DataFrame:
     """``GET /api/knowledge/search``: matching knowledge items, newest first as the server orders them.
 
     Returns:
         One row per item: the knowledge table's columns (timestamps as UTC datetimes) and whatever
         else the server sends (e.g. ``summary``).
+
+    Raises:
+        UnsupportedRoute: the server's dialect has no knowledge search.
     """
     import pandas as pd
 
     params = check_search(q, type, tags, limit)
-    answer = await rest.get("/api/knowledge/search", params)
+    path = route(dialect, "knowledge_search", "search_knowledge")
+    answer = await rest.get(path, params)
     raw = answer.get("items") if isinstance(answer, dict) else answer
     if not isinstance(raw, list):
-        raise APIError("GET /api/knowledge/search", 200, f"expected a list of items, got {str(answer)[:200]!r}")
+        raise APIError(f"GET {path}", 200, f"expected a list of items, got {str(answer)[:200]!r}")
     records = [item for item in raw if isinstance(item, dict)]
     known = {row["item_id"]: row for row in normalise("knowledge", records, None)}  # type: ignore[arg-type]
     rows = []
@@ -75,17 +87,20 @@ async def search_knowledge(
     return frame
 
 
-async def get_dag_run(rest: RestClient, run_id: str) -> dict[str, Any]:
-    """``GET /api/workflows/dag-runs/{run_id}``: the run with its steps.
+async def get_dag_run(rest: RestClient, run_id: str, *, dialect: Dialect | None = None) -> dict[str, Any]:
+    """``GET /api/workflows/dag-runs/{run_id}`` (the dialect's run route): the run with its steps,
+    as the server answers it (``rest.published_run`` adds the published names).
 
     Raises:
         ConfigurationError: ``run_id`` is not a non-empty string.
+        UnsupportedRoute: the server's dialect has no route to one run.
         APIError: 404 for an unknown run (naming the endpoint), or any other failure.
     """
     if not isinstance(run_id, str) or not run_id:
         raise ConfigurationError(f"run_id must be a non-empty string, got {run_id!r}")
     # run ids look like manual__2023-01-01T00:00:00+00:00: every reserved character is escaped
-    answer = await rest.get(f"/api/workflows/dag-runs/{quote(run_id, safe='')}")
+    path = route(dialect, "dag_run", "get_dag_run", run_id=quote(run_id, safe=""))
+    answer = await rest.get(path)
     if not isinstance(answer, dict):
-        raise APIError(f"GET /api/workflows/dag-runs/{run_id}", 200, f"expected an object, got {str(answer)[:200]!r}")
+        raise APIError(f"GET {path}", 200, f"expected an object, got {str(answer)[:200]!r}")
     return answer

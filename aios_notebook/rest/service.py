@@ -15,6 +15,13 @@ Snapshots never overlap: a request during a fetch runs once more after it. A fai
 errors row (kind ``snapshot``); a server without the REST API (404, or nothing listening while the
 WebSocket works) is noted once and snapshots stop: the client carries on with the WebSocket alone.
 
+Every call takes the routes of the connection's dialect (``autopilot`` ...; :mod:`.routes`). With
+``dialect="auto"`` the first snapshot, before the greeting, asks the published routes; its outcome
+is judged once the greeting names the dialect: kept (errors and all) when the dialect has those
+routes, else set aside and fetched again with the dialect's own. What a dialect has no route for is
+skipped and noted once per client (one ``snapshot`` row naming the dialect and the routes), not on
+every reconnect; a call it has no route for raises ``UnsupportedRoute`` before any request.
+
 The notebook's calls (``upload`` ...) run on the I/O loop when the client runs, else on a short-lived
 loop of their own, so they work before ``start()`` and after ``stop()`` too.
 """
@@ -31,11 +38,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ..exceptions import AIOSError, AuthError, ConfigurationError, ConnectionLost, redact
-from ..protocol.dialects import Dialect, get_dialect
+from ..protocol.dialects import Dialect
 from .http import RestClient, rest_url_from_ws
 from .lookups import check_search, get_dag_run, search_knowledge
-from .snapshot import Snapshot, SnapshotUnavailable, fetch_snapshot, merge_into
-from .uploads import UploadResult, prepare_upload, prepare_url, submit_url, upload
+from .routes import PUBLISHED_ROUTES, published_dialect, route
+from .snapshot import Snapshot, SnapshotUnavailable, fetch_snapshot, merge_into, published_run
+from .uploads import UploadResult, prepare_upload, prepare_url, submit_url, upload, upload_endpoint
 from .watch import RunState, RunWatch, run_state
 
 __all__ = ["RestService"]
@@ -53,6 +61,8 @@ class RestService:
         token: an async function giving the current token (the client's token source).
         store: the store snapshots merge into.
         loop: a function giving the client's I/O loop while it runs (None otherwise).
+        dialect: a function giving the connection's dialect, None while the greeting has not named
+            it (default: always the published protocol).
         rest_url: the REST base URL, when it is not the WebSocket's host.
         snapshots: False: never fetch snapshots (uploads and lookups still work).
         snapshot_wait: the longest the first connection waits for its snapshot, in seconds.
@@ -81,7 +91,11 @@ class RestService:
         self._token_source = token
         self._token: str | None = None
         # the dialect of the client's connection: None until the server's greeting names it
-        self._dialect = dialect if dialect is not None else (lambda: get_dialect("aios-v2"))
+        self._dialect = dialect if dialect is not None else published_dialect
+        self._seen: Dialect | None = None  # the last dialect known: it outlives a reconnect's "not yet"
+        # a snapshot taken with the published routes before the greeting: greeted() judges it
+        self._tentative: tuple[str, Snapshot | Exception] | None = None
+        self._missing_noted: set[str] = set()  # dialects whose missing routes were noted
         self.store = store
         self._loop = loop
         self.snapshots = bool(snapshots)
@@ -138,12 +152,30 @@ class RestService:
             self.request_snapshot("connect")  # now we know whether the REST API is there
 
     def greeted(self, dialect: Dialect) -> None:
-        """Called when the server's greeting named its dialect: the first snapshot, unless the one
-        taken before connecting (with the published routes) already counts."""
-        running = self._task is not None and not self._task.done()
-        if self._first_done or (dialect.native and running):
-            return
-        self.request_snapshot("connect")
+        """Called when the server's greeting named its dialect: judge a snapshot taken before it
+        with the published routes, or take the first one now."""
+        self._seen = dialect
+        tentative, self._tentative = self._tentative, None
+        if tentative is not None:
+            reason, outcome = tentative
+            if dialect.routes == PUBLISHED_ROUTES:
+                self._settle(reason, outcome, dialect)
+            else:  # the published routes of a server that has others: ask its own
+                self.request_snapshot(reason)
+        elif not self._first_done and (self._task is None or self._task.done()):
+            self.request_snapshot("connect")
+
+    def _known(self) -> Dialect | None:
+        """The connection's dialect, else the last one known (None: never known yet)."""
+        dialect = self._dialect()
+        if dialect is not None:
+            self._seen = dialect
+        return dialect if dialect is not None else self._seen
+
+    def dialect(self) -> Dialect:
+        """The dialect calls are made in: the connection's, else the last known, else published."""
+        known = self._known()
+        return known if known is not None else published_dialect()
 
     def gap(self, event: Any = None) -> None:
         """Called for a gap the server could not fill: refresh the snapshot."""
@@ -167,50 +199,59 @@ class RestService:
             await self._snapshot_once(reason)
             reason = self._again
 
-    def _wrong_guess(self, guessed: bool, complete: bool) -> bool:
-        """A snapshot taken with the published routes before the greeting named the dialect does
-        not count when the server turned out to speak another one, or when it is not complete and
-        the greeting has not come yet: greeted() takes it again with the server's own routes."""
-        if not guessed:
-            return False
-        dialect = self._dialect()
-        return (dialect is None and not complete) or (dialect is not None and not dialect.native)
-
     async def _snapshot_once(self, reason: str) -> None:
-        guessed = self._dialect() is None
+        dialect = self._known()  # None: never known yet, the published routes are asked
+        outcome: Snapshot | Exception
         try:
-            snapshot = await fetch_snapshot(self._client())
+            outcome = await fetch_snapshot(self._client(), dialect=dialect)
             # merging hundreds of rows is work for pandas: off the loop, so frames keep flowing
-            await asyncio.to_thread(merge_into, self.store, snapshot)
+            await asyncio.to_thread(merge_into, self.store, outcome)
         except asyncio.CancelledError:
             raise
-        except SnapshotUnavailable as exc:
-            if self._wrong_guess(guessed, complete=False):
+        except Exception as exc:  # judged below, once the dialect is known
+            outcome = exc
+        if isinstance(outcome, SnapshotUnavailable) and outcome.status is None and not self._connected_once:
+            # nothing answers, and the WebSocket has not answered yet either: the server may
+            # still be starting (its connection errors say so); try again once connected
+            self._retry_on_open = True
+            return
+        if dialect is None:
+            dialect = self._known()
+            if dialect is None:  # the greeting has not come yet: greeted() judges it
+                self._tentative = (reason, outcome)
                 return
-            if exc.status is None and not self._connected_once:
-                # nothing answers, and the WebSocket has not answered yet either: the server may
-                # still be starting (its connection errors say so); try again once connected
-                self._retry_on_open = True
+            if dialect.routes != PUBLISHED_ROUTES:  # it came meanwhile, and names other routes
+                self._again = self._again or reason
                 return
-            self.unavailable = str(exc)
-            self._note(f"no REST API at {self.base_url} ({exc}): carrying on with the WebSocket alone")
+        self._settle(reason, outcome, dialect)
+
+    def _settle(self, reason: str, outcome: Snapshot | Exception, dialect: Dialect) -> None:
+        """Record a snapshot's outcome: taken (what the dialect lacks noted once), or one errors row why not."""
+        if isinstance(outcome, Snapshot):
+            self._note_missing(outcome)  # before last_snapshot shows it: that is the sign it settled
+            self.last_snapshot = outcome
+            self.snapshots_taken += 1
+            self._first_done = True
+            if outcome.problems:
+                self._failed(f"snapshot on {reason} is partial: " + "; ".join(outcome.problems), count=False)
+        elif isinstance(outcome, SnapshotUnavailable):
+            self.unavailable = str(outcome)
+            self._note(f"no REST API at {self.base_url} ({outcome}): carrying on with the WebSocket alone")
+        elif isinstance(outcome, AuthError):
+            self._failed(f"snapshot on {reason} refused: {outcome}")
+        elif isinstance(outcome, AIOSError):  # APIError: endpoint, status and message say it all
+            self._failed(f"snapshot on {reason} failed: {outcome}")
+        else:  # a bug (the store's, ours): one row too, and the stream goes on
+            self._failed(f"snapshot on {reason} failed: {type(outcome).__name__}: {outcome}")
+
+    def _note_missing(self, snapshot: Snapshot) -> None:
+        """The parts a dialect has no route for: one row per client and dialect, not per snapshot."""
+        if not snapshot.skipped or snapshot.dialect in self._missing_noted:
             return
-        except AuthError as exc:
-            self._failed(f"snapshot on {reason} refused: {exc}")
-            return
-        except AIOSError as exc:  # APIError: endpoint, status and message say it all
-            self._failed(f"snapshot on {reason} failed: {exc}")
-            return
-        except Exception as exc:  # a bug (the store's, ours): one row too, and the stream goes on
-            self._failed(f"snapshot on {reason} failed: {type(exc).__name__}: {exc}")
-            return
-        if self._wrong_guess(guessed, complete=not snapshot.problems):
-            return
-        self.last_snapshot = snapshot
-        self.snapshots_taken += 1
-        self._first_done = True
-        if snapshot.problems:
-            self._failed(f"snapshot on {reason} is partial: " + "; ".join(snapshot.problems), count=False)
+        self._missing_noted.add(snapshot.dialect)
+        parts = ", ".join(f"{kind} ({path})" for kind, path in snapshot.skipped.items())
+        self._note(f"the server speaks the {snapshot.dialect!r} dialect, which has no route for {parts}: "
+                   f"snapshots skip them")
 
     def _failed(self, message: str, count: bool = True) -> None:
         if count:
@@ -277,37 +318,49 @@ class RestService:
         async with RestClient(self.base_url, token, timeout=self.timeout, retries=self.retries) as rest:
             return await work(rest)
 
+    # each call checks its route on the dialect in the caller's thread: UnsupportedRoute comes
+    # before any request, and before a client that is not running opens a loop for nothing
     def upload(self, path: Any, kind: str | None = None, **options: Any) -> UploadResult:
         """Check, then stream an upload (see :func:`.uploads.prepare_upload`)."""
         prepared = prepare_upload(path, kind, **options)  # every check before any request
-        return self.call(lambda rest: upload(rest, prepared))
+        dialect = self.dialect()
+        upload_endpoint(prepared, dialect)
+        return self.call(lambda rest: upload(rest, prepared, dialect=dialect))
 
     def submit_url(self, url: str, **options: Any) -> UploadResult:
         """Check, then submit a URL (see :func:`.uploads.prepare_url`)."""
         prepared = prepare_url(url, **options)
-        return self.call(lambda rest: submit_url(rest, prepared))
+        dialect = self.dialect()
+        route(dialect, "submit_url", "submit_url", "POST")
+        return self.call(lambda rest: submit_url(rest, prepared, dialect=dialect))
 
     def search_knowledge(self, q: Any = None, type: Any = None, tags: Any = None, limit: int = 20) -> Any:
         """A knowledge search as a DataFrame (see :func:`.lookups.search_knowledge`)."""
         check_search(q, type, tags, limit)
-        return self.call(lambda rest: search_knowledge(rest, q, type, tags, limit))
+        dialect = self.dialect()
+        route(dialect, "knowledge_search", "search_knowledge")
+        return self.call(lambda rest: search_knowledge(rest, q, type, tags, limit, dialect=dialect))
 
     def get_dag_run(self, run_id: str) -> dict[str, Any]:
-        """One DAG run with its steps."""
+        """One DAG run with its steps, as the server answers it."""
         if not isinstance(run_id, str) or not run_id:
             raise ConfigurationError(f"run_id must be a non-empty string, got {run_id!r}")
-        return self.call(lambda rest: get_dag_run(rest, run_id))
+        dialect = self.dialect()
+        route(dialect, "dag_run", "get_dag_run", run_id=run_id)
+        return self.call(lambda rest: get_dag_run(rest, run_id, dialect=dialect))
 
     def refresh(self, timeout: float = 60.0) -> Snapshot:
         """Fetch and merge a snapshot now, whatever the settings; returns it (raises on failure)."""
+        dialect = self.dialect()
 
         async def work(rest: RestClient) -> Snapshot:
-            snapshot = await fetch_snapshot(rest)
+            snapshot = await fetch_snapshot(rest, dialect=dialect)
             await asyncio.to_thread(merge_into, self.store, snapshot)
             return snapshot
 
         snapshot = self.call(work, timeout)
         self.last_snapshot = snapshot
+        self._note_missing(snapshot)
         return snapshot
 
     def watch(self, run_id: str, **options: Any) -> RunWatch:
@@ -315,11 +368,14 @@ class RestService:
         loop = self._loop()
         if loop is None or not loop.is_running():
             raise ConfigurationError("watch needs a running client: call client.start() first")
+        if isinstance(run_id, str) and run_id:  # RunWatch names a bad run_id itself
+            route(self.dialect(), "dag_run", "watch", run_id=run_id)
 
         async def fetch() -> Any:
             if self._token is None:
                 self._set_token(await self._token_source())
-            return await get_dag_run(self._client(), run_id)
+            dialect = self.dialect()  # the server's, as the current connection's greeting says
+            return published_run(await get_dag_run(self._client(), run_id, dialect=dialect), dialect)
 
         watch = RunWatch(run_id, fetch, local=lambda: self._local_state(run_id), **options)
         self._watches.add(watch)

@@ -9,6 +9,11 @@ The answers are normalised here to the store's column names (``performance`` fla
 envelopes unwrapped), so a server that drifts from the published shapes is absorbed at this one
 place. Each part of the snapshot is fetched on its own: one failing endpoint costs that part only,
 and is reported in :attr:`Snapshot.problems`.
+
+The routes are the server's dialect's (:mod:`.routes`): on ``autopilot`` the runs come from
+``GET /api/dag-runs`` and a run's steps from ``GET /api/dag-runs/{id}``, with its statuses read as
+the dialect reads them in its events (``created`` is ``queued``). A part the dialect has no route
+for is not asked for at all: it is listed in :attr:`Snapshot.skipped`, not in ``problems``.
 """
 
 from __future__ import annotations
@@ -18,10 +23,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from ..exceptions import APIError, AuthError
 from ..protocol.codec import parse_timestamp
+from ..protocol.dialects import Dialect
+from ..protocol.models import PROTOCOL_NAME
 from .http import RestClient
+from .routes import PUBLISHED_ROUTES, published_dialect
 
 __all__ = [
     "SNAPSHOT_KINDS",
@@ -30,6 +39,7 @@ __all__ = [
     "fetch_snapshot",
     "merge_into",
     "normalise",
+    "published_run",
 ]
 
 #: the kinds a snapshot holds, in the order they are merged (runs before their steps)
@@ -42,6 +52,9 @@ _RUNNING = frozenset({"running", "queued", "processing", "up_for_retry", "schedu
 # every endpoint answering one of these means there is no REST API here: nothing listens (None),
 # no such route (404, 405, 501), or a WebSocket-only server asking for an upgrade (426)
 _NO_API = frozenset({None, 404, 405, 426, 501})
+#: snapshot part -> the ``Routes`` attribute it is fetched from (dag_steps: a run's own route)
+_PART_ROUTES = {"metrics": "dashboard", "agents": "agents", "dag_runs": "dag_runs", "dag_steps": "dag_run",
+                "insights": "insights", "knowledge": "knowledge_search"}
 
 
 class SnapshotUnavailable(APIError):
@@ -62,24 +75,30 @@ class Snapshot:
             the snapshot lose ties, never overwrite a newer event).
         records: kind -> records with the store's column names.
         problems: one line per part that could not be fetched.
+        dialect: the name of the dialect whose routes were asked.
+        skipped: kind -> the published route the dialect has no counterpart of (not asked for).
     """
 
     at: datetime
     records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    dialect: str = PROTOCOL_NAME
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """kind -> number of records."""
         return {kind: len(self.records.get(kind, ())) for kind in SNAPSHOT_KINDS}
 
 
-def _items(answer: Any) -> list[dict[str, Any]]:
-    """The records of a list answer: a bare list, or ``{items|data|results|<plural>: [...]}``."""
+def _items(answer: Any, key: str | None = None) -> list[dict[str, Any]]:
+    """The records of a list answer: a bare list, ``{key: [...]}``, or ``{items|data|results|<plural>: [...]}``."""
     if isinstance(answer, list):
         return [item for item in answer if isinstance(item, dict)]
     if isinstance(answer, dict):
-        for key in ("items", "data", "results", "agents", "runs", "dag_runs", "insights", "knowledge"):
-            value = answer.get(key)
+        keys = ((key,) if key else ()) + ("items", "data", "results", "agents", "runs", "dag_runs",
+                                          "insights", "knowledge")
+        for name in keys:
+            value = answer.get(name)
             if isinstance(value, list):
                 return [item for item in value if isinstance(item, dict)]
     return []
@@ -88,9 +107,59 @@ def _items(answer: Any) -> list[dict[str, Any]]:
 def _first(record: Mapping[str, Any], *keys: str) -> Any:
     for key in keys:
         value = record.get(key)
-        if value is not None:
+        # "" is no value: autopilot's steps say timestamp "" until they start
+        if value is not None and value != "":
             return value
     return None
+
+
+def _vocabulary(dialect: Dialect | None) -> tuple[dict[str, str], dict[str, str]]:
+    """The field renames and status words a dialect applies to its DAG-run events.
+
+    A server's REST runs speak as its events do (autopilot's ``workflow_name``, ``created``): the
+    dialect's own mapping of ``dag_run_status`` serves both, so it is written once, in the dialect.
+    """
+    rename: dict[str, str] = {}
+    status: dict[str, str] = {}
+    for mapping in (dialect.events.values() if dialect is not None else ()):
+        if mapping.event == "dag_run_status":
+            rename.update((k, v) for k, v in mapping.rename.items() if "." not in k)
+            status.update(mapping.status)
+    return rename, status
+
+
+def published_run(record: Mapping[str, Any], dialect: Dialect | None = None) -> dict[str, Any]:
+    """A DAG run as the server answers it, with the published names added: ``run_id``,
+    ``dag_id``, the published status words, and ``steps`` as a list of objects with a ``step_id``
+    (a dict keyed by step id, as ``autopilot-dag-updates`` sends, becomes that list).
+
+    The server's own keys are kept; ``dialect`` None is the published protocol (names as they are).
+    """
+    rename, words = _vocabulary(dialect)
+    run = dict(record)
+    for published, foreign in rename.items():
+        if run.get(published) is None and record.get(foreign) is not None:
+            run[published] = record[foreign]
+    if run.get("run_id") is None and _first(record, "dag_run_id", "id") is not None:
+        run["run_id"] = _first(record, "dag_run_id", "id")
+    if isinstance(run.get("status"), str):
+        run["status"] = words.get(run["status"], run["status"])
+    steps = record.get("steps")
+    if isinstance(steps, Mapping):
+        steps = [{"step_id": key, **value} if isinstance(value, Mapping) else {"step_id": key, "status": value}
+                 for key, value in steps.items()]
+    if isinstance(steps, list):
+        run["steps"] = [_published_step(step, words) if isinstance(step, Mapping) else step for step in steps]
+    return run
+
+
+def _published_step(step: Mapping[str, Any], words: Mapping[str, str]) -> dict[str, Any]:
+    out = dict(step)
+    if out.get("step_id") is None and _first(step, "task_id", "id") is not None:
+        out["step_id"] = _first(step, "task_id", "id")
+    if isinstance(out.get("status"), str):
+        out["status"] = words.get(out["status"], out["status"])
+    return out
 
 
 def _agent(record: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -155,12 +224,21 @@ def _steps(run: Mapping[str, Any]) -> list[dict[str, Any]]:
             "status": _first(step, "status", "state"),
             "start_time": _first(step, "start_time", "start_date", "started_at"),
             "end_time": _first(step, "end_time", "end_date", "completed_at"),
-            "duration": step.get("duration"),
+            "duration": _duration(step),
             "retry_count": _first(step, "retry_count", "try_number"),
             "error": step.get("error"),
             "updated_at": _first(step, "updated_at", "timestamp", "end_time", "start_time"),
         })
     return rows
+
+
+def _duration(step: Mapping[str, Any]) -> Any:
+    """A step's duration in ms, the published unit (``duration_seconds`` is the dag-updates app's)."""
+    duration = _first(step, "duration", "duration_ms")
+    seconds = step.get("duration_seconds")
+    if duration is None and isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+        duration = seconds * 1000.0
+    return duration
 
 
 def _metrics(record: Mapping[str, Any], at: datetime) -> dict[str, Any] | None:
@@ -200,21 +278,25 @@ def _knowledge(record: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def normalise(kind: str, answer: Any, at: datetime) -> list[dict[str, Any]]:
+def normalise(kind: str, answer: Any, at: datetime, dialect: Dialect | None = None) -> list[dict[str, Any]]:
     """Records of one REST answer in the store's column names (unusable records are skipped).
 
     ``dag_steps`` takes a list of runs that carry ``steps`` (``GET /api/workflows/dag-runs/{id}``).
+    ``dialect``: the server's, whose DAG-run names and status words are read as its events' are.
     """
     if kind == "metrics":
         row = _metrics(answer, at) if isinstance(answer, Mapping) else None
         return [row] if row else []
     if kind == "dag_steps":
         runs = answer if isinstance(answer, list) else [answer]
-        return [row for run in runs if isinstance(run, Mapping) for row in _steps(run)]
+        return [row for run in runs if isinstance(run, Mapping) for row in _steps(published_run(run, dialect))]
     build = {"agents": _agent, "dag_runs": _run, "insights": _insight, "knowledge": _knowledge}.get(kind)
     if build is None:
         raise ValueError(f"unknown snapshot kind {kind!r}; kinds: {', '.join(SNAPSHOT_KINDS)}")
-    rows = (build(record) for record in _items(answer))
+    records = _items(answer, dialect.routes.list_key if dialect is not None else None)
+    if kind == "dag_runs":
+        records = [published_run(record, dialect) for record in records]
+    rows = (build(record) for record in records)
     return [row for row in rows if row is not None]
 
 
@@ -229,6 +311,7 @@ def _times(records: Iterable[Mapping[str, Any]]) -> Iterable[datetime]:
 async def fetch_snapshot(
     rest: RestClient,
     *,
+    dialect: Dialect | None = None,
     runs_limit: int = 100,
     insights_limit: int = 50,
     knowledge_limit: int = 100,
@@ -237,33 +320,46 @@ async def fetch_snapshot(
     """Fetch the current state over REST: the dashboard, then every other part concurrently.
 
     Each part is fetched on its own: a failing one is named in ``problems`` and costs only itself.
+    ``dialect`` is the server's (None: the published protocol): its routes are asked, and the parts
+    it has no route for are skipped and listed in ``Snapshot.skipped``.
 
     Raises:
         AuthError: the server refused the token (nothing else would work either).
         SnapshotUnavailable: the server has no REST API at all (404 on every endpoint, or refused).
     """
+    dialect = dialect if dialect is not None else published_dialect()
+    routes = dialect.routes
     gate = asyncio.Semaphore(concurrency)
+    skipped = {kind: f"GET {getattr(PUBLISHED_ROUTES, name)}"
+               for kind, name in _PART_ROUTES.items() if getattr(routes, name) is None}
 
     async def get(path: str, **params: Any) -> Any:
         async with gate:
             return await rest.get(path, params)
 
+    def limited(limit: int) -> int:
+        return limit if routes.list_limit is None else min(limit, routes.list_limit)
+
     # the dashboard first, alone: its server_time is then read before every other part, so dating
     # the snapshot by it errs on the early side, where the merge rule can only favour events
     answers: dict[str, Any] = {}
-    try:
-        answers["metrics"] = await get("/api/analytics/dashboard")
-    except AuthError:
-        raise
-    except Exception as exc:
-        answers["metrics"] = exc
-    parts = {
-        "agents": get("/api/agents"),
-        "running": get("/api/workflows/dag-runs", status="running", limit=max(runs_limit, 500)),
-        "recent": get("/api/workflows/dag-runs", limit=runs_limit),
-        "insights": get("/api/analytics/insights", limit=insights_limit),
-        "knowledge": get("/api/knowledge/search", limit=knowledge_limit),
-    }
+    if routes.dashboard is not None:
+        try:
+            answers["metrics"] = await get(routes.dashboard)
+        except AuthError:
+            raise
+        except Exception as exc:
+            answers["metrics"] = exc
+    parts = {}
+    if routes.agents is not None:
+        parts["agents"] = get(routes.agents)
+    if routes.dag_runs is not None:
+        parts["running"] = get(routes.dag_runs, status="running", limit=limited(max(runs_limit, 500)))
+        parts["recent"] = get(routes.dag_runs, limit=limited(runs_limit))
+    if routes.insights is not None:
+        parts["insights"] = get(routes.insights, limit=insights_limit)
+    if routes.knowledge_search is not None:
+        parts["knowledge"] = get(routes.knowledge_search, limit=knowledge_limit)
     answers.update(zip(parts, await asyncio.gather(*parts.values(), return_exceptions=True), strict=True))
     for answer in answers.values():
         if isinstance(answer, AuthError):
@@ -271,30 +367,34 @@ async def fetch_snapshot(
         if isinstance(answer, BaseException) and not isinstance(answer, Exception):
             raise answer  # cancellation and the like are not a failed part
     failures = {name: a for name, a in answers.items() if isinstance(a, Exception)}
-    if len(failures) == len(answers) and all(
+    if answers and len(failures) == len(answers) and all(
         isinstance(a, APIError) and a.status in _NO_API for a in failures.values()
     ):
         first = next(iter(failures.values()))
         assert isinstance(first, APIError)
         raise SnapshotUnavailable(first.endpoint, first.status, first.server_message)
-    if len(failures) == len(answers):  # nothing at all: a failed snapshot, not a partial one
+    if answers and len(failures) == len(answers):  # nothing at all: a failed snapshot, not a partial one
         raise next(iter(failures.values()))
 
-    snapshot = Snapshot(at=datetime.now(timezone.utc))
+    snapshot = Snapshot(at=datetime.now(timezone.utc), dialect=dialect.name, skipped=skipped)
     problems = [f"{name}: {exc}" for name, exc in failures.items()]
 
     # the server's own clock (simulated time on the reference server) dates the snapshot
-    dashboard = answers["metrics"] if isinstance(answers["metrics"], Mapping) else {}
+    metrics = answers.get("metrics")
+    dashboard: Mapping[str, Any] = metrics if isinstance(metrics, Mapping) else {}
     server_time = parse_timestamp(_first(dashboard, "server_time", "timestamp"))
 
     runs: dict[str, dict[str, Any]] = {}
     for name in ("recent", "running"):
-        if not isinstance(answers[name], Exception):
-            for row in normalise("dag_runs", answers[name], snapshot.at):
+        if name in answers and not isinstance(answers[name], Exception):
+            for row in normalise("dag_runs", answers[name], snapshot.at, dialect):
                 runs[row["run_id"]] = row
     running = [run_id for run_id, row in runs.items() if str(row.get("status") or "").lower() in _RUNNING]
+    if routes.dag_run is None:
+        running = []  # no route to a run's steps: the list's own counts are all there is
     details = await asyncio.gather(
-        *(get(f"/api/workflows/dag-runs/{run_id}") for run_id in running), return_exceptions=True
+        *(get(routes.path("dag_run", run_id=quote(run_id, safe="")) or "") for run_id in running),
+        return_exceptions=True,
     )
     detailed: list[Mapping[str, Any]] = []
     for run_id, detail in zip(running, details, strict=True):
@@ -306,21 +406,27 @@ async def fetch_snapshot(
             continue
         if isinstance(detail, Mapping):
             detailed.append(detail)
-            for row in normalise("dag_runs", [detail], snapshot.at):
+            for row in normalise("dag_runs", [detail], snapshot.at, dialect):
                 runs[row["run_id"]] = {**runs.get(row["run_id"], {}), **_not_none(row)}
 
+    def part(kind: str) -> list[dict[str, Any]]:
+        if kind not in answers or kind in failures:
+            return []
+        return normalise(kind, answers[kind], snapshot.at, dialect)
+
     records = {
-        "agents": [] if "agents" in failures else normalise("agents", answers["agents"], snapshot.at),
+        "agents": part("agents"),
         "dag_runs": list(runs.values()),
-        "dag_steps": normalise("dag_steps", detailed, snapshot.at),
-        "insights": [] if "insights" in failures else normalise("insights", answers["insights"], snapshot.at),
-        "knowledge": [] if "knowledge" in failures else normalise("knowledge", answers["knowledge"], snapshot.at),
+        "dag_steps": normalise("dag_steps", detailed, snapshot.at, dialect),
+        "insights": part("insights"),
+        "knowledge": part("knowledge"),
     }
     if server_time is None:
         server_time = max(_times(row for rows in records.values() for row in rows), default=None)
     if server_time is not None:
         snapshot.at = server_time
-    records["metrics"] = [] if "metrics" in failures else normalise("metrics", dashboard, snapshot.at)
+    records["metrics"] = [] if "metrics" not in answers or "metrics" in failures else \
+        normalise("metrics", dashboard, snapshot.at)
     snapshot.records = {kind: records[kind] for kind in SNAPSHOT_KINDS}
     snapshot.problems = problems
     return snapshot

@@ -4,6 +4,10 @@ Everything that can be checked is checked before any request (:func:`prepare_upl
 :func:`prepare_url`), in the caller's thread: the path exists, is a readable non-empty file, its kind
 is known, the options are the endpoint's. The upload itself streams the open file in chunks (aiohttp
 reads it in a worker thread, 64 KiB at a time), so a large file is never read whole into memory.
+
+The endpoint is the server's dialect's (published by default): ``autopilot`` takes pdf uploads at the
+published path and has no audio upload nor URL submission, which is an ``UnsupportedRoute`` raised
+before any request.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from ..exceptions import APIError, UploadError
+from ..protocol.dialects import Dialect
 from .http import RestClient
+from .routes import PUBLISHED_ROUTES, route
 
 __all__ = [
     "ACCEPTED_EXTENSIONS",
@@ -32,6 +38,7 @@ __all__ = [
     "prepare_url",
     "submit_url",
     "upload",
+    "upload_endpoint",
 ]
 
 #: kind -> extension -> content type sent with the file
@@ -50,15 +57,17 @@ ACCEPTED_EXTENSIONS: dict[str, dict[str, str]] = {
 
 _DEFAULT_TYPES = {"pdf": "application/pdf", "audio": "audio/mpeg"}
 
-#: kind -> (endpoint, options the endpoint takes besides the file)
+#: kind -> the ``Routes`` attribute of its upload endpoint
+_UPLOAD_ROUTES = {"pdf": "upload_pdf", "audio": "upload_audio"}
+
+#: kind -> (published endpoint, options the endpoint takes besides the file)
 UPLOAD_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "pdf": ("/api/workflows/upload-pdf", ("extract_text", "generate_summary")),
-    "audio": ("/api/workflows/upload-audio", ("transcribe", "summarize")),
+    "pdf": (str(PUBLISHED_ROUTES.upload_pdf), ("extract_text", "generate_summary")),
+    "audio": (str(PUBLISHED_ROUTES.upload_audio), ("transcribe", "summarize")),
 }
 
 #: the options of ``POST /api/workflows/from-url`` besides ``url``
 URL_OPTIONS: tuple[str, ...] = ("full_content", "generate_summary")
-_URL_ENDPOINT = "/api/workflows/from-url"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +77,7 @@ class UploadResult:
     Attributes:
         job_id: the processing job (None when the server does not say; the published API does not).
         run_id: the DAG run that processes it: pass it to ``client.watch``.
-        status: the job's first status, e.g. ``queued``.
+        status: the job's first status, e.g. ``queued`` (``started`` on autopilot).
         message: the server's message, if any.
         kind: ``pdf``, ``audio`` or ``url``.
         source: the file name or the URL submitted.
@@ -90,7 +99,7 @@ class PreparedUpload:
 
     path: Path
     kind: str
-    endpoint: str
+    endpoint: str  # the published one; the server's dialect may name another
     content_type: str
     size: int
     fields: tuple[tuple[str, str], ...]
@@ -202,8 +211,24 @@ def _result(answer: Any, endpoint: str, kind: str, source: str) -> UploadResult:
     )
 
 
-async def upload(rest: RestClient, prepared: PreparedUpload) -> UploadResult:
-    """Send a checked upload as a streaming multipart form (the file is read in chunks)."""
+def upload_endpoint(prepared: PreparedUpload, dialect: Dialect | None = None) -> str:
+    """The path a checked upload goes to on ``dialect`` (None: published).
+
+    Raises:
+        UnsupportedRoute: the dialect takes no uploads of this kind.
+    """
+    return route(dialect, _UPLOAD_ROUTES[prepared.kind], f"{prepared.kind} uploads", "POST")
+
+
+async def upload(rest: RestClient, prepared: PreparedUpload, *, dialect: Dialect | None = None) -> UploadResult:
+    """Send a checked upload as a streaming multipart form (the file is read in chunks), to the
+    endpoint of the server's ``dialect`` (None: ``prepared.endpoint``, the published one), the file
+    in the ``file`` field.
+
+    Raises:
+        UnsupportedRoute: the dialect takes no uploads of this kind (before any request).
+    """
+    endpoint = prepared.endpoint if dialect is None else upload_endpoint(prepared, dialect)
     try:
         # opened off the loop (a network file system may be slow); closed below, after the send
         handle = await asyncio.to_thread(prepared.path.open, "rb")
@@ -214,13 +239,18 @@ async def upload(rest: RestClient, prepared: PreparedUpload) -> UploadResult:
         form.add_field("file", handle, filename=prepared.path.name, content_type=prepared.content_type)
         for name, value in prepared.fields:
             form.add_field(name, value)
-        answer = await rest.post(prepared.endpoint, form=form, streaming=True)
+        answer = await rest.post(endpoint, form=form, streaming=True)
     finally:
         handle.close()
-    return _result(answer, prepared.endpoint, prepared.kind, prepared.path.name)
+    return _result(answer, endpoint, prepared.kind, prepared.path.name)
 
 
-async def submit_url(rest: RestClient, prepared: PreparedURL) -> UploadResult:
-    """Submit a checked URL for processing."""
-    answer = await rest.post(_URL_ENDPOINT, json_body=prepared.body)
-    return _result(answer, _URL_ENDPOINT, "url", prepared.url)
+async def submit_url(rest: RestClient, prepared: PreparedURL, *, dialect: Dialect | None = None) -> UploadResult:
+    """Submit a checked URL for processing (the route of the server's ``dialect``; None: published).
+
+    Raises:
+        UnsupportedRoute: the dialect has no URL submission (before any request).
+    """
+    endpoint = route(dialect, "submit_url", "submit_url", "POST")
+    answer = await rest.post(endpoint, json_body=prepared.body)
+    return _result(answer, endpoint, "url", prepared.url)

@@ -1,10 +1,12 @@
 """Follow one DAG run to its end: a progress bar in a notebook, a text progress line in a script.
 
 ``client.watch(run_id)`` returns a :class:`RunWatch` at once; the watching itself runs on the
-client's I/O loop, so the notebook stays free. The watch reads the run over REST
-(``GET /api/workflows/dag-runs/{run_id}``) every ``interval`` seconds, and the client's store when it
-has newer news of the run's job (live ``processing_job_*`` events). It ends on completed or failed
-(with the error), and never raises for the run's own failure: the final :class:`RunState` says so.
+client's I/O loop, so the notebook stays free. The watch reads the run over REST (the dialect's run
+route: ``GET /api/workflows/dag-runs/{run_id}``, ``GET /api/dag-runs/{run_id}`` on autopilot) every
+``interval`` seconds, and the client's store when it has newer news of the run's job (live
+``processing_job_*`` events). It ends on completed or failed (with the error; cancelled and
+autopilot's ``partial_success`` are failed), and never raises for the run's own failure: the final
+:class:`RunState` says so.
 
 ::
 
@@ -34,7 +36,7 @@ __all__ = ["DISPLAY_MODES", "RunState", "RunWatch", "in_notebook", "run_state"]
 DISPLAY_MODES = ("auto", "widget", "text", "none")
 
 _COMPLETED = frozenset({"completed", "success", "succeeded", "done"})
-_FAILED = frozenset({"failed", "error", "upstream_failed", "cancelled"})
+_FAILED = frozenset({"failed", "error", "upstream_failed", "cancelled", "partial_success"})
 # consecutive REST failures (other than auth) a watch rides out before it gives up
 _MAX_MISSES = 20
 
@@ -116,6 +118,9 @@ def run_state(run_id: str, run: Mapping[str, Any]) -> RunState:
         progress = _number(run.get("completion_percentage"))
     current = run.get("current_step")
     error = run.get("error")
+    errors = run.get("errors")  # autopilot's runs: a list, [the run's error] or []
+    if not error and isinstance(errors, list) and errors:
+        error = errors[0]
     if steps:
         failed = next((s for s in steps if _status(s.get("status")) == "failed"), None)
         running = next((s for s in steps if str(s.get("status")) in ("running", "up_for_retry")), None)
@@ -127,6 +132,8 @@ def run_state(run_id: str, run: Mapping[str, Any]) -> RunState:
         if progress is None:
             done = sum(_status(s.get("status")) == "completed" for s in steps)
             progress = 100.0 * done / len(steps)
+    if status == "failed" and not error and str(run.get("status")).lower() == "partial_success":
+        error = "partial_success: the run ended with some steps failed"
     if status == "completed":
         progress = 100.0
     return RunState(
