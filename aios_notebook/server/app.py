@@ -40,6 +40,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         heartbeat=simulator.heartbeat,
         auth_timeout=simulator.auth_timeout,
         wall_clock=lambda: simulator.workload.now,  # connection-scoped times are simulated time too
+        stream_id=simulator.hub.stream_id,
     )
     connection = Connection(simulator, ws, request, session, simulator.send_queue_limit)
     simulator.connections.add(connection)
@@ -50,6 +51,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     finally:
         simulator.connections.discard(connection)
         connection.detach()
+        # its close (if under way) is awaited here, bounded: so that no task of it is still pending
+        # when the server's loop closes ("Task was destroyed but it is pending!" on stderr, in reports)
+        await connection.closed(timeout=2 * CLOSE_TIMEOUT)
     return ws
 
 

@@ -19,9 +19,9 @@ its queue: past ``queue_limit`` frames it is cut off with close 1008, while the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
@@ -211,6 +211,7 @@ class Connection:
         if request is None or self._finishing:
             return
         self._finishing = True
+        transport = self.transport
         try:
             await asyncio.wait_for(
                 self.ws.close(code=request.code, message=request.reason.encode()[:120], drain=False),
@@ -218,24 +219,57 @@ class Connection:
             )
         except (asyncio.TimeoutError, ConnectionError, RuntimeError):
             pass
-        finally:
-            transport = self.transport
-            if transport is not None and not transport.is_closing():
-                transport.close()
-            # a client that never reads keeps the close frame in our buffer: give it a while, then abort
-            if transport is not None and transport.get_write_buffer_size():
+        except asyncio.CancelledError:
+            # the server is stopping (or the socket went away): no pause for a slow client now
+            if transport is not None:
+                transport.abort()
+            raise
+        if transport is None:
+            return
+        if not transport.is_closing():
+            transport.close()
+        # a client that never reads keeps the close frame in our buffer: give it a while, then abort
+        if transport.get_write_buffer_size():
+            try:
                 await asyncio.sleep(CLOSE_TIMEOUT)
+            finally:
                 transport.abort()
 
-    async def closed(self) -> None:
-        """Wait until the writer and the close are done."""
-        if self._writer is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._writer
-        await asyncio.sleep(0)
+    async def closed(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Wait until the writer and the close are done; past ``timeout`` they are cancelled.
+
+        Returns (or raises CancelledError) with no task of this connection left pending: one still
+        pending when the server's loop closes is reported as "Task was destroyed but it is
+        pending!" on stderr. The server's own shutdown does not wait for a client it cut off.
+        """
+        tasks = [task for task in (self._writer, self._closing) if task is not None]
+        if not tasks:
+            return
+        if self.cut_off and self.simulator._closing:
+            timeout = 0  # it stopped reading long ago: its close handshake is not worth waiting for
+        try:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+        except asyncio.CancelledError:
+            await self._cancel(tasks)
+            raise
+        if pending:
+            await self._cancel(pending)
+        for task in tasks:  # read, so that no "exception was never retrieved" follows
+            if not task.cancelled():
+                task.exception()
+
+    async def _cancel(self, tasks: Iterable[asyncio.Task[None]]) -> None:
+        pending = [task for task in tasks if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+        if self.transport is not None:
+            self.transport.abort()
 
     def detach(self) -> None:
-        """The socket is gone: stop the writer and leave the stream."""
+        """The socket is gone: stop the writer and leave the stream (a close under way goes on:
+        the handler awaits :meth:`closed`)."""
         if self.joined:
             self.simulator.hub.leave(self)
         if self._writer is not None and not self._writer.done():
