@@ -1,20 +1,36 @@
-"""The ``record`` and ``replay`` subcommands (their options are declared in ``aios_notebook.cli``)."""
+"""The ``record`` and ``replay`` subcommands (their options are declared in ``aios_notebook.cli``).
+
+:func:`first_connection` is shared by every command that streams from a server (``record``,
+``archive``): the first connection must succeed within seconds, or the command says why and exits
+non-zero, instead of retrying in silence for its whole duration (``--wait`` keeps trying).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
+import re
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
-from ..exceptions import AIOSError, ConfigurationError
+from ..exceptions import AIOSError, ConfigurationError, CorruptLog
 
-__all__ = ["format_bytes", "run_record", "run_replay"]
+__all__ = ["FIRST_CONNECTION_TIMEOUT", "first_connection", "format_bytes", "quiet_client_log",
+           "run_record", "run_replay"]
+
+#: seconds the first connection may take before a command gives up (without --wait)
+FIRST_CONNECTION_TIMEOUT = 15.0
+#: the paths an AIOS server answers WebSockets on (the DAG app: /ws/dag-updates)
+_WS_PATHS = ("/ws", "/ws/dag-updates")
 
 
 def format_bytes(size: float) -> str:
@@ -82,6 +98,88 @@ class _Progress:
         self.stream.flush()
 
 
+def _connection_hint(url: str, problem: str) -> str:
+    """What to try, in the terms of the command line."""
+    path = urlsplit(url).path.rstrip("/") or "/"
+    if "HTTP" in problem and path not in _WS_PATHS and "/ws" not in problem:
+        parts = urlsplit(url)
+        return f"AIOS servers take WebSockets on /ws: try {parts.scheme}://{parts.netloc}/ws"
+    if "ConnectionRefused" in problem or "Connect call failed" in problem:
+        return "nothing listens there: is the server running, on this host and port?"
+    return ""
+
+
+def first_connection(client: Any, *, wait: bool = False, timeout: float = FIRST_CONNECTION_TIMEOUT,
+                     stop: threading.Event | None = None,
+                     say: Callable[[str], None] | None = None) -> str | None:
+    """Wait for a started client's first connection; None once its WebSocket is open, else why not.
+
+    Without ``wait`` the first failed attempt (refused, handshake answered 403/404 or without an
+    upgrade, no handshake within ``timeout`` s) ends the wait, and the returned text names the
+    cause with a hint (the ``/ws`` path, a server that is not running). With ``wait`` it keeps
+    trying until connected, the token is refused, or ``stop`` is set, telling ``say`` what it is
+    waiting for at once and every 30 s.
+
+    Args:
+        client: an :class:`~aios_notebook.client.AIOSClient` after ``start()``.
+        wait: keep trying after failures (``--wait``).
+        timeout: seconds without a connection before giving up (without ``wait``).
+        stop: set to end the wait early (Ctrl-C); then the text says it was stopped.
+        say: where progress lines go (default: stderr).
+    """
+    say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+    began = time.monotonic()
+    told = -1e9
+    while True:
+        stats = client.stats
+        state = client.state
+        if stats.connections > 0:  # the socket opened: what the server says next is the caller's
+            return None
+        # the client's note of its next try is not news to someone told it gave up
+        problem = re.sub(r"; reconnecting in [\d.]+ s$", "", stats.last_error or "")
+        if state in ("auth_failed", "closed") and stats.connections == 0:
+            problem = problem or f"the connection to {client.url} ended ({state})"
+            hint = _connection_hint(client.url, problem)
+            return f"{problem}{'; ' + hint if hint else ''}"
+        if stats.failed_attempts and not wait:
+            hint = _connection_hint(client.url, problem)
+            return f"{problem}{'; ' + hint if hint else ''} (--wait keeps trying)"
+        now = time.monotonic()
+        if not wait and now - began >= timeout:
+            return f"no connection to {client.url} within {timeout:g} s (--wait keeps trying)"
+        if wait and now - told >= 30.0:
+            told = now
+            why = f" (last attempt: {problem})" if problem else ""
+            say(f"waiting for {client.url} (--wait){why}; Ctrl-C stops")
+        if stop is not None:
+            if stop.wait(0.05):
+                return f"stopped before {client.url} could be reached"
+        else:
+            time.sleep(0.05)
+
+
+@contextmanager
+def quiet_client_log() -> Iterator[None]:
+    """The client's log lines off while a command reports the same failures in its own words."""
+    logger = logging.getLogger("aios_notebook.client")
+    handler = logging.NullHandler()
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _remove_empty(paths: list[Path]) -> None:
+    """A recording that holds no event is not left behind to be mistaken for one."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
 def run_record(args: argparse.Namespace) -> int:
     """``aios-notebook record URL --token-env VAR -o FILE``: returns the exit code."""
     from ..client import AIOSClient
@@ -99,6 +197,11 @@ def run_record(args: argparse.Namespace) -> int:
               f"known: {', '.join(SUBSCRIPTION_TYPES)}", file=sys.stderr)
         return 2
     rotate = int(args.rotate_mb * 1_000_000) if args.rotate_mb else None
+    output = Path(args.output)
+    if output.exists() and not args.force:
+        print(f"aios-notebook record: {output} is already there: --force replaces it, "
+              f"or choose another -o", file=sys.stderr)
+        return 2
     try:
         # no REST snapshots: they are not frames, and a recording holds frames only
         client = AIOSClient(args.url, token, types=types, store=_DiscardStore(),
@@ -114,10 +217,18 @@ def run_record(args: argparse.Namespace) -> int:
     code = 0
     print(f"recording {client.url} ({', '.join(types)}) into {recorder.path}; Ctrl-C stops",
           file=sys.stderr)
-    deadline = time.monotonic() + args.duration if args.duration else None
-    with _stop_on_signals(stop):
+    with _stop_on_signals(stop), quiet_client_log():
         client.start()
         try:
+            failed = first_connection(client, wait=args.wait, stop=stop)
+            if failed is not None:
+                client.stop()
+                recorder.stop()
+                _remove_empty(recorder.paths)
+                print(f"aios-notebook record: {failed}; nothing recorded", file=sys.stderr)
+                return 1
+            # the duration counts from the first connection: waiting for a server is not recording
+            deadline = time.monotonic() + args.duration if args.duration else None
             while not stop.is_set():
                 timeout = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
                 if stop.wait(timeout):
@@ -142,19 +253,28 @@ def run_record(args: argparse.Namespace) -> int:
             client.stop()
             recorder.stop()
     progress.update(recorder.events, recorder.bytes, final=True)
+    if recorder.events == 0:
+        _remove_empty(recorder.paths)
+        print(f"aios-notebook record: no event arrived from {client.url}; nothing recorded "
+              f"(removed the empty {recorder.path})", file=sys.stderr)
+        return code or 1
     parts = f" in {len(recorder.paths)} parts" if len(recorder.paths) > 1 else ""
-    print(f"wrote {recorder.path}{parts}", file=sys.stderr)
+    print(f"wrote {recorder.path}{parts}: {recorder.events:,} events", file=sys.stderr)
     return code
 
 
 def run_replay(args: argparse.Namespace) -> int:
     """``aios-notebook replay FILE --speed X``: serve a recording over the protocol until stopped."""
-    from .replay import ReplayServer
+    from .replay_dialect import open_replay  # a recording of another dialect is served as it was sent
 
     try:
-        server = ReplayServer(args.file, speed=args.speed, loop=args.loop, token=args.token,
+        server = open_replay(args.file, speed=args.speed, loop=args.loop, token=args.token,
                               host=args.host, port=args.port, heartbeat=args.heartbeat,
                               on_error=args.on_error, wait_for_client=not args.no_wait)
+    except CorruptLog as exc:
+        hint = "; --on-error skip leaves damaged lines out" if exc.line and args.on_error == "raise" else ""
+        print(f"aios-notebook replay: {exc}{hint}", file=sys.stderr)
+        return 2
     except (AIOSError, ConfigurationError) as exc:
         print(f"aios-notebook replay: {exc}", file=sys.stderr)
         return 2
@@ -170,7 +290,11 @@ def run_replay(args: argparse.Namespace) -> int:
             print(f"replaying {args.file} ({source.frames:,} frames, {source.duration_ms / 1000:,.1f} s recorded) "
                   f"at {args.speed:g}x on {server.url}", file=sys.stderr)
             # like `serve`: a token made up here must be shown, or nobody could connect
-            print(f"token: {server.token}" if args.token is None else "token: as given", file=sys.stderr)
+            if server.token is None:
+                print("no token: the recorded server had no auth (dialect "
+                      f"{server.dialect.name!r}, served as it sent its frames)", file=sys.stderr)
+            else:
+                print(f"token: {server.token}" if args.token is None else "token: as given", file=sys.stderr)
             if not args.no_wait:
                 print("the recording starts when a client subscribes; Ctrl-C stops", file=sys.stderr)
             announced = False
