@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 __all__ = ["build_parser", "main"]
@@ -117,7 +118,8 @@ def _run_simulate(args: argparse.Namespace) -> int:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the reference server + JupyterLab on the live dashboard")
     p.add_argument("--port", type=int, default=0, help="reference server port (default: a free one)")
-    p.add_argument("--lab-port", type=int, default=8888, help="JupyterLab port (default 8888)")
+    p.add_argument("--lab-port", type=int, default=None,
+                   help="JupyterLab port (default 8888, or a free one when 8888 is taken)")
     p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per wall second (default 60)")
     p.add_argument("--scenario", default="steady", help="workload scenario (default steady)")
     p.add_argument("--seed", type=int, default=7, help="workload seed (default 7)")
@@ -143,6 +145,9 @@ def _add_record(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flush-interval", type=float, default=0.5, metavar="S", help="seconds between flushes to disk (default 0.5)")
     p.add_argument("--max-reconnects", type=int, default=None, metavar="N", help="give up after N failed reconnects in a row")
     p.add_argument("--force", action="store_true", help="replace an existing recording")
+    p.add_argument("--wait", action="store_true",
+                   help="keep trying until the server answers (default: fail within seconds when the first "
+                        "connection cannot be made)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(run=_run_record)
 
@@ -199,16 +204,68 @@ def _add_backtest(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("backtest", help="evaluate insight rules on a recording, as they would have run live")
     p.add_argument("rules", metavar="RULES.py",
                    help="a Python file defining rules (@rule, or a RULES list); 'builtins' for the built-in library")
-    p.add_argument("--log", required=True, metavar="FILE", help="the recording (JSONL, .gz, or a glob of parts)")
+    p.add_argument("--log", default=None, metavar="FILE", help="the recording (JSONL, .gz, or a glob of parts)")
+    p.add_argument("--archive", default=None, metavar="DIR",
+                   help="a Parquet archive instead of --log: backtested in chunks on Dask workers")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="with --archive: Dask worker processes on this machine (default: every core)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="with --archive: a Dask scheduler's address (tcp://host:8786) instead of local workers")
     p.add_argument("--labels", default=None, metavar="FILE", help="ground-truth labels (JSON): print the scores")
     p.add_argument("-o", "--output", default=None, metavar="FILE", help="write the firings here (CSV)")
+    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                   help="a damaged recording: stop (raise) or leave the damaged lines out (skip)")
     p.set_defaults(run=_run_backtest)
+
+
+def _missing(command: str, paths: dict[str, str | None]) -> str | None:
+    """``"aios-notebook backtest: my_rules.py: no such file (RULES.py)"`` for the first file not there."""
+    from pathlib import Path
+
+    for what, path in paths.items():
+        if path and not any(ch in path for ch in "*?[") and not Path(path).exists():
+            return f"aios-notebook {command}: {path}: no such file ({what})"
+    return None
 
 
 def _run_backtest(args: argparse.Namespace) -> int:
     from .rules.command import run_backtest
 
+    rules = None if args.rules == "builtins" else args.rules
+    missing = _missing("backtest", {"RULES.py": rules, "--log": args.log, "--labels": args.labels})
+    if missing:
+        print(missing, file=sys.stderr)
+        return 1
     return run_backtest(args)
+
+
+def _add_archive(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("archive", help="append a server's stream (or convert recordings) to a Parquet archive",
+                       description="aios-notebook archive URL -o DIR: archive a live stream; "
+                                   "aios-notebook archive convert 'recordings/*.jsonl.gz' -o DIR: convert recordings")
+    p.add_argument("target", metavar="URL|convert", help="the server's WebSocket (ws://.../ws), or 'convert'")
+    p.add_argument("sources", nargs="*", metavar="RECORDING", help="with convert: recordings (files or globs)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="the archive's folder (made when missing)")
+    p.add_argument("--token-env", default="AIOS_TOKEN", metavar="VAR",
+                   help="environment variable holding the token (default AIOS_TOKEN; never pass a token on the command line)")
+    p.add_argument("--types", nargs="+", default=None, metavar="TYPE", help="subscription types (default: all)")
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
+    p.add_argument("--interval", type=float, default=60.0, metavar="S", help="seconds between writes (default 60)")
+    p.add_argument("--rows", type=int, default=100_000, metavar="N", help="write sooner at N frames (default 100000)")
+    p.add_argument("--max-reconnects", type=int, default=None, metavar="N", help="give up after N failed reconnects in a row")
+    p.add_argument("--wait", action="store_true",
+                   help="keep trying until the server answers (default: fail when the first connection cannot be made)")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="convert: processes (default: every core)")
+    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                   help="convert: a damaged recording stops the conversion (raise) or its damage is skipped")
+    p.add_argument("--quiet", action="store_true", help="no progress")
+    p.set_defaults(run=_run_archive)
+
+
+def _run_archive(args: argparse.Namespace) -> int:
+    from .history.commands import run_archive
+
+    return run_archive(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,17 +283,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_replay(sub)
     _add_report(sub)
     _add_backtest(sub)
+    _add_archive(sub)
     return parser
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+    """The kit's warnings on the command line: one line, no Python source line under it."""
+    from .exceptions import AIOSWarning
+
+    if issubclass(category, AIOSWarning):
+        return f"aios-notebook: warning: {message}\n"
+    return _python_format(message, category, filename, lineno, line)
+
+
+_python_format = warnings.formatwarning
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and of ``python -m aios_notebook``."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.formatwarning = _one_line_warning
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    finally:
+        warnings.formatwarning = _python_format
 
 
 if __name__ == "__main__":  # pragma: no cover

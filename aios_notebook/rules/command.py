@@ -15,7 +15,9 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from ..exceptions import AIOSError
+from ..exceptions import AIOSError, CorruptLog
+from ..store import EventStore
+from .api import format_duration
 
 __all__ = ["firings_csv", "run_backtest"]
 
@@ -31,7 +33,9 @@ def firings_csv(firings: pd.DataFrame, path: str) -> None:
 def _table(frame: pd.DataFrame) -> str:
     shown = frame.copy()
     for column in shown.columns:
-        if pd.api.types.is_float_dtype(shown[column]):
+        if pd.api.types.is_timedelta64_dtype(shown[column]):  # "5m", "1h30m", not "0 days 00:05:00"
+            shown[column] = shown[column].map(lambda v: "-" if pd.isna(v) else format_duration(v.value))
+        elif pd.api.types.is_float_dtype(shown[column]):
             shown[column] = shown[column].map(lambda v: "-" if v != v else f"{v:.2f}")
     return shown.to_string(index=False)
 
@@ -43,10 +47,28 @@ def run_backtest(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     out = out or sys.stdout
     began = time.perf_counter()
+    on_error = getattr(args, "on_error", "raise")
     try:
         rules = load_rules(args.rules)
-        firings = backtest(rules, args.log)
+        archive = getattr(args, "archive", None)
+        if (archive is None) == (args.log is None):
+            print("aios-notebook backtest: give the history as --log FILE (a recording) or --archive DIR "
+                  "(a Parquet archive), one of them", file=sys.stderr)
+            return 2
+        if archive is not None:  # chunks on Dask workers: local processes, or a scheduler's
+            from ..history import Archive
+
+            firings = backtest(rules, Archive(archive), engine="dask", client=getattr(args, "scheduler", None),
+                               workers=getattr(args, "workers", None), progress=out is sys.stdout)
+        else:
+            # with --on-error skip the damaged lines are left out (one warning per file) before the run
+            source = args.log if on_error == "raise" else EventStore.load(args.log, on_error="skip")
+            firings = backtest(rules, source)
         scores = score(firings, args.labels, rules=rules) if args.labels else None
+    except CorruptLog as exc:
+        hint = "; --on-error skip leaves damaged lines out" if exc.line else ""
+        print(f"aios-notebook backtest: {exc}{hint}", file=sys.stderr)
+        return 1
     except (AIOSError, OSError) as exc:
         print(f"aios-notebook backtest: {exc}", file=sys.stderr)
         return 1
@@ -57,7 +79,8 @@ def run_backtest(args: argparse.Namespace, out: TextIO | None = None) -> int:
           f"{attrs.get('evaluations', 0):,} evaluations, {len(firings)} firings in {elapsed:.1f} s", file=out)
     counts = firings["rule"].value_counts() if len(firings) else pd.Series(dtype=int)
     for r in rules:
-        print(f"  {r.name:<24} every {r.every}  window {r.window}  fired {int(counts.get(r.name, 0))}", file=out)
+        print(f"  {r.name:<24} every {format_duration(r.every_ns)}  window {format_duration(r.window_ns)}  "
+              f"fired {int(counts.get(r.name, 0))}", file=out)
     for message in attrs.get("errors", [])[:10]:
         print(f"  rule error: {message}", file=out)
     if scores is not None:
