@@ -519,7 +519,8 @@ _DAG_UPDATES = Dialect(
     greeting="connected",
     greeting_has_data=False,
     events=MappingProxyType({
-        "dag_run_status": EventMap("dag_run_status", rename={"started_at": "start_time"},
+        # workflow_name: the name in its REST run list (GET /api/workflows/dag-runs), never in events
+        "dag_run_status": EventMap("dag_run_status", rename={"started_at": "start_time", "dag_id": "workflow_name"},
                                    status=_RUN_STATUS, steps="steps"),
     }),
     lift=("run_id",),

@@ -22,6 +22,7 @@ from .snapshot import (
     fetch_snapshot,
     merge_into,
     normalise,
+    published_run,
 )
 from .uploads import (
     ACCEPTED_EXTENSIONS,
@@ -59,6 +60,7 @@ __all__ = [
     "normalise",
     "prepare_upload",
     "prepare_url",
+    "published_run",
     "rest_url_from_ws",
     "run_state",
     "search_knowledge",
