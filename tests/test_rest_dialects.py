@@ -132,13 +132,14 @@ def test_snapshot_on_connect_reads_the_autopilot_routes(main, start_client, dial
         assert all(status < 400 for _, _, status in main.http_requests), main.http_requests
 
 
-def test_snapshot_with_dag_updates_reads_steps_keyed_by_id(dag, start_client) -> None:
+@pytest.mark.parametrize("dialect", ["autopilot-dag-updates", "auto"])
+def test_snapshot_with_dag_updates_reads_steps_keyed_by_id(dag, start_client, dialect) -> None:
     finished = dag.create_run("Simple Test Workflow", ("test_step",))
     dag.run_to_end(finished)
     running = dag.create_run("Two Steps", ("fetch", "parse"))
     dag.advance(running)
     dag.advance(running)  # fetch succeeded: parse is next
-    client = start_client(dag.url, "autopilot-dag-updates")
+    client = start_client(dag.url, dialect)
     store = client.store
     wait(lambda: len(store.dag_runs) == 2 and len(store.dag_steps) == 2 and snapshot_notes(store))
     runs = rows(store.dag_runs)
@@ -147,6 +148,7 @@ def test_snapshot_with_dag_updates_reads_steps_keyed_by_id(dag, start_client) ->
     steps = {(r["run_id"], r["step_id"]): r["status"] for r in store.dag_steps.to_dict("records")}
     assert steps == {(running, "fetch"): "success", (running, "parse"): "pending"}
     assert f"GET /api/workflows/dag-runs/{running}" in requested(dag)
+    assert client.dialect == "autopilot-dag-updates"
     [note] = snapshot_notes(store)
     assert note.startswith("the server speaks the 'autopilot-dag-updates' dialect, which has no route for metrics")
 
