@@ -327,12 +327,13 @@ def test_dashboard_tiles_show_latest_metrics_and_changes(store: EventStore, sche
     dashboard = Dashboard(store, scheduler=scheduler)
     dashboard.widget  # noqa: B018
     values = dashboard.values
-    assert values["total_processed"] == (1247, 5.0)
-    assert values["success_rate"] == (97.3, 0.2)
-    assert values["knowledge_items"] == (892, 2.0)  # no change sent: from the previous update
+    # the change over the history there is (30 s here), not the server's against its last update
+    assert values["total_processed"] == (1247, 7.0)
+    assert values["success_rate"] == (97.3, pytest.approx(0.2))
+    assert values["knowledge_items"] == (892, 2.0)
     assert values["state"] == "offline"
     tiles = dashboard.header._panels["tiles"].value
-    assert 'data-kpi="total_processed"' in tiles and "1,247" in tiles and "+5" in tiles
+    assert 'data-kpi="total_processed"' in tiles and "1,247" in tiles and "+7 in 30 s" in tiles
     assert "97.3%" in tiles and "2.8 min" in tiles
     assert set(dashboard.figure()) == {"Jobs", "Agents", "Success rate", "Insights", "Knowledge", "DAG runs"}
     dashboard.close()

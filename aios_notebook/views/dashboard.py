@@ -48,8 +48,27 @@ _STATE_COLORS = {
 _SPARK_POINTS = 40
 
 
+#: the span of stream time a tile's change is measured over (shorter while the history is)
+CHANGE_SPAN_S = 900.0
+
+
+def _span_text(seconds: float) -> str:
+    """``"15 min"``, ``"1 h 30 min"``, ``"40 s"``: how long a tile's change was measured over."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{minutes} min" if not hours else (f"{hours} h" + (f" {minutes} min" if minutes else ""))
+
+
 def _kpis(metrics: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Latest value, change (the server's, else from the previous update) and recent history."""
+    """Latest value, its change over :data:`CHANGE_SPAN_S` of stream time (or the history there
+    is: ``span_s`` says which), and recent history.
+
+    The server's own ``*_change`` is against its previous update, seconds ago: "±0" while the
+    number climbs. It is used only while a single update has arrived.
+    """
     if metrics.empty:
         return {}
     ordered = metrics.assign(t=pd.to_datetime(metrics["timestamp"], utc=True, errors="coerce"))
@@ -59,12 +78,23 @@ def _kpis(metrics: pd.DataFrame) -> dict[str, dict[str, Any]]:
         series = pd.to_numeric(ordered[name], errors="coerce")
         present = series.dropna()
         if present.empty:
-            out[name] = {"value": None, "change": None, "history": []}
+            out[name] = {"value": None, "change": None, "span_s": None, "history": []}
             continue
-        change = pd.to_numeric(ordered[f"{name}_change"], errors="coerce").iloc[-1]
-        if pd.isna(change) and len(present) > 1:
-            change = present.iloc[-1] - present.iloc[-2]
-        out[name] = {"value": float(present.iloc[-1]), "change": None if pd.isna(change) else float(change),
+        value = float(present.iloc[-1])
+        times = ordered["t"].loc[present.index]
+        change: float | None = None
+        span_s: float | None = None
+        if len(present) > 1 and pd.notna(times.iloc[-1]):
+            earlier = present[(times <= times.iloc[-1] - pd.Timedelta(seconds=CHANGE_SPAN_S)).to_numpy()]
+            if len(earlier):
+                change, span_s = value - float(earlier.iloc[-1]), CHANGE_SPAN_S
+            elif pd.notna(times.iloc[0]):
+                change = value - float(present.iloc[0])
+                span_s = (times.iloc[-1] - times.iloc[0]).total_seconds()
+        if change is None:
+            server = pd.to_numeric(ordered[f"{name}_change"], errors="coerce").iloc[-1]
+            change = None if pd.isna(server) else float(server)
+        out[name] = {"value": value, "change": change, "span_s": span_s,
                      "history": present.tail(_SPARK_POINTS).tolist()}
     return out
 
@@ -120,13 +150,20 @@ class ConnectionHeader(View):
     def _tiles(kpis: dict[str, dict[str, Any]]) -> str:
         tiles = []
         for name, (label, decimals, unit, higher_is_better) in KPIS.items():
-            kpi = kpis.get(name, {"value": None, "change": None, "history": []})
+            kpi = kpis.get(name, {"value": None, "change": None, "span_s": None, "history": []})
             change = kpi["change"]
             change_html = '<span class="aios-muted">waiting for metrics...</span>' if kpi["value"] is None else ""
             if change is not None:
+                # the colour follows what is shown: a change that rounds to zero is neutral, "±0"
+                change = round(change, decimals) + 0.0
                 good = (change > 0) == higher_is_better
                 css = "aios-muted" if change == 0 else ("aios-up" if good else "aios-down")
-                change_html = f'<span class="{css}">{esc(format_signed(change, decimals=decimals, unit=unit))}</span>'
+                span = kpi.get("span_s")
+                over = f" in {_span_text(span)}" if span is not None else " since the last update"
+                title = (f"change over the last {_span_text(span)} of the stream" if span is not None
+                         else "change since the server's previous update")
+                change_html = (f'<span class="{css}" title="{esc(title)}">'
+                               f'{esc(format_signed(change, decimals=decimals, unit=unit) + over)}</span>')
             color = PALETTE["blue"] if name != "success_rate" else PALETTE["green"]
             tiles.append(
                 f'<div class="aios-tile" data-kpi="{name}"><div class="aios-tile-label">{esc(label)}</div>'

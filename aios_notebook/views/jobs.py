@@ -102,8 +102,14 @@ class JobsView(View):
         by_status = {str(k): int(v) for k, v in jobs["status"].value_counts().items()}
         by_type = {str(k): int(v) for k, v in jobs["type"].astype("string").fillna("unknown").value_counts().items()}
         summary = " · ".join(f"{count:,} {status}" for status, count in sorted(by_status.items(), key=lambda kv: -kv[1]))
+        # what is counted: the jobs this store has seen, not the server's all-time total (a KPI tile)
+        seen = pd.to_datetime(jobs["started_at"], utc=True, errors="coerce").fillna(
+            pd.to_datetime(jobs["updated_at"], utc=True, errors="coerce")).min()
+        since = f" seen since {format_time(seen, seconds=False)}" if pd.notna(seen) else " seen"
         panels = {
-            "summary": f'<div class="aios-summary">{len(jobs):,} jobs: {esc(summary)}</div>',
+            "summary": f'<div class="aios-summary">{len(jobs):,} jobs{esc(since)}: {esc(summary)}'
+                       f' <span class="aios-muted">(the jobs this stream has shown; the server\'s '
+                       f'"total processed" counts every job it ever ran)</span></div>',
             "active": self._active_table(active, frames.now),
             "failures": self._failures_table(failed, frames.now),
         }
