@@ -1,9 +1,19 @@
-"""InsightsFeed: server and rule insights, newest first, filtered by type, source and confidence."""
+"""InsightsFeed: server and rule insights, newest first, filtered by type, source and confidence.
+
+A rule insight whose ``evidence`` holds the series it judged (``series_time`` / ``series_value``,
+written by ``rules.series.evidence`` and ``rules.adapters.from_river``) opens a small figure of
+it: the series over the rule's recent intervals, its ``baseline`` (dashed) and ``threshold``
+(red), the evaluated interval shaded, and for a model's verdict its anomaly ``score`` against
+``score_threshold`` below. It is inline SVG, so it draws the same in the live feed, in
+``snapshot()`` and in a report; :func:`evidence_figure` gives it as a Plotly figure.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import threading
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import ipywidgets as widgets
@@ -15,7 +25,7 @@ from .frames import Frames
 from .markup import bar, chip, empty, esc, pill, text_of
 from .theme import PALETTE, axis, base_layout, empty_figure, format_time, to_naive_utc
 
-__all__ = ["InsightsFeed"]
+__all__ = ["InsightsFeed", "evidence_figure", "evidence_svg"]
 
 ALL = "all"
 RULES = "rules"
@@ -41,6 +51,140 @@ def _metadata_html(metadata: Any) -> str:
         shown = value if isinstance(value, str | int | float | bool) else json.dumps(value, default=str)
         chips.append(chip(f"{key}: {text_of(shown)[:60]}"))
     return "".join(chips)
+
+
+def _evidence_of(value: Any) -> Mapping[str, Any] | None:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, Mapping) else None
+
+
+def _numbers(values: Any) -> list[float]:
+    out = []
+    for value in values if isinstance(values, Sequence) and not isinstance(values, str) else ():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        out.append(number)
+    return out
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _panel(values: list[float], lines: list[tuple[float, str, str, str]], *, width: int, height: int, color: str,
+           label: str) -> str:
+    """One SVG panel: a polyline of ``values`` and horizontal ``lines`` (value, colour, dash, name)."""
+    known = [v for v in values if math.isfinite(v)] + [v for v, *_ in lines]
+    low, high = min(known), max(known)
+    pad = (high - low) * 0.1 or max(abs(high), 1.0) * 0.1
+    low, high = low - pad, high + pad
+    left, top, plot_w, plot_h = 4, 14, width - 70, height - 18
+    step = plot_w / max(1, len(values) - 1)
+
+    def x(i: int) -> float:
+        return left + i * step
+
+    def y(v: float) -> float:
+        return top + plot_h - (v - low) / (high - low) * plot_h
+
+    parts = [f'<text x="{left}" y="10" font-size="10" fill="#59636e">{esc(label)}</text>']
+    # the evaluated interval: the last step of the series
+    if len(values) > 1:
+        parts.append(f'<rect x="{x(len(values) - 2):.1f}" y="{top}" width="{step:.1f}" height="{plot_h}" '
+                     'fill="#d62728" fill-opacity="0.08"/>')
+    for value, line_color, dash, name in lines:
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y(value):.1f}" y2="{y(value):.1f}" '
+                     f'stroke="{line_color}" stroke-width="1.2"{dash}/>'
+                     f'<text x="{left + plot_w + 4}" y="{y(value) + 3:.1f}" font-size="9.5" fill="{line_color}">'
+                     f'{esc(name)} {value:.3g}</text>')
+    segment: list[str] = []
+    segments = []
+    for i, value in enumerate(values):
+        if math.isfinite(value):
+            segment.append(f"{x(i):.1f},{y(value):.1f}")
+        elif segment:
+            segments.append(segment)
+            segment = []
+    if segment:
+        segments.append(segment)
+    for points in segments:
+        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{" ".join(points)}"/>')
+    if values and math.isfinite(values[-1]):
+        parts.append(f'<circle cx="{x(len(values) - 1):.1f}" cy="{y(values[-1]):.1f}" r="3" fill="{color}"/>')
+    return f'<g>{"".join(parts)}</g>'
+
+
+def evidence_svg(evidence: Any, *, width: int = 340) -> str:
+    """The small evidence figure of a rule insight as inline SVG ('' when it holds no series)."""
+    found = _evidence_of(evidence)
+    if found is None:
+        return ""
+    values = _numbers(found.get("series_value"))
+    if sum(1 for v in values if math.isfinite(v)) < 2:
+        return ""
+    lines = []
+    baseline, threshold = _finite(found.get("baseline")), _finite(found.get("threshold"))
+    if baseline is not None:
+        lines.append((baseline, "#59636e", ' stroke-dasharray="4 3"', "baseline"))
+    if threshold is not None:
+        lines.append((threshold, "#d62728", "", "threshold"))
+    times = found.get("series_time") or []
+    span = f" · {esc(str(times[0])[11:16])}–{esc(str(times[-1])[11:16])} UTC" if len(times) > 1 else ""
+    unit = f" ({found['unit']})" if found.get("unit") else ""
+    label = f"{found.get('series', 'series')}{unit}{span}"
+    panels = [_panel(values, lines, width=width, height=86, color=_RULE_COLOR, label=label)]
+    scores = _numbers(found.get("score"))
+    score_threshold = _finite(found.get("score_threshold"))
+    if len(scores) == len(values) and score_threshold is not None and any(math.isfinite(v) for v in scores):
+        panels.append(_panel(scores, [(score_threshold, "#d62728", "", "threshold")], width=width, height=62,
+                             color=PALETTE["blue"], label="anomaly score"))
+    height = 86 + (62 if len(panels) > 1 else 0)
+    body = panels[0] + (f'<g transform="translate(0,86)">{panels[1]}</g>' if len(panels) > 1 else "")
+    return (f'<svg class="aios-evidence-figure" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+            f'role="img" aria-label="evidence: {esc(label)}">{body}</svg>')
+
+
+def evidence_figure(evidence: Any, title: str | None = None) -> dict[str, Any]:
+    """The evidence of a rule insight as a Plotly figure dict: series, baseline, threshold (and the
+    anomaly score against its threshold on a second axis)."""
+    found = _evidence_of(evidence) or {}
+    times = list(found.get("series_time") or [])
+    values = _numbers(found.get("series_value"))
+    if not values:
+        return empty_figure("this insight's evidence holds no series", uirevision="evidence")
+    x = (list(to_naive_utc(pd.to_datetime(pd.Series(times), utc=True))) if len(times) == len(values)
+         else list(range(len(values))))
+    data: list[dict[str, Any]] = [{"type": "scatter", "mode": "lines+markers", "name": str(found.get("series", "series")),
+                                   "x": x, "y": [v if math.isfinite(v) else None for v in values],
+                                   "line": {"color": _RULE_COLOR}}]
+    for key, color, dash in (("baseline", "#59636e", "dash"), ("threshold", "#d62728", "solid")):
+        value = _finite(found.get(key))
+        if value is not None:
+            data.append({"type": "scatter", "mode": "lines", "name": key, "x": [x[0], x[-1]], "y": [value, value],
+                         "line": {"color": color, "dash": dash}})
+    layout = base_layout(height=300, uirevision="evidence")
+    layout["xaxis"] = axis("time (UTC)", type="date" if len(times) == len(values) else "linear")
+    layout["yaxis"] = axis(str(found.get("unit") or "value"))
+    scores = _numbers(found.get("score"))
+    score_threshold = _finite(found.get("score_threshold"))
+    if len(scores) == len(values) and score_threshold is not None:
+        data.append({"type": "scatter", "mode": "lines", "name": "anomaly score", "x": x, "yaxis": "y2",
+                     "y": [v if math.isfinite(v) else None for v in scores], "line": {"color": PALETTE["blue"]}})
+        data.append({"type": "scatter", "mode": "lines", "name": "score threshold", "x": [x[0], x[-1]], "yaxis": "y2",
+                     "y": [score_threshold, score_threshold], "line": {"color": "#d62728", "dash": "dot"}})
+        layout["yaxis2"] = {"title": {"text": "anomaly score"}, "overlaying": "y", "side": "right", "showgrid": False}
+    layout["title"] = {"text": title or f"Evidence: {found.get('series', 'series')}"}
+    return {"data": data, "layout": layout}
 
 
 class InsightsFeed(View):
@@ -192,10 +336,28 @@ class InsightsFeed(View):
                   "shown_ids": shown["insight_id"].astype("string").head(self.max_items).tolist()}
         return Rendered(self._figure(shown), panels, values)
 
+    def evidence_figure(self, insight_id: str | None = None) -> Any:
+        """The evidence of a rule insight (default: the newest one with a series) as a Plotly figure."""
+        import plotly.graph_objects as go
+
+        insights = self.store.insights
+        if insight_id is not None:
+            chosen = insights[insights["insight_id"].astype("string") == insight_id]
+            if chosen.empty:
+                raise ConfigurationError(f"no insight with insight_id {insight_id!r}")
+        else:
+            with_series = [i for i, e in enumerate(insights["evidence"]) if evidence_svg(e)]
+            chosen = insights.iloc[with_series[-1:]]
+        row = chosen.iloc[-1] if len(chosen) else None
+        evidence = row["evidence"] if row is not None else None
+        title = f"Evidence: {row['title']}" if row is not None else None
+        return go.Figure(evidence_figure(evidence, title=title))
+
     def _feed(self, shown: pd.DataFrame) -> str:
         if shown.empty:
             return empty("no insights match the filters")
         items = []
+        opened = False
         for insight in shown.head(self.max_items).itertuples(index=False):
             is_rule = _source_kind(insight.source) == "rule"
             color = _RULE_COLOR if is_rule else _SERVER_COLOR
@@ -203,6 +365,14 @@ class InsightsFeed(View):
             confidence = pd.to_numeric(insight.confidence, errors="coerce")
             confidence_html = (bar(confidence * 100, color, label=f"confidence {confidence:.0%}")
                                if confidence == confidence else "")
+            figure = evidence_svg(getattr(insight, "evidence", None)) if is_rule else ""
+            if figure:
+                # the newest figure is open, so a report (or a PDF of it) shows one without a click
+                evidence_html = (f'<details class="aios-evidence"{" open" if not opened else ""}>'
+                                 f"<summary>evidence</summary>{figure}</details>")
+                opened = True
+            else:
+                evidence_html = ""
             items.append(
                 f'<div class="aios-feed-item{" aios-rule" if is_rule else ""}" style="border-left-color:{color}" '
                 f'data-source="{esc(insight.source)}">'
@@ -210,7 +380,7 @@ class InsightsFeed(View):
                 f'<div style="margin:2px 0">{esc(insight.description)}</div>'
                 f'<div style="max-width:320px">{confidence_html}</div>'
                 f'<div class="aios-feed-meta">{esc(format_time(insight.when))} {_metadata_html(insight.metadata)}</div>'
-                "</div>"
+                f"{evidence_html}</div>"
             )
         more = len(shown) - self.max_items
         tail = f'<div class="aios-muted">… and {more:,} older insights</div>' if more > 0 else ""
