@@ -375,6 +375,18 @@ class AIOSClient:
         return Recorder(self.add_frame_listener, path, url=self.url,
                         types=list(self.subscriptions["types"]), **options)
 
+    def archive(self, path: str | os.PathLike[str], **options: Any) -> Any:
+        """Append every frame received from now on to the Parquet archive at ``path``, alongside
+        or instead of :meth:`record` (read it with ``aios_notebook.history.Archive``).
+
+        Returns a ``LiveArchiver`` (``stop()``, ``frames``, ``rows``, ``error``); options:
+        ``interval`` (seconds between writes, 60), ``rows`` (write sooner at this many frames,
+        100,000), ``compact`` (merge a finished day's small files, True).
+        """
+        from ..store.archive import LiveArchiver  # the archive's writer (issue 17)
+
+        return LiveArchiver(self.add_frame_listener, path, source=self.url, **options)
+
     # -- waiting --------------------------------------------------------------------------------
     def _notify(self) -> None:
         with self._changed:

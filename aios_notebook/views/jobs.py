@@ -73,7 +73,7 @@ class JobsView(View):
     """Active jobs with progress bars and current step, counts by status and type, recent failures.
 
     Args:
-        store: the EventStore (or a client).
+        store: the EventStore (or a client), or an ``Archive`` for a static summary of its jobs.
         max_rows: rows shown in the active and failure tables.
         **kwargs: ``max_redraws_per_second``, ``scheduler`` (see :class:`~.base.View`).
     """
@@ -83,7 +83,9 @@ class JobsView(View):
     slots: ClassVar[tuple[str, ...]] = ("summary", "active", "figure", "failures")
 
     def __init__(self, store: Any, *, max_rows: int = 12, **kwargs: Any) -> None:
-        super().__init__(store, **kwargs)
+        from ..history.sources import view_source
+
+        super().__init__(view_source(store), **kwargs)  # an Archive: the jobs' state at its end
         self.max_rows = int(max_rows)
 
     def _render(self, frames: Frames) -> Rendered:

@@ -75,7 +75,7 @@ class SuccessRateTrend(View):
     failures over a selectable rolling window, failure markers, and shaded gaps in the stream.
 
     Args:
-        store: the EventStore (or a client).
+        store: the EventStore (or a client), or an ``Archive`` for a static figure of its history.
         window: rolling window, a key of :data:`WINDOWS` (e.g. ``"30 min"``) or seconds.
         **kwargs: ``max_redraws_per_second``, ``scheduler`` (see :class:`~.base.View`).
     """
@@ -86,6 +86,12 @@ class SuccessRateTrend(View):
     slots: ClassVar[tuple[str, ...]] = ("summary", "figure")
 
     def __init__(self, store: Any, *, window: str | float = "30 min", **kwargs: Any) -> None:
+        from ..history.sources import view_source
+
+        # an Archive: only the outcomes and the server's rate are read from it (a static figure)
+        store = view_source(store, columns={"metrics": ["timestamp", "success_rate"],
+                                            "job_events": ["timestamp", "event"]},
+                            filters={"job_events": {"event": [_COMPLETED, _FAILED]}})
         super().__init__(store, **kwargs)
         self._window_lock = threading.Lock()
         self._window_s = self._check_window(window)
