@@ -372,6 +372,7 @@ class AIOSClient:
         """
         from ..recording import Recorder  # owned by the recording layer (issue 7)
 
+        options.setdefault("dialect", self.dialect)
         return Recorder(self.add_frame_listener, path, url=self.url,
                         types=list(self.subscriptions["types"]), **options)
 

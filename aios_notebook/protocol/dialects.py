@@ -188,6 +188,8 @@ class Dialect:
         replies: event names that answer the client (connection-scoped, not events).
         keepalive: see :class:`Keepalive`.
         routes: see :class:`Routes`.
+        greeting_frame: the server's greeting as it sends it (a replay of a recording that began
+            after the greeting sends this one).
     """
 
     name: str
@@ -206,6 +208,7 @@ class Dialect:
     replies: frozenset[str] = frozenset()
     keepalive: Keepalive = field(default_factory=Keepalive)
     routes: Routes = field(default_factory=Routes)
+    greeting_frame: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or self.name == AUTO:
@@ -484,6 +487,7 @@ _AUTOPILOT = Dialect(
     name="autopilot",
     description="the AIOS v2 backend's main app (bluelabel-autopilot apps.api.main, /ws)",
     greeting="connection.established",
+    greeting_frame='{"event":"connection.established","data":{"message":"Connected to DAG updates"}}',
     events=MappingProxyType({
         "dag.run.created": EventMap("dag_run_status", rename={"dag_id": "workflow_name"}, status=_RUN_STATUS,
                                     stamp=("started_at",)),
@@ -518,6 +522,7 @@ _DAG_UPDATES = Dialect(
     description="the AIOS v2 backend's DAG app (bluelabel-autopilot apps/api/api.py, /ws/dag-updates)",
     greeting="connected",
     greeting_has_data=False,
+    greeting_frame='{"event":"connected","message":"WebSocket connected"}',
     events=MappingProxyType({
         # workflow_name: the name in its REST run list (GET /api/workflows/dag-runs), never in events
         "dag_run_status": EventMap("dag_run_status", rename={"started_at": "start_time", "dag_id": "workflow_name"},

@@ -35,7 +35,9 @@ import pyarrow.compute as pc
 
 from ..arrow_pool import BULK_POOL
 from ..protocol.codec import parse_timestamp
-from ..protocol.session import ClientSession, Duplicate, GapDetected
+from ..protocol.dialects import AUTO, DIALECTS, Dialect, Translated, detect_dialect, get_dialect
+from ..protocol.models import SUBSCRIPTION_TYPES
+from ..protocol.session import ClientSession, Duplicate, GapDetected, Translation
 from .reader import FrameBatch, OnError, RecordingReader
 
 __all__ = ["load_into", "load_store"]
@@ -207,6 +209,8 @@ def _chunks(reader: RecordingReader) -> Iterator[tuple[bool, Any, np.ndarray]]:
         return fresh, frames, np.concatenate([t for _, t in waiting])
 
     for batch in reader.batches():
+        if batch.starts_recording and _foreign(reader, batch) is not None:
+            raise _NeedsSession  # another dialect: each frame is translated by the session
         if waiting and (batch.starts_recording or batch.frame_array is None):
             yield joined()  # the frames waiting belong to the recording before
             waiting, size = [], 0
@@ -292,16 +296,38 @@ def _load_fast(store: Any, reader: RecordingReader) -> None:
             store.ingest_parsed(item, check=check.parsed)
 
 
-def _is_connected(frame: str | bytes) -> bool:
-    if isinstance(frame, bytes) or '"connected"' not in frame:
+def _recorded_dialect(reader: RecordingReader, batch: FrameBatch) -> Dialect | str:
+    """The dialect the recording's header names (``"auto"`` when none, or one this process does
+    not know: then its greeting says, as it did live)."""
+    header = reader.header_of(batch.path)
+    name = header.extra.get("dialect") if header is not None else None
+    if not isinstance(name, str) or name == AUTO or name not in DIALECTS:
+        return AUTO
+    return get_dialect(name)
+
+
+def _foreign(reader: RecordingReader, batch: FrameBatch) -> Dialect | None:
+    """The foreign dialect a recording starting with ``batch`` was made in, or None for the
+    published protocol (the fast path's)."""
+    dialect = _recorded_dialect(reader, batch)
+    if dialect == AUTO and len(batch):
+        first = batch.frame_array[0].as_py() if batch.frame_array is not None else batch.frames[0]
+        dialect = detect_dialect(first) or AUTO
+    return dialect if isinstance(dialect, Dialect) and not dialect.native else None
+
+
+def _greets(frame: str | bytes, session: ClientSession) -> bool:
+    """Whether ``frame`` is the greeting of a new connection (the socket the recorder saw reopen)."""
+    dialect = session.dialect
+    if dialect is None or isinstance(frame, bytes) or (dialect.greeting or "") not in frame:
         return False
-    return _top_level(frame).get("event") == "connected"
+    return dialect.greets(_top_level(frame))
 
 
 def _load_exact(store: Any, reader: RecordingReader) -> None:
     session: ClientSession | None = None
     first = True
-    pending: list[str | bytes] = []
+    pending: list[str | bytes | Translated] = []
     times: list[int] = []
 
     def flush() -> None:
@@ -313,18 +339,25 @@ def _load_exact(store: Any, reader: RecordingReader) -> None:
     for batch in reader.batches():
         if batch.starts_recording or session is None:
             flush()
-            session = ClientSession()  # a new recording: a new client
-            session.connection_opened("")
+            # a new recording: a new client, in the dialect it was made in
+            session = ClientSession(dialect=_recorded_dialect(reader, batch))
+            # what the recording client subscribed to: a server that ignores subscriptions sent
+            # more, and the session filters it as the client did
+            header = reader.header_of(batch.path)
+            session.subscribe(header.types if header is not None and header.types is not None else SUBSCRIPTION_TYPES)
+            session.connection_opened(None)
             first = True
         for frame, moment in zip(batch.frames, _receive_ns(batch, reader), strict=True):
-            if not first and _is_connected(frame):
-                session.connection_opened("")  # the socket the recorder saw reopen
+            if not first and _greets(frame, session):
+                session.connection_opened(None)  # the socket the recorder saw reopen
             first = False
-            events = session.receive(frame)
+            events = session.receive(frame, moment / 1e9)
             session.data_to_send()  # what the client would answer (auth, pong, resync): not needed
             if any(isinstance(event, Duplicate) for event in events):
                 continue
-            pending.append(frame)
+            # a foreign dialect's frame goes with its translation, as live
+            translated = events[0].translated if events and isinstance(events[0], Translation) else None
+            pending.append(frame if translated is None else translated)
             times.append(int(moment))
             gaps = [event for event in events if isinstance(event, GapDetected)]
             if gaps:

@@ -66,6 +66,8 @@ class RecordingWriter:
         flush_interval: seconds between flushes by the timer thread (at most this much is lost
             on a crash); 0 or None disables the timer (flush by hand).
         overwrite: replace an existing recording (and its parts) instead of refusing.
+        dialect: the server's dialect (kept in the header): ``EventStore.load`` and ``replay``
+            read the frames as the client did.
 
     ``write`` may be called from any thread.
     """
@@ -79,9 +81,11 @@ class RecordingWriter:
         rotate_bytes: int | None = None,
         flush_interval: float | None = 0.5,
         overwrite: bool = False,
+        dialect: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.url = url
+        self.dialect = dialect
         self.types = sorted(types) if types is not None else None
         if rotate_bytes is not None and rotate_bytes <= 0:
             raise RecordingError(f"rotate_bytes must be positive, got {rotate_bytes}")
@@ -190,7 +194,8 @@ class RecordingWriter:
         self._out = _gzip_member(raw) if self.compress else raw
         self.paths.append(path)
         started = self.started_at if part == 0 else datetime.now(timezone.utc)
-        self._out.write(header_line(self.url, started, self.types, part).encode("ascii"))
+        extra = {"dialect": self.dialect} if self.dialect is not None else {}
+        self._out.write(header_line(self.url, started, self.types, part, **extra).encode("ascii"))
 
     def _part_size(self) -> int:
         assert self._raw is not None

@@ -1,0 +1,111 @@
+"""Recording, loading and replaying keep the dialect (issue 16): a recording of the AIOS v2
+backend's own app loads into the tables live ingestion built, and replays as that server sent it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from autopilot_server import AutopilotServer
+
+from aios_notebook import AIOSClient
+from aios_notebook.recording.replay import ReplayServer
+from aios_notebook.recording.replay_dialect import DialectReplayServer, open_replay, recording_dialect
+from aios_notebook.store import EventStore
+
+FAST = {"reconnect_delay": 0.05, "max_reconnect_delay": 0.3, "jitter": 0.0, "healthy_after": 0.2}
+
+
+def _typed(store: EventStore) -> dict[str, pd.DataFrame]:
+    """The typed tables in a comparable form (no receive times: a replay receives anew)."""
+    out = {}
+    for name, key in (("jobs", "job_id"), ("dag_runs", "run_id"), ("dag_steps", ["run_id", "step_id"])):
+        table = getattr(store, name)
+        drop = [c for c in ("received_at", "seq", "snapshot", "updated_at") if c in table.columns]
+        out[name] = table.drop(columns=drop).sort_values(key).reset_index(drop=True)
+    events = store.job_events.drop(columns=["received_at"])
+    out["job_events"] = events.reset_index(drop=True)
+    return out
+
+
+def _record(tmp_path: Path) -> tuple[Path, EventStore]:
+    path = tmp_path / "autopilot.jsonl"
+    with AutopilotServer(app="main", step_delay=0.03, email_steps=3) as server, \
+            AIOSClient(server.url, None, store=EventStore(), snapshots=False, **FAST) as client:
+        client.wait_for(lambda s: client.dialect == "autopilot", 10)
+        recorder = client.record(path)
+        run_id = server.create_sample_workflow()
+        email = server.run_email(outcome="completed")
+        failed = server.run_email(outcome="error")
+        server.broadcast("dag.run.archived", {"run_id": run_id})
+        client.wait_for(lambda s: {email, failed} <= set(s.jobs["job_id"])
+                        and (s.raw["event"] == "dag.run.archived").any()
+                        and s.dag_runs.set_index("run_id").loc[run_id, "status"] == "success", 15)
+        recorder.stop()
+        return path, client.store
+
+
+def test_a_recording_keeps_its_dialect_and_loads_as_live(tmp_path: Path) -> None:
+    path, live = _record(tmp_path)
+    header = json.loads(path.read_text().splitlines()[0])
+    assert header["dialect"] == "autopilot"
+    assert recording_dialect(path).name == "autopilot"
+    loaded = EventStore.load(path)
+    live_tables, loaded_tables = _typed(live), _typed(loaded)
+    for name in ("jobs", "dag_runs", "dag_steps"):
+        assert len(loaded_tables[name]) > 0, name
+    # the recording started after the greeting: what live ingestion made from the recorded frames
+    for name in ("jobs", "dag_runs", "dag_steps"):
+        pd.testing.assert_frame_equal(loaded_tables[name], live_tables[name], check_categorical=False)
+    assert set(loaded.raw["event"].dropna()) >= {"dag.run.created", "email.processing.started"}
+    described = loaded.errors[loaded.errors["kind"] == "malformed"]["message"]
+    assert len(described) == 1 and "dag.run.archived" in described.iloc[0]  # the unmapped one, once
+    # a recording without the header's word is recognised by its greeting
+    lines = path.read_text().splitlines()
+    bare = tmp_path / "bare.jsonl"
+    first = json.loads(lines[0])
+    first.pop("dialect")
+    greeting = json.dumps({"t": first["started_at"], "frame": json.dumps(
+        {"event": "connection.established", "data": {"message": "Connected to DAG updates"}})})
+    bare.write_text("\n".join([json.dumps(first), greeting, *lines[1:]]) + "\n")
+    assert recording_dialect(bare).name == "autopilot"
+    pd.testing.assert_frame_equal(_typed(EventStore.load(bare))["jobs"], loaded_tables["jobs"], check_categorical=False)
+
+
+def test_replay_serves_a_foreign_recording_as_the_server_sent_it(tmp_path: Path) -> None:
+    path, _live = _record(tmp_path)
+    loaded = EventStore.load(path)
+    server = open_replay(path, speed=50)
+    assert isinstance(server, DialectReplayServer) and server.dialect.name == "autopilot"
+    with server, AIOSClient(server.url, None, store=EventStore(), snapshots=False, **FAST) as client:
+        client.wait_for(lambda s: server.finished and len(s.jobs) == len(loaded.jobs)
+                        and len(s.dag_steps) == len(loaded.dag_steps), 20)
+        assert client.dialect == "autopilot"
+        replayed = _typed(client.store)
+        for name in ("jobs", "dag_runs", "dag_steps"):
+            pd.testing.assert_frame_equal(replayed[name], _typed(loaded)[name], check_categorical=False)
+        sent_texts = set(client.store.raw["text"])
+        assert set(loaded.raw["text"]) - sent_texts <= set()  # every recorded frame, verbatim
+
+
+def test_a_published_recording_still_replays_on_the_reference_server(tmp_path: Path) -> None:
+    from aios_notebook.server import Simulator
+
+    path = tmp_path / "ref.jsonl"
+    sim = Simulator(seed=4, speed=120).start_in_thread()
+    try:
+        client = AIOSClient(sim.url, sim.token, store=EventStore(), **FAST)
+        early = client.record(tmp_path / "early.jsonl")  # before the greeting: "auto"
+        with client:
+            client.wait_for(lambda s: client.dialect == "aios-v2", 15)
+            recorder = client.record(path)
+            client.wait_for(lambda s: len(s.job_events) > 20, 15)
+            recorder.stop()
+            early.stop()
+    finally:
+        sim.stop()
+    assert json.loads(path.read_text().splitlines()[0])["dialect"] == "aios-v2"
+    assert json.loads((tmp_path / "early.jsonl").read_text().splitlines()[0])["dialect"] == "auto"
+    assert recording_dialect(tmp_path / "early.jsonl").name == "aios-v2"  # its greeting says
+    assert isinstance(open_replay(path, speed=10), ReplayServer)
