@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
@@ -71,6 +72,7 @@ __all__ = [
     "day_parts",
     "frame_times",
     "place_ns",
+    "public_url",
     "read_manifest",
     "source_id",
     "store_from_frames",
@@ -371,6 +373,7 @@ class ArchiveWriter:
             if source and not self.manifest.get("source"):
                 self.manifest["source"] = source
             self._clean()
+            self.created = manifest is None
             if manifest is None:
                 _write_json(self.root / MANIFEST_NAME, self.manifest)
         except BaseException:
@@ -568,11 +571,19 @@ class ArchiveWriter:
         return (folder / stem).relative_to(self.root).as_posix(), entry
 
     def close(self) -> None:
-        """Save the manifest and give the lock back."""
+        """Save the manifest and give the lock back. An archive this writer created and wrote
+        nothing to is removed again: no empty archive is left to be mistaken for one."""
         with self._mutex:
             if self._lock.held:
-                self._save()
+                if self.created and not self.manifest["files"] and not self.manifest.get("sources"):
+                    with contextlib.suppress(OSError):
+                        (self.root / MANIFEST_NAME).unlink()
+                else:
+                    self._save()
         self._lock.release()
+        if self.created and not self.manifest["files"]:
+            with contextlib.suppress(OSError):
+                self.root.rmdir()  # only when empty
 
     def __enter__(self) -> ArchiveWriter:
         return self
@@ -681,6 +692,16 @@ def store_from_frames(frames: Mapping[str, pd.DataFrame], *, now: int | None = N
     return store
 
 
+def public_url(url: str | None) -> str | None:
+    """``url`` without credentials (user info, query): what an archive may keep of it."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 class LiveArchiver:
     """Appends the frames a client receives to an archive, every ``interval`` seconds or
     ``rows`` frames (``client.archive(path)`` returns one).
@@ -695,7 +716,7 @@ class LiveArchiver:
             error that stopped it, if any.
     """
 
-    def __init__(self, add_listener: Callable[[Callable[[Any, Any], None]], Any], path: str | Path, *,
+    def __init__(self, add_listener: Callable[[Callable[[Any, Any], None]], Any], path: str | os.PathLike[str], *,
                  interval: float = 60.0, rows: int = 100_000, source: str | None = None,
                  compact: bool = True) -> None:
         if not interval > 0:
@@ -706,7 +727,7 @@ class LiveArchiver:
         self.interval = float(interval)
         self.limit = rows
         self.compact_days = compact
-        self._writer = ArchiveWriter(self.path, source=source)
+        self._writer = ArchiveWriter(self.path, source=public_url(source))
         self._waiting: list[tuple[Any, int]] = []
         self._wake = threading.Event()
         self._stopped = threading.Event()
