@@ -13,7 +13,8 @@ CELL_TIMEOUT = 180  # seconds a cell may take: the notebooks wait with timeouts,
 
 
 def test_there_are_notebooks_to_run() -> None:
-    assert {p.name for p in NOTEBOOKS} >= {"03_dag_monitoring.ipynb", "04_weekly_report.ipynb"}
+    assert {p.name for p in NOTEBOOKS} >= {"03_dag_monitoring.ipynb", "04_weekly_report.ipynb",
+                                           "05_detector_lab.ipynb"}
 
 
 @pytest.mark.slow
@@ -23,6 +24,7 @@ def test_the_notebook_runs_top_to_bottom(path: Path, monkeypatch: pytest.MonkeyP
     # no AIOS_URL / AIOS_TOKEN: aios_notebook.connect() starts the embedded reference server
     monkeypatch.delenv("AIOS_URL", raising=False)
     monkeypatch.delenv("AIOS_TOKEN", raising=False)
+    monkeypatch.setenv("AIOS_LAB_QUICK", "1")  # 05_detector_lab on its short setting
     notebook = nbformat.read(path, as_version=4)
     stored = [c for c in notebook.cells if c.cell_type == "code"]
     assert all(not c.outputs and c.execution_count is None for c in stored), f"{path.name}: outputs are not stripped"
