@@ -124,6 +124,12 @@ def reference_server() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory, reference_server: Any) -> Iterator[dict[str, Any]]:
     """JupyterLab on 127.0.0.1 with a token, temporary settings, and a copy of the notebook."""
+    # the notebook's aios.connect() finds the reference server here (the kernel inherits it)
+    yield from start_lab(tmp_path_factory, {"AIOS_URL": reference_server.url, "AIOS_TOKEN": reference_server.token})
+
+
+def start_lab(tmp_path_factory: pytest.TempPathFactory, aios_env: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """JupyterLab as ``lab`` makes it, its kernels seeing ``aios_env`` (AIOS_URL, AIOS_TOKEN)."""
     home = tmp_path_factory.mktemp("lab")
     root = home / "notebooks"
     root.mkdir()
@@ -138,10 +144,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory, reference_server: Any) -> Iter
         "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
         "JUPYTER_DATA_DIR": str(home / "data"), "IPYTHONDIR": str(home / "ipython"),
         "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
-        # the notebook's aios.connect() finds the reference server here (the kernel inherits it)
-        "AIOS_URL": reference_server.url, "AIOS_TOKEN": reference_server.token,
     }
-    env.pop("AIOS_VIEWS_DISPLAY", None)
+    for name in ("AIOS_VIEWS_DISPLAY", "AIOS_URL", "AIOS_TOKEN"):
+        env.pop(name, None)
+    env.update(aios_env)
     log = (home / "lab.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",

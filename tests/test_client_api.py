@@ -16,7 +16,9 @@ import pytest
 from faulty_server import FAST_CLIENT, FaultyServer, stream_seqs
 
 from aios_notebook.client import AIOSClient, Event, connect
-from aios_notebook.exceptions import ConfigurationError
+from aios_notebook.exceptions import AuthError, ConfigurationError
+from aios_notebook.server import Simulator
+from aios_notebook.store import EventStore
 
 pytestmark = pytest.mark.timeout(90)
 ROOT = Path(__file__).resolve().parents[1]
@@ -292,9 +294,15 @@ def test_connect_wants_a_url_with_a_token(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(ConfigurationError, match="no url"):
         connect()
     monkeypatch.delenv("AIOS_TOKEN")
-    monkeypatch.setenv("AIOS_URL", "ws://127.0.0.1:1/ws")
-    with pytest.raises(ConfigurationError, match="no token"):
-        connect()
+    # a url alone is a server without auth (issue 16); one that wants a token says so at once
+    sim = Simulator(seed=3, speed=10).start_in_thread()
+    try:
+        monkeypatch.setenv("AIOS_URL", sim.url)
+        with pytest.raises(AuthError, match=r"wants a token and none was given \(it answered not_authenticated\): "
+                                            r"pass one \(the token argument, or AIOS_TOKEN\)"):
+            connect(wait=10, store=EventStore())
+    finally:
+        sim.stop()
 
 
 def test_connect_with_nothing_starts_the_reference_server(monkeypatch: pytest.MonkeyPatch,

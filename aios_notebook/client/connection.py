@@ -404,6 +404,10 @@ class Engine:
                     self.rest.greeted(self.session.dialect)
             elif isinstance(event, ServerNotice):
                 stats.last_error = redact(f"server {event.event} {event.code or ''}: {event.message}", *self.tokens)
+                if self._token_source is None and event.code in ("not_authenticated", "auth_timeout"):
+                    # no token was given (a server without auth was expected): this one wants one
+                    self._auth_rejection = (f"wants a token and none was given (it answered {event.code}): "
+                                            f"pass one (the token argument, or AIOS_TOKEN)")
         self._wake_writer()  # pongs and the resync request
         self._changed()
 
@@ -439,8 +443,11 @@ class Engine:
 
     def _fail_auth(self, reason: str) -> None:
         reason = redact(reason, *self.tokens)
-        message = (f"the server at {self.safe_url} refused the token ({reason}); not reconnecting: "
-                   f"fix the token and call client.start() again")
+        if self._token_source is None:
+            message = f"the server at {self.safe_url} {reason}; not reconnecting"
+        else:
+            message = (f"the server at {self.safe_url} refused the token ({reason}); not reconnecting: "
+                       f"fix the token and call client.start() again")
         self.stats.last_error = message
         if not self._rejection_in_store:  # a close 4401 or HTTP 401 alone: no frame said it
             self._store_call("add_error", "auth_failed", message, code="auth_failed")

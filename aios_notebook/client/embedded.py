@@ -31,7 +31,9 @@ def connect(
 
     Args:
         url: ``ws://`` or ``wss://`` address of the WebSocket.
-        token: the token, or a function returning it (called at every connect).
+        token: the token, or a function returning it (called at every connect). None (and no
+            ``AIOS_TOKEN``) for a server without auth, such as the AIOS v2 backend's own app; a
+            server that wants one then raises ``AuthError`` saying so.
         wait: seconds to wait for the server to accept the token (0: return at once). A refused
             token raises ``AuthError`` here, in the calling cell; a server that is not reachable
             yet is not an error: the client keeps trying in the background.
@@ -54,8 +56,6 @@ def connect(
         simulator = Simulator(seed=seed, speed=speed, scenario=scenario).start_in_thread()
         url, token = simulator.url, simulator.token
         print(f"AIOS: no AIOS_URL set: started the reference server ({scenario}, {speed:g}x) at {url}")
-    elif token is None:
-        raise ConfigurationError(f"no token for {url}: pass token=... or set AIOS_TOKEN")
     try:
         client = AIOSClient(url, token, **options)
     except BaseException:

@@ -130,9 +130,12 @@ class ConnectionHeader(View):
         stats = self.client.stats
         state = str(getattr(stats, "state", None) or getattr(self.client, "state", "unknown"))
         age = stats.last_event_age
+        dialect = str(getattr(self.client, "dialect", None) or "aios-v2")
         parts = [
             f'{dot(_STATE_COLORS.get(state, PALETTE["grey"]), title=state)}<b data-field="state">{esc(state)}</b>',
             f'<span class="aios-muted">server</span> {esc(getattr(self.client, "url", ""))}',
+            # which dialect the server speaks ("auto" until its greeting says)
+            f'<span class="aios-muted">dialect</span> <span data-field="dialect">{esc(dialect)}</span>',
             f'<span class="aios-muted">last event</span> <span data-field="age">'
             f'{esc(format_duration(age) + " ago" if age is not None else "none yet")}</span>',
             f'<span class="aios-muted">events/s</span> <span data-field="rate">{stats.events_per_s:,.1f}</span>',
@@ -143,8 +146,8 @@ class ConnectionHeader(View):
         ]
         html = (f'<div class="aios-badge" data-state="{esc(state)}">'
                 + "".join(f"<span>{p}</span>" for p in parts) + "</div>")
-        return html, {"state": state, "events": stats.events_received, "reconnects": stats.reconnects,
-                      "gaps": stats.gaps, "events_per_s": stats.events_per_s}
+        return html, {"state": state, "dialect": dialect, "events": stats.events_received,
+                      "reconnects": stats.reconnects, "gaps": stats.gaps, "events_per_s": stats.events_per_s}
 
     @staticmethod
     def _tiles(kpis: dict[str, dict[str, Any]]) -> str:
