@@ -30,6 +30,7 @@ from .exceptions import (
     RuleError,
     RuleResultError,
     RuleTimeout,
+    UnsupportedRoute,
     UploadError,
 )
 
@@ -73,6 +74,7 @@ __all__ = [
     "RuleResultError",
     "RuleTimeout",
     "Simulator",
+    "UnsupportedRoute",
     "UploadError",
     "__version__",
     "backtest",
