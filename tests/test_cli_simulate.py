@@ -3,7 +3,6 @@ matches the generator, labels that record the magnitude, and bad parameters name
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -151,7 +150,7 @@ def test_serve_rejects_a_bad_param_before_listening() -> None:
     assert result.stderr.startswith("aios-notebook serve: --param: parameter agent='nobody'")
 
 
-async def test_serve_param_reshapes_the_live_anomaly_and_its_labels(tmp_path: Path) -> None:
+def test_serve_param_reshapes_the_live_anomaly_and_its_labels(tmp_path: Path) -> None:
     labels = tmp_path / "labels.json"
     process = subprocess.Popen(
         [sys.executable, "-m", "aios_notebook", "serve", "--port", "0", "--scenario", "dag_step_failures",
@@ -161,7 +160,7 @@ async def test_serve_param_reshapes_the_live_anomaly_and_its_labels(tmp_path: Pa
     )
     try:
         assert process.stdout is not None
-        first = await asyncio.to_thread(process.stdout.readline)
+        first = process.stdout.readline()
         assert "scenario dag_step_failures, magnitude=0.25, dag_id=pdf_processing, step=analysis" in first
         document = json.loads(labels.read_text())
         assert document["params"]["magnitude"] == 0.25 and document["params"]["step"] == "analysis"
@@ -169,7 +168,7 @@ async def test_serve_param_reshapes_the_live_anomaly_and_its_labels(tmp_path: Pa
         assert document["labels"][0]["entities"] == {"dag_id": "pdf_processing"}
     finally:
         process.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(process.wait, 15)
+        process.wait(15)
     assert process.returncode == 0
 
 
