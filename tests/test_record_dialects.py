@@ -109,3 +109,28 @@ def test_a_published_recording_still_replays_on_the_reference_server(tmp_path: P
     assert json.loads((tmp_path / "early.jsonl").read_text().splitlines()[0])["dialect"] == "auto"
     assert recording_dialect(tmp_path / "early.jsonl").name == "aios-v2"  # its greeting says
     assert isinstance(open_replay(path, speed=10), ReplayServer)
+
+
+def test_the_record_command_records_a_server_without_auth(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "cli.jsonl"
+    env = {k: v for k, v in os.environ.items() if k != "AIOS_TOKEN"}
+    with AutopilotServer(app="main", step_delay=0.03, email_steps=2) as server:
+        process = subprocess.Popen([sys.executable, "-m", "aios_notebook", "record", server.url, "-o", str(out),
+                                    "--duration", "3", "--quiet"], env=env, stderr=subprocess.PIPE, text=True)
+        server.wait_until(lambda: server.live_count() == 1, 20)
+        time.sleep(0.2)
+        run_id = server.create_sample_workflow()
+        server.run_email(outcome="completed")
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "connecting without a token" in err and "events" in err
+    # recorded from before the greeting: the header says "auto", the greeting (first frame) says which
+    assert json.loads(out.read_text().splitlines()[0])["dialect"] == "auto"
+    assert recording_dialect(out).name == "autopilot"
+    loaded = EventStore.load(out)
+    assert run_id in set(loaded.dag_runs["run_id"]) and set(loaded.jobs["type"]) == {"email"}

@@ -186,10 +186,12 @@ def run_record(args: argparse.Namespace) -> int:
     from ..protocol.models import SUBSCRIPTION_TYPES
 
     token = os.environ.get(args.token_env) or None
-    if token is None:
+    if token is None and args.token_env != "AIOS_TOKEN":
         print(f"aios-notebook record: the environment variable {args.token_env} is not set "
               f"(it must hold the token)", file=sys.stderr)
         return 2
+    if token is None:  # a server without auth (the AIOS v2 backend's own app); one that wants a token says so
+        print("no AIOS_TOKEN set: connecting without a token", file=sys.stderr)
     types = list(args.types) if args.types else list(SUBSCRIPTION_TYPES)
     unknown = sorted(set(types) - set(SUBSCRIPTION_TYPES))
     if unknown:
@@ -235,8 +237,8 @@ def run_record(args: argparse.Namespace) -> int:
                     break
                 progress.update(recorder.events, recorder.bytes)
                 if client.state == "auth_failed":
-                    print(f"\naios-notebook record: {client.url} refused the token in {args.token_env}",
-                          file=sys.stderr)
+                    said = f"refused the token in {args.token_env}" if token is not None else "wants a token: set AIOS_TOKEN"
+                    print(f"\naios-notebook record: {client.url} {said}", file=sys.stderr)
                     code = 1
                     break
                 if client.state == "closed":
