@@ -201,3 +201,20 @@ def test_add_error_and_gaps():
         store.add_gap("not a time", None, "x")
     with pytest.raises(ConfigurationError, match="unknown table 'jobz'"):
         store.table("jobz")
+
+
+def test_data_that_is_no_object_is_kept_and_described_but_feeds_no_table() -> None:
+    # issue 16: {"data": "oops"} added an all-null row to job_events, which counted as an event
+    store = EventStore(background=False)
+    store.ingest([
+        '{"event": "processing_job_status", "data": "oops"}',
+        '{"event": "processing_job_status", "data": null}',
+        '{"event": "processing_job_failed"}',
+        # keys sent instead of data (servers in the wild) are still the event's fields
+        '{"event": "dag_run_status", "run_id": "run-instead", "status": "running"}',
+    ])
+    assert store.job_events.empty and store.jobs.empty
+    assert len(store.raw) == 4
+    described = store.errors[store.errors["kind"] == "malformed"]
+    assert len(described) == 4 and described["message"].str.contains("data").all()
+    assert list(store.dag_runs["run_id"]) == ["run-instead"]
