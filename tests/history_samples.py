@@ -22,7 +22,7 @@ def workload(hours: float, scenario: str = "steady", seed: int = 7, limit: int |
     times: list[int] = []
     for seq, (moment, event, data) in enumerate(generate(seed=seed, scenario=scenario, hours=hours, start=start), first_seq):
         frames.append(encode(event, data, seq))
-        times.append(int(round(moment * 1e9)))
+        times.append(round(moment * 1e9))
         if limit is not None and len(frames) >= limit:
             break
     return frames, np.array(times, np.int64)

@@ -182,9 +182,11 @@ def backtest_on_dask(rules: list[Rule], archive: Any, *, start: Any = None, end:
 
         parts: list[Part] = run_tasks(dask, _chunk_task, [task(k, warm) for k in range(len(bounds) - 1)],
                                       progress=progress, desc="backtest", unit="chunk")
+        reruns = 0
         for k in range(1, len(parts)):
             lookback = warm
             while parts[k].states != parts[k - 1].end_states:
+                reruns += 1
                 if parts[k].begin <= begin:
                     raise RuntimeError(  # the same history from its start must give the same states
                         f"backtest chunk {k} disagrees with chunk {k - 1} though both start at the history's start")
@@ -216,5 +218,6 @@ def backtest_on_dask(rules: list[Rule], archive: Any, *, start: Any = None, end:
         "errors": errors,
         "events": int(archive.rows.get("raw", 0)),
         "chunks": len(parts),
+        "reruns": reruns,
     })
     return firings

@@ -119,7 +119,9 @@ def dag_step_failures(*, period: Any = "30m", baseline: Any = "2h", factor: floa
                 continue
             p_value = binomial_sf(k, n, p0)
             dag, step = dags[g // width], steps[g % width]
-            if p_value < alpha and (dag not in worst or p_value < worst[dag][0]):
+            # ties go to the step named first: codes follow the snapshot's first appearances, so
+            # taking the first group would name a step by what came before the window
+            if p_value < alpha and (dag not in worst or (p_value, str(step)) < (worst[dag][0], str(worst[dag][1]))):
                 worst[dag] = (p_value, step, (n, k, base_n), p0)
         out = []
         for dag, (p_value, step, (n, k, base_n), p0) in worst.items():
