@@ -28,8 +28,9 @@ and each time the built-in is blind by design, not by noise:
 Lowering those factors (or testing a growth rate against a baseline) would catch them, at some
 false-alarm cost the lab can measure. Where river loses, it is on false alarms (a rolling Gaussian
 calls quiet intervals' noise anomalous: 7.7 a day on steady over failure rates of 5-minute bins) or
-on series that are constant in normal times (agents offline, silent jobs, one agent's errors: the
-Gaussian has no spread to score against, answers NaN, and learns the anomaly as normal).
+on series that are constant in normal times (agents offline, silent jobs, one agent's errors): with
+no spread river's GaussianScorer scores every value 1.0, so the rule fires once when its grace ends
+and stays firing (a false alarm), and the anomaly that follows brings no new firing.
 
 Run: ``.venv/bin/python benchmarks/detectors.py`` (the whole grid: 108 runs, several minutes on
 two cores), ``--quick`` (magnitudes 0.25, 0.5, 1.0, one seed, 12 hours), or choose with
