@@ -20,20 +20,45 @@ obj     Python objects (lists, dicts)               ``object``
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import partial
 from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..protocol.codec import finite_number, parse_timestamp
+from .columns import F32_MAX, INT_RANGES
 
 __all__ = [
     "APPEND_TABLES",
+    "DERIVED",
+    "DICT_FIELDS",
     "EVENT_ROUTES",
     "FAST_EVENTS",
     "KINDS",
     "LATEST_TABLES",
+    "LIST_FIELDS",
     "METRIC_NAMES",
+    "RANGES",
     "TABLES",
     "ColumnSpec",
     "Route",
     "TableSpec",
+    "beyond",
+    "check_value",
+    "convert",
+    "derive",
+    "out_of_range",
+    "parse_change",
+    "sent_changes",
+    "timestamp_ns",
 ]
 
 KINDS = ("cat", "text", "f64", "f32", "int32", "int64", "ts", "bool", "obj")
@@ -341,3 +366,199 @@ FAST_EVENTS: frozenset[str] = frozenset(
         "dashboard_metrics_update",
     }
 )
+
+
+# -- values: what each column kind holds, checked on one value, a list or an Arrow column -------
+#: object columns that hold lists of strings / dicts (any other object column takes any value)
+LIST_FIELDS = frozenset({"entities", "insights", "tags", "affected_jobs", "updated_fields"})
+DICT_FIELDS = frozenset({"metadata", "changes", "details"})
+#: the numbers a column of each number kind holds: a number beyond them (or, for floats, not
+#: finite) is a wrong value, missing in the table and described in the errors table
+RANGES: MappingProxyType[str, tuple[float, float]] = MappingProxyType(
+    {**INT_RANGES, "f32": (-F32_MAX, F32_MAX), "f64": (-math.inf, math.inf)}
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _beyond_one(kind: str, value: Any) -> bool:
+    """Whether one number (int or float, not bool) is beyond what a column of ``kind`` holds."""
+    low, high = RANGES[kind]
+    if kind in INT_RANGES:
+        return isinstance(value, int) and not low <= value <= high
+    number = finite_number(value)
+    return number is None or not low <= number <= high
+
+
+def beyond(kind: str, values: list[Any] | pa.Array) -> np.ndarray | pa.Array:
+    """Where a number of ``values`` is beyond what a column of ``kind`` (int32, int64, f32, f64)
+    holds: a bool NumPy array for a list of numbers and Nones, a bool Arrow array (null where
+    there is no number) for an Arrow column. Values of another type are for the type checks."""
+    low, high = RANGES[kind]
+    if isinstance(values, pa.Array):
+        if kind in INT_RANGES:
+            if not pa.types.is_integer(values.type):
+                return pa.nulls(len(values), pa.bool_())
+            return pc.or_(pc.less(values, low), pc.greater(values, high))
+        if not pa.types.is_floating(values.type):
+            return pa.nulls(len(values), pa.bool_())
+        return pc.or_(pc.invert(pc.is_finite(values)), pc.greater(pc.abs(values), high))
+    if kind in INT_RANGES:  # Python ints, any size: only a list with a number beyond is read one by one
+        present = [v for v in values if v is not None]
+        if not present or (low <= min(present) and max(present) <= high):
+            return np.zeros(len(values), bool)
+        return np.array([v is not None and _beyond_one(kind, v) for v in values], bool)
+    try:
+        numbers = np.array(values, np.float64)  # None: NaN
+    except OverflowError:  # an integer beyond a float's range
+        return np.array([v is not None and _beyond_one(kind, v) for v in values], bool)
+    with np.errstate(invalid="ignore"):
+        out = ~np.isfinite(numbers) | (np.abs(numbers) > high)
+    if out.any():  # None read as NaN
+        out &= np.array([v is not None for v in values], bool)
+    return out
+
+
+def out_of_range(kind: str, value: Any) -> str | None:
+    """Why a number of the right type is still a wrong value for a column of ``kind`` (for the
+    errors row's message), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or kind not in RANGES:
+        return None
+    if kind in INT_RANGES:
+        return f"beyond {kind}'s range" if isinstance(value, int) and _beyond_one(kind, value) else None
+    if isinstance(value, int) and finite_number(value) is None:
+        return "beyond a float's range"
+    if kind == "f32" and finite_number(value) is not None and _beyond_one(kind, value):
+        return "beyond float32's range"
+    return None
+
+
+def timestamp_ns(value: Any) -> int | None:
+    """A protocol timestamp (ISO text, epoch seconds, datetime) -> int nanoseconds UTC, or None."""
+    if isinstance(value, datetime):
+        moment: datetime | None = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    else:
+        moment = parse_timestamp(value)
+    if moment is None:
+        return None
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def convert(kind: str, column: str, value: Any) -> tuple[bool, Any]:
+    """``(ok, value)`` for one column value: ``(True, None)`` for a missing value, ``(False,
+    None)`` for a value of the wrong type or beyond the column's range."""
+    if value is None:
+        return True, None
+    if kind in ("cat", "text"):
+        return (True, value) if isinstance(value, str) and _utf8(value) else (False, None)
+    if kind in ("f64", "f32"):
+        number = finite_number(value)
+        return (False, None) if number is None or _beyond_one(kind, number) else (True, number)
+    if kind in INT_RANGES:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        elif not isinstance(value, int) or isinstance(value, bool):
+            return False, None
+        return (False, None) if _beyond_one(kind, value) else (True, value)
+    if kind == "ts":
+        ns = timestamp_ns(value)
+        return (ns is not None, ns)
+    if kind == "bool":
+        return (True, value) if isinstance(value, bool) else (False, None)
+    if column in LIST_FIELDS:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return (True, value) if ok else (False, None)
+    if column in DICT_FIELDS:
+        return (True, value) if isinstance(value, dict) else (False, None)
+    return True, value
+
+
+def _utf8(text: str) -> bool:
+    """Whether a text can be stored (a lone surrogate, which JSON escapes allow, cannot)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_value(kind: str, column: str, value: Any) -> tuple[bool, Any]:
+    """Like :func:`convert`, faster for the common cases (and cached for timestamp texts)."""
+    cls = type(value)  # the common cases first, without a function call per isinstance
+    if kind in ("cat", "text"):
+        return (True, value) if cls is str and _utf8(value) else (False, None)
+    if kind in ("f64", "f32"):
+        if cls is float and math.isfinite(value) and (kind == "f64" or abs(value) <= F32_MAX):
+            return True, value
+        return convert(kind, column, value)  # ints, and the wrong values it describes
+    if kind == "ts" and cls is str:
+        ns = TIMESTAMP_CACHE.get(value)
+        if ns is None:
+            ns = timestamp_ns(value)
+            if ns is None:
+                return False, None
+            if len(TIMESTAMP_CACHE) > 50_000:  # job start times repeat in every status event
+                TIMESTAMP_CACHE.clear()
+            TIMESTAMP_CACHE[value] = ns
+        return True, ns
+    return convert(kind, column, value)
+
+
+#: timestamp text -> ns (job start times repeat in every status event of the job)
+TIMESTAMP_CACHE: dict[str, int] = {}
+
+
+# -- derived columns: computed from a decoded column, whichever engine decoded it --------------
+#: a dashboard change ("+5", "+0.2", "-3%", " 4 "): one pattern for Python's re and Arrow's RE2
+_CHANGE = r"^\s*(?P<n>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*%?\s*$"
+_CHANGE_RE = re.compile(_CHANGE)
+
+
+def parse_change(value: Any) -> float:
+    """A dashboard change ("+5", "+0.2", "-3%", 4) as a number; NaN when unreadable."""
+    if isinstance(value, bool) or value is None:
+        return math.nan
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = _CHANGE_RE.match(value) if isinstance(value, str) else None
+    return float(match.group(1)) if match else math.nan
+
+
+def _change_numbers(metric: str, changes: list[Any] | pa.Array) -> list[float] | pa.Array:
+    """``<metric>_change`` of each row from its ``changes`` (dicts, or Arrow structs of texts)."""
+    if isinstance(changes, pa.Array):
+        text = pc.struct_field(changes, metric)
+        return pc.cast(pc.struct_field(pc.extract_regex(text, _CHANGE), [0]), pa.float64())
+    return [parse_change(c.get(metric)) if isinstance(c, Mapping) else math.nan for c in changes]
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A column computed from another column of the same table (never sent as such)."""
+
+    column: str
+    source: str
+    compute: Callable[[list[Any] | pa.Array], list[Any] | pa.Array]
+
+
+#: table -> its derived columns (the dashboard's ``changes`` as numbers)
+DERIVED: MappingProxyType[str, tuple[Derived, ...]] = MappingProxyType({
+    "metrics": tuple(Derived(f"{m}_change", "changes", partial(_change_numbers, m)) for m in METRIC_NAMES),
+})
+
+
+def derive(table: str, columns: dict[str, Any]) -> None:
+    """Add ``table``'s derived columns to a batch's ``columns`` (lists, or Arrow arrays)."""
+    for derived in DERIVED.get(table, ()):
+        if derived.source in columns:
+            columns[derived.column] = derived.compute(columns[derived.source])
+
+
+def sent_changes(changes: Any) -> Any:
+    """A metrics ``changes`` object without the keys sent as null: Arrow's structs (the batched
+    engine) cannot tell those from absent ones, so every engine drops them."""
+    if isinstance(changes, Mapping) and None in changes.values():
+        return {k: v for k, v in changes.items() if v is not None}
+    return changes

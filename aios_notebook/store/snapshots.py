@@ -1,6 +1,6 @@
 """Rows that do not come from frames: REST snapshots (``merge_snapshot``) and local insights.
 
-Both are checked column by column like frames are (:func:`.rows.convert`): a bad value is a
+Both are checked column by column like frames are (:func:`.schema.convert`): a bad value is a
 missing value and a described problem, a record without its key is skipped and described.
 """
 
@@ -10,8 +10,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .rows import convert, out_of_range, parse_change
-from .schema import METRIC_NAMES, TABLES
+from .schema import DERIVED, TABLES, convert, out_of_range
 
 __all__ = ["INSIGHT_FIELDS", "SNAPSHOT_KINDS", "as_mapping", "insight_rows", "snapshot_rows"]
 
@@ -77,8 +76,8 @@ def snapshot_rows(kind: str, records: Iterable[Any], at_ns: int) -> tuple[dict[s
             if not isinstance(changes, Mapping):
                 changes = {}
             row.update(timestamp=row.get("timestamp") or at_ns, snapshot=True, seq=None)
-            for name in METRIC_NAMES:
-                row[f"{name}_change"] = parse_change(changes.get(name))
+            for derived in DERIVED["metrics"]:
+                row[derived.column] = derived.compute([changes])[0]
         elif kind == "insights":
             row.update(source="server", seq=None)
             row["timestamp"] = row.get("timestamp") or row.get("created_at") or at_ns

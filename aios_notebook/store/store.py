@@ -35,10 +35,9 @@ from ..protocol.codec import Decoded, Message, encode, format_timestamp
 from ..protocol.dialects import Translated
 from .columns import NAT
 from .notify import ChangeBatch, Notifier, Subscription, Worker
-from .parsing import SMALL_BATCH, Parsed, arrow_texts, owned_columns, parse_frames
+from .parse import SMALL_BATCH, Parsed, arrow_texts, owned_columns, parse_frames
 from .retention import Limit, parse_retention
-from .rows import timestamp_ns
-from .schema import TABLES
+from .schema import TABLES, timestamp_ns
 from .snapshots import SNAPSHOT_KINDS, insight_rows, snapshot_rows
 from .tables import AppendTable, Batch, LatestTable, merge_batches
 

@@ -1,4 +1,5 @@
-"""Well-formed frames without Arrow: msgspec per frame, then checks column by column.
+"""The msgspec engine: well-formed frames without Arrow, msgspec per frame, then checks column
+by column.
 
 The Arrow path costs a few milliseconds per batch whatever its size, which a trickle of frames
 (a live stream read often) cannot repay; decoding frame by frame with every check is the other
@@ -6,34 +7,24 @@ extreme. This path sits between: each frame's envelope is read with msgspec (its
 as raw JSON), frames are grouped by event, each group's data is read into a Struct of the
 fields the event's tables use (no dict, no key strings for the fields nobody reads), and each
 field is checked for a whole group at once (``set(map(type, column))`` is usually all it takes). A frame with anything odd about it (an extra top-level key, a wrong
-type, a missing required field, an error event) is left to the per-frame path, which
-describes the problem; so the tables are the same whichever path a frame takes.
+type, a missing required field, an error event) is left to the reference engine, which
+describes the problem; so the tables are the same whichever engine a frame takes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from operator import attrgetter
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
 
-from .columns import F32_MAX, INT_RANGES
-from .rows import (
-    DICT_FIELDS,
-    ERROR_EVENTS,
-    EVENT_PLANS,
-    LIST_FIELDS,
-    TIMESTAMP_CACHE,
-    check_value,
-    parse_change,
-    sent_changes,
-)
-from .schema import METRIC_NAMES, TABLES
-from .tables import Batch
+from ..schema import DICT_FIELDS, LIST_FIELDS, RANGES, TABLES, TIMESTAMP_CACHE, beyond, check_value
+from .batch import Frames
+from .plans import ERROR_EVENTS, EVENT_PLANS
 
-__all__ = ["parse_small"]
+__all__ = ["MsgspecEngine"]
 
 _NONE = type(None)
 _FINE_TYPES = {
@@ -46,15 +37,15 @@ _FINE_TYPES = {
 
 
 class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    """A frame's top level: any other key sends the frame the per-frame way (which reports it)."""
+    """A frame's top level: any other key sends the frame to the reference engine (which reports it)."""
 
     event: str
     data: msgspec.Raw
-    seq: Annotated[int, msgspec.Meta(ge=0, le=INT_RANGES["int64"][1])] | None = None  # else per frame: negative, out of range
+    seq: Annotated[int, msgspec.Meta(ge=0, le=RANGES["int64"][1])] | None = None  # else per frame: negative, out of range
 
 
 #: decoders read JSON exactly as ``json.loads`` does, or fail (NaN, 1e400, a lone surrogate):
-#: such a frame goes the per-frame way, which describes it
+#: such a frame goes to the reference engine, which describes it
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
 
 
@@ -67,8 +58,8 @@ def _data_decoder(event: str) -> tuple[msgspec.json.Decoder, tuple[str, ...], fr
     those fields, and which of them the decoder checks itself.
 
     A field whose kind has one JSON type (text, integer, boolean, number; objects for dict
-    fields) is typed in the Struct, so a wrong type fails the decoding and the frame goes the
-    per-frame way, as the checks below would send it, without a check in Python. Typed only
+    fields) is typed in the Struct, so a wrong type fails the decoding and the frame goes to the
+    reference engine, as the checks below would send it, without a check in Python. Typed only
     when every column the field feeds reads it the same way (an int read as a float would
     become one). Other fields (timestamps, nested objects, lists) are read as JSON gives them
     and checked below."""
@@ -93,12 +84,10 @@ def _data_decoder(event: str) -> tuple[msgspec.json.Decoder, tuple[str, ...], fr
 
 def _bounded(kind: str, python: type) -> Any:
     """The Struct type of a field of ``kind``: a number beyond what its column holds fails the
-    decoding, as a wrong type does (the per-frame path then describes it)."""
-    if kind in INT_RANGES:
-        low, high = INT_RANGES[kind]
-        return Annotated[int, msgspec.Meta(ge=low, le=high)]
-    if kind == "f32":
-        return Annotated[float, msgspec.Meta(ge=-F32_MAX, le=F32_MAX)]
+    decoding, as a wrong type does (the reference engine then describes it)."""
+    if kind in ("int32", "int64", "f32"):
+        low, high = RANGES[kind]
+        return Annotated[python, msgspec.Meta(ge=low, le=high)]
     return python
 
 
@@ -126,7 +115,7 @@ _READINGS = {event: _Reading(event) for event in _DATA}
 
 
 def _envelope(text: Any) -> _Envelope | None:
-    """A frame's envelope, or None for a frame the per-frame path must describe."""
+    """A frame's envelope, or None for a frame the reference engine must describe."""
     if type(text) is not str:
         return None
     try:
@@ -151,33 +140,15 @@ def _timestamps(values: list[Any]) -> tuple[list[Any], list[bool] | None]:
     return out, bad
 
 
-def _numbers_fit(kind: str, values: list[Any]) -> bool:
-    """Whether every number of a float column's values is finite, and within float32's range for
-    an f32 column (None reads as NaN: the count of those that fit tells)."""
-    try:
-        numbers = np.array(values, np.float64)
-    except OverflowError:  # an integer beyond a float's range
-        return False
-    fit = np.isfinite(numbers) if kind == "f64" else np.abs(numbers) <= F32_MAX
-    return int(fit.sum()) == len(values) - values.count(None)
-
-
-def _ints_fit(kind: str, values: list[Any]) -> bool:
-    """Whether every integer of an integer column's values is within the column's range."""
-    numbers = [v for v in values if v is not None]
-    low, high = INT_RANGES[kind]
-    return not numbers or (low <= min(numbers) and max(numbers) <= high)
-
-
 def _column(kind: str, name: str, values: list[Any]) -> tuple[list[Any], list[bool] | None]:
     """Checked values of one field over a group, and which rows are bad (None: none)."""
     if kind == "ts":
         return _timestamps(values)
     types = set(map(type, values))
     fine = _FINE_TYPES.get(kind)
-    if fine is not None and types <= fine and (int not in types or _ints_fit(kind, values)):
+    if fine is not None and types <= fine and (int not in types or not beyond(kind, values).any()):
         return values, None
-    if kind in ("f64", "f32") and types <= {float, int, _NONE} and _numbers_fit(kind, values):
+    if kind in ("f64", "f32") and types <= {float, int, _NONE} and not beyond(kind, values).any():
         return values, None
     if types == {_NONE}:
         return values, None
@@ -189,51 +160,42 @@ def _column(kind: str, name: str, values: list[Any]) -> tuple[list[Any], list[bo
     return [v for _, v in checked], bad if any(bad) else None
 
 
-class FrameTexts(Protocol):
-    """The frames, read by position: a list, or parsing's lazy view of an Arrow array."""
+class MsgspecEngine:
+    """The well-formed frames of the events with a plan, grouped by event (see the module docstring)."""
 
-    def __getitem__(self, position: int, /) -> Any: ...
+    def parse(self, frames: Frames, rows: np.ndarray) -> np.ndarray:
+        positions_in = rows.tolist()
+        texts = frames.texts
+        chosen = [texts[position] for position in positions_in]
+        messages: list[Any] | None = None
+        if set(map(type, chosen)) <= {str}:
+            try:  # the usual case, every frame well-formed: one loop in C
+                messages = list(map(_ENVELOPE.decode, chosen))
+            except (ValueError, UnicodeError, RecursionError):  # msgspec.DecodeError is a ValueError
+                messages = None
+        if messages is None:  # some frame is odd: read them one by one, leaving the odd ones out
+            messages = [_envelope(text) for text in chosen]
+        groups: dict[str, tuple[list[int], list[Any], list[int | None]]] = {}
+        for position, message in zip(positions_in, messages, strict=True):
+            if message is None or message.event not in _DATA:
+                continue
+            group = groups.get(message.event)
+            if group is None:
+                group = groups[message.event] = ([], [], [])
+            group[0].append(position)
+            group[1].append(message.data)
+            group[2].append(message.seq)
+        handled: list[int] = []
+        for event, (positions, raws, seqs) in groups.items():
+            handled += self._group(frames, event, positions, raws, seqs)
+        return np.array(handled, np.int64)
 
-
-def parse_small(texts: FrameTexts, rows: np.ndarray, received: np.ndarray,
-                batches: dict[str, list[Batch]]) -> tuple[list[int], list[str], list[int | None], int | None]:
-    """Parse the frames at ``rows`` that are well-formed; adds their table batches.
-
-    Returns:
-        (positions handled, their event names, their seqs, the latest event time in ns or None).
-        The frames not handled go to the per-frame path.
-    """
-    positions_in = rows.tolist()
-    chosen = [texts[position] for position in positions_in]
-    messages: list[Any] | None = None
-    if set(map(type, chosen)) <= {str}:
-        try:  # the usual case, every frame well-formed: one loop in C
-            messages = list(map(_ENVELOPE.decode, chosen))
-        except (ValueError, UnicodeError, RecursionError):  # msgspec.DecodeError is a ValueError
-            messages = None
-    if messages is None:  # some frame is odd: read them one by one, leaving the odd ones out
-        messages = [_envelope(text) for text in chosen]
-    groups: dict[str, tuple[list[int], list[Any], list[int | None]]] = {}
-    for position, message in zip(positions_in, messages, strict=True):
-        if message is None:
-            continue
-        event = message.event
-        if event not in _DATA:
-            continue
-        group = groups.get(event)
-        if group is None:
-            group = groups[event] = ([], [], [])
-        group[0].append(position)
-        group[1].append(message.data)
-        group[2].append(message.seq)
-    handled: list[int] = []
-    names: list[str] = []
-    seqs: list[int | None] = []
-    latest: int | None = None
-    for event, (positions, raws, group_seqs) in groups.items():
+    def _group(self, frames: Frames, event: str, positions: list[int], raws: list[Any],
+               group_seqs: list[int | None]) -> list[int]:
+        """Decode and check one event's frames; returns the positions kept."""
         reading = _READINGS[event]
         decode = reading.decode.decode
-        bad_rows: set[int] = set()  # rows of the group the per-frame path must take
+        bad_rows: set[int] = set()  # rows of the group the reference engine must take
         try:
             datas: list[Any] = list(map(decode, raws))
         except (ValueError, RecursionError):  # not an object, or a value JSON cannot be
@@ -260,8 +222,8 @@ def parse_small(texts: FrameTexts, rows: np.ndarray, received: np.ndarray,
             if None in column:
                 bad_rows.update(i for i, v in enumerate(column) if v is None)
         if len(bad_rows) == len(raws):
-            continue
-        kept: Callable[[list[Any]], list[Any]]  # the rows of a column that stay on this path
+            return []
+        kept: Callable[[list[Any]], list[Any]]  # the rows of a column that stay with this engine
         if bad_rows:
             keep = [i not in bad_rows for i in range(len(raws))]
 
@@ -273,18 +235,18 @@ def parse_small(texts: FrameTexts, rows: np.ndarray, received: np.ndarray,
 
         kept_positions = kept(positions)
         position_array = np.array(kept_positions, np.int64)
-        seq_list = kept(group_seqs)
-        count = len(seq_list)
+        seqs = kept(group_seqs)
+        count = len(seqs)
         stamps = [v for v in kept(values.get("timestamp") or values.get("server_time") or []) if v is not None]
         if stamps:
-            latest = max(stamps) if latest is None else max(latest, *stamps)
-        received_list = received[position_array].tolist()
-        event_list = [event] * count
+            frames.saw(max(stamps))
+        received = frames.received[position_array].tolist()
+        events = [event] * count
         for table, kinds, columns, counts in reading.routes:
-            out: dict[str, Any] = {"received_at": received_list} if "received_at" in kinds else {}
-            out["seq"] = seq_list
+            out: dict[str, Any] = {"received_at": received} if "received_at" in kinds else {}
+            out["seq"] = seqs
             if "event" in kinds:
-                out["event"] = event_list
+                out["event"] = events
             for target, paths, default in columns:
                 if not paths:
                     merged: list[Any] = [None] * count
@@ -296,13 +258,6 @@ def parse_small(texts: FrameTexts, rows: np.ndarray, received: np.ndarray,
                 if default is not None:
                     merged = [default if v is None else v for v in merged]
                 out[target] = merged
-            if table == "metrics":
-                out["changes"] = list(map(sent_changes, out["changes"]))
-                for name in METRIC_NAMES:
-                    out[f"{name}_change"] = [parse_change((c or {}).get(name)) for c in out["changes"]]
-            counted = np.ones(count, bool) if counts else None
-            batches.setdefault(table, []).append(Batch(position_array, out, counted))
-        handled += kept_positions
-        names += event_list
-        seqs += seq_list
-    return handled, names, seqs, latest
+            frames.add(table, position_array, out, np.ones(count, bool) if counts else None)
+        frames.took(kept_positions, seqs, events)
+        return kept_positions
