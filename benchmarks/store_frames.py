@@ -4,25 +4,30 @@ Frames come from the reference server's workload (the event mix a live server se
 the server encodes them, with a ``seq``. ``status_frames`` replicates the workload's
 processing_job_status events with fresh job ids and times, for a million of them.
 
-The feeder is a separate process running a plain ``websockets`` server on 127.0.0.1. Each
-connection sends ``{"count": N, "mode": "send" | "raw", "rate": R | null}`` and gets N frames:
-``send`` awaits ``ws.send`` per frame (what a Python server does), ``raw`` writes frames framed
-beforehand straight to the transport (a feeder that costs next to nothing), ``rate`` paces them
-(frames per second) instead of sending as fast as the socket takes them.
+The feeder is a separate process running a plain ``websockets`` server on 127.0.0.1. A connection
+says what it wants in its URL's query (``Feeder.url_for(count, mode, rate, stamp)``), so that any
+client can be fed, ``AIOSClient`` included (whatever it sends first is read and ignored), and gets
+N frames: ``send`` awaits ``ws.send`` per frame (what a Python server does), ``raw`` writes frames
+framed beforehand straight to the transport (a feeder that costs next to nothing), ``rate`` paces
+them (frames per second) instead of sending as fast as the socket takes them, and ``stamp`` writes
+the moment each frame is sent into its ``timestamp`` (microseconds), for latency from the send.
+A plain HTTP request (the client's REST snapshot) is answered 404, as a WebSocket-only server does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import multiprocessing
 import os
+import re
 import struct
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -99,16 +104,31 @@ def _feeder_main(kind: str, count: int, cpu: int | None, conn: Any) -> None:
     frames = workload_frames(count) if kind == "workload" else status_frames(count)
     wire = [_wire(f) for f in frames]
 
+    stamp_at = re.compile(r'"timestamp":"[^"]*"')
+
+    async def drain(ws: Any) -> None:  # whatever the client sends (auth, subscribe): read, ignored
+        with contextlib.suppress(Exception):
+            async for _ in ws:
+                pass
+
     async def handler(ws: Any) -> None:
-        request = json.loads(await ws.recv())
-        n, mode, rate = request["count"], request.get("mode", "send"), request.get("rate")
+        query = parse_qs(urlsplit(ws.request.path).query)
+        n = int(query["count"][0])
+        mode = query.get("mode", ["send"])[0]
+        rate = float(query["rate"][0]) if "rate" in query else None
+        stamp = query.get("stamp", ["0"])[0] == "1"
+        reader = asyncio.create_task(drain(ws))
         start = time.perf_counter()
         sent = 0
         while sent < n:
             if rate:  # paced: send what is due, then sleep a millisecond
                 due = min(n, int((time.perf_counter() - start) * rate) + 1)
                 while sent < due:
-                    await ws.send(frames[sent % len(frames)])
+                    frame = frames[sent % len(frames)]
+                    if stamp:
+                        now = datetime.now(timezone.utc).strftime('"timestamp":"%Y-%m-%dT%H:%M:%S.%fZ"')
+                        frame = stamp_at.sub(now, frame, count=1)
+                    await ws.send(frame)
                     sent += 1
                 await asyncio.sleep(0.001)
             elif mode == "raw":  # framed beforehand: the feeder costs next to nothing
@@ -122,9 +142,16 @@ def _feeder_main(kind: str, count: int, cpu: int | None, conn: Any) -> None:
                 await ws.send(frames[sent % len(frames)])
                 sent += 1
         await ws.wait_closed()
+        reader.cancel()
+
+    def http_only(connection: Any, request: Any) -> Any:
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return connection.respond(404, "no REST API here\n")
+        return None
 
     async def main() -> None:
-        async with serve(handler, "127.0.0.1", 0, max_size=None, compression=None, write_limit=1 << 22) as server:
+        async with serve(handler, "127.0.0.1", 0, max_size=None, compression=None, write_limit=1 << 22,
+                         process_request=http_only) as server:
             conn.send(server.sockets[0].getsockname()[1])
             await asyncio.Future()
 
@@ -148,6 +175,11 @@ class Feeder:
             raise RuntimeError("the feeder did not start")
         self.url = f"ws://127.0.0.1:{parent.recv()}"
         return self
+
+    def url_for(self, count: int, mode: str = "raw", rate: float | None = None, stamp: bool = False) -> str:
+        """The URL that asks for ``count`` frames the ``mode`` way (see the module docstring)."""
+        query = f"count={count}&mode={mode}" + (f"&rate={rate:g}" if rate else "") + ("&stamp=1" if stamp else "")
+        return f"{self.url}/ws?{query}"
 
     def __exit__(self, *exc: object) -> None:
         if self._process is not None:

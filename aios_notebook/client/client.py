@@ -150,7 +150,9 @@ class AIOSClient:
             store = EventStore()
         self._lock = threading.RLock()
         self._changed = threading.Condition(threading.Lock())
-        self._version = 0  # bumped (under _changed) by the I/O thread after each frame or state change
+        self._version = 0  # bumped by the I/O thread after each frame or state change
+        self._waiters = 0  # wait_for() calls waiting on _changed
+        self._notified = 0.0  # when they were last woken (monotonic)
         self._dispatcher = CallbackDispatcher()
         self._engine = Engine(url, token, session, store, options, self._dispatcher, self._notify)
         self._thread: threading.Thread | None = None
@@ -390,9 +392,15 @@ class AIOSClient:
 
     # -- waiting --------------------------------------------------------------------------------
     def _notify(self) -> None:
-        with self._changed:
-            self._version += 1
-            self._changed.notify_all()
+        # called by the I/O thread for every frame: the version is a plain counter, and waiters
+        # (wait_for) are woken at most every millisecond, and only when there are any
+        self._version += 1
+        if self._waiters:
+            now = time.monotonic()
+            if now - self._notified >= 0.001:
+                self._notified = now
+                with self._changed:
+                    self._changed.notify_all()
 
     def _raise_failure(self) -> None:
         failure = self._engine.failure
@@ -428,8 +436,13 @@ class AIOSClient:
                                    f"{self._engine.stats.events_received} events received)")
             with self._changed:
                 if self._version == version:
-                    # woken by each frame and state change; the cap covers predicates on anything else
-                    self._changed.wait(min(remaining, 0.5))
+                    # woken by frames (at most every ms) and state changes; the cap covers a wake-up
+                    # that raced with the check above and predicates on anything else
+                    self._waiters += 1
+                    try:
+                        self._changed.wait(min(remaining, 0.05))
+                    finally:
+                        self._waiters -= 1
             time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
 
     def wait_connected(self, timeout: float = 10.0) -> bool:

@@ -357,31 +357,52 @@ class Engine:
 
     # -- frames in --------------------------------------------------------------------------
     def _on_frame(self, frame: str | bytes) -> None:
+        # the receiving thread's per-frame work, kept to what only it can do: the session reads a
+        # well-formed frame's envelope alone and the store parses it once, off this thread
         stats = self.stats
         now = time.monotonic()
-        received_at = utc_from_epoch(time.time())
+        received_ns = time.time_ns() // 1000 * 1000  # microseconds, as recordings keep them
         stats.frames_received += 1
-        stats.bytes_received += len(frame) if isinstance(frame, bytes) else len(frame.encode("utf-8"))
-        for listener in self.frame_listeners:
-            try:
-                listener(frame, received_at)
-            except Exception as exc:
-                self._user_code_failed("frame listener", listener, exc)
-        events = self.session.receive(frame, received_at.timestamp())
+        if isinstance(frame, bytes) or frame.isascii():  # no encoding needed to count its bytes
+            stats.bytes_received += len(frame)
+        else:
+            stats.bytes_received += len(frame.encode())
+        received_at = None  # an aware datetime, made only for code that is given one
+        if self.frame_listeners:
+            received_at = utc_from_epoch(received_ns / 1e9)
+            for listener in self.frame_listeners:
+                try:
+                    listener(frame, received_at)
+                except Exception as exc:
+                    self._user_code_failed("frame listener", listener, exc)
+        events = self.session.receive(frame, received_ns / 1e9)
+        if len(events) == 1 and type(events[0]) is Delivered:  # the usual frame: a new event
+            self._ingest(frame, received_ns)
+            self._delivered(events[0], now, received_ns, received_at)
+        else:
+            self._events(frame, events, now, received_ns, received_at)
+        if self.session.has_data_to_send:
+            self._wake_writer()  # pongs, the resync request, a dialect's subscriptions
+        self._changed()
+
+    def _ingest(self, frame: Any, received_ns: int) -> None:
+        try:
+            self.store.ingest_frame(frame, received_ns=received_ns)
+        except Exception as exc:
+            self.stats.store_errors += 1
+            self._log_once(self.store, f"the store failed to ingest a frame: {type(exc).__name__}: {exc}")
+
+    def _events(self, frame: str | bytes, events: list[Any], now: float, received_ns: int, received_at: Any) -> None:
+        stats = self.stats
         if any(isinstance(event, Duplicate) for event in events):
             stats.duplicates += 1  # already in the store: a resync replay overlapping the live stream
         else:
             # a foreign dialect's frame goes with its translation: raw keeps it as received
             first = events[0] if events else None
-            kept: Any = first.translated if isinstance(first, Translation) else frame
-            try:
-                self.store.ingest_frame(kept, received_at)
-            except Exception as exc:
-                stats.store_errors += 1
-                self._log_once(self.store, f"the store failed to ingest a frame: {type(exc).__name__}: {exc}")
+            self._ingest(first.translated if isinstance(first, Translation) else frame, received_ns)
         for event in events:
             if isinstance(event, Delivered):
-                self._delivered(event, now, received_at)
+                self._delivered(event, now, received_ns, received_at)
             elif isinstance(event, Malformed):
                 stats.malformed += 1
             elif isinstance(event, GapDetected):
@@ -408,18 +429,19 @@ class Engine:
                     # no token was given (a server without auth was expected): this one wants one
                     self._auth_rejection = (f"wants a token and none was given (it answered {event.code}): "
                                             f"pass one (the token argument, or AIOS_TOKEN)")
-        self._wake_writer()  # pongs and the resync request
-        self._changed()
 
-    def _delivered(self, delivered: Delivered, now: float, received_at: Any) -> None:
-        message = delivered.message
+    def _delivered(self, delivered: Delivered, now: float, received_ns: int, received_at: Any) -> None:
         self.stats.event(now, delivered.replayed)
-        self.accepted.set()
+        if not self.accepted.is_set():
+            self.accepted.set()
         queues = self.queues
-        if not queues and not self.dispatcher.wants(message.event):
-            return
-        item = Event(message.event, message.data, message.seq, received_at, delivered.replayed)
-        if self.dispatcher.wants(message.event):
+        wanted = self.dispatcher.wants(delivered.event)
+        if not queues and not wanted:
+            return  # nobody reads the event's data here: it is not decoded on this thread
+        message = delivered.message
+        when = received_at if received_at is not None else utc_from_epoch(received_ns / 1e9)
+        item = Event(message.event, message.data, message.seq, when, delivered.replayed)
+        if wanted:
             self.dispatcher.put(item)
         for queue in queues:
             if not queue.put(item) and queue.claimed:

@@ -34,7 +34,10 @@ class ClientStats:
         events_received: new events of the stream handed to the store (duplicates excluded).
         replayed_events: of those, how many came from a resync replay.
         duplicates: events dropped because their seq was already delivered.
-        malformed: frames with problems (kept in the store's raw and errors tables).
+        malformed: frames the session could not take as they came (not JSON, no event, an odd
+            envelope, a wrong-typed field of a frame it decoded whole); kept in the store's raw
+            table. A well-formed frame's fields are checked once, by the store: what it finds is
+            in ``store.errors``, the complete account of every problem.
         gaps: ranges of the stream known to be missing (rows of kind "gap" in the errors table).
         resyncs: resync replays the server finished.
         stale_disconnects: connections closed because the heartbeat went silent.

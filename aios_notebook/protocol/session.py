@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -48,6 +49,7 @@ from .models import (
     PROTOCOL_NAME,
     SERVER_CAPABILITIES,
     STREAM_EVENTS,
+    TYPE_OF_EVENT,
 )
 from .subscriptions import Filters, Subscriptions
 
@@ -79,24 +81,57 @@ STALE_FACTOR = 2.5
 
 # ----------------------------------------------------------------------------------------------
 # what the client session reports
-@dataclass(frozen=True, slots=True)
-class Delivered:
-    """A new event of the stream (or an unknown but readable event): hand it to the store."""
+class _Frame:
+    """An event frame as the session saw it: its name and seq, and its data decoded only when asked.
 
-    decoded: Decoded
-    replayed: bool = False
+    The session reads a well-formed frame's envelope alone (event name and seq, from the text):
+    the store decodes and checks every frame once, in its batch parse, so decoding it here too
+    would parse each frame twice on the receiving thread.
+    """
+
+    __slots__ = ("_decoded", "event", "replayed", "seq", "text")
+
+    def __init__(self, decoded: Decoded | str, replayed: bool = False, *, event: str = "",
+                 seq: int | None = None) -> None:
+        if isinstance(decoded, Decoded):
+            assert decoded.message is not None
+            self._decoded: Decoded | None = decoded
+            self.text = decoded.text
+            self.event = decoded.message.event
+            self.seq = decoded.message.seq
+        else:
+            self._decoded = None
+            self.text = decoded
+            self.event = event
+            self.seq = seq
+        self.replayed = replayed
+
+    @property
+    def decoded(self) -> Decoded:
+        if self._decoded is None:
+            self._decoded = decode(self.text, check=False)
+        return self._decoded
 
     @property
     def message(self) -> Message:
-        assert self.decoded.message is not None
-        return self.decoded.message
+        message = self.decoded.message
+        assert message is not None
+        return message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.event!r}, seq={self.seq}, replayed={self.replayed})"
 
 
-@dataclass(frozen=True, slots=True)
-class Duplicate:
+class Delivered(_Frame):
+    """A new event of the stream (or an unknown but readable event): hand it to the store."""
+
+    __slots__ = ()
+
+
+class Duplicate(_Frame):
     """An event whose seq was already delivered (resync replay overlapping the live stream)."""
 
-    decoded: Decoded
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +261,8 @@ class ClientSession:
         self.heartbeat_interval: float | None = None  # known once advertised or a ping arrived
         self.last_frame_at: float | None = None
         self.last_seq: int | None = None
-        self.last_event_time: Any = None  # event time (aware datetime) of the newest delivered event
+        self._last_event_time: Any = None  # event time (aware datetime) of the newest event read
+        self._newest: _Frame | None = None  # the newest delivered event, its time not read yet
         self._seen: set[int] = set()
         self._seen_order: deque[int] = deque()
         self._seen_floor = -1
@@ -385,6 +421,12 @@ class ClientSession:
         dialect = self.dialect
         if dialect is not None and not dialect.native:
             return self._receive_foreign(dialect, frame, received_at)
+        if type(frame) is str:
+            envelope = _envelope(frame)
+            if envelope is not None:  # a well-formed event of the stream: its name and seq suffice
+                accepted: list[ClientEvent] = []
+                self._accept(envelope[0], envelope[1], frame, None, accepted)
+                return accepted
         decoded = decode(frame)
         message = decoded.message
         events: list[ClientEvent] = []
@@ -463,12 +505,17 @@ class ClientSession:
                                       self.last_seq, None))
 
     def _deliver(self, decoded: Decoded, message: Message, events: list[ClientEvent]) -> None:
-        if self._awaiting_capabilities and message.event in STREAM_EVENTS:
+        self._accept(message.event, message.seq, decoded.text, decoded, events)
+
+    def _accept(self, event: str, seq: int | None, text: str, decoded: Decoded | None,
+                events: list[ClientEvent]) -> None:
+        """Deliver one event (or report it a duplicate): resync, restarts and gaps by its seq."""
+        stream = event in STREAM_EVENTS
+        if self._awaiting_capabilities and stream:
             # a reconnect to a server that never said it can resync: what we missed is a gap
             self._awaiting_capabilities = False
             self._start_gap("reconnected to a server without resync")
-        seq = message.seq
-        if (seq is not None and self._check_numbering and message.event in STREAM_EVENTS
+        if (seq is not None and self._check_numbering and stream
                 and self._resync_requested_from is None):
             # not during a resync replay: a server may replay from before since_seq (an overlap),
             # and those seqs are duplicates, not a restart. A server that names its stream
@@ -482,19 +529,39 @@ class ClientSession:
                 self._forget_seqs()
         if seq is not None:
             if seq <= self._seen_floor or seq in self._seen:
-                events.append(Duplicate(decoded))
+                events.append(Duplicate(decoded or text, event=event, seq=seq))
                 return
             self._remember(seq)
             if self.last_seq is None or seq > self.last_seq:
                 self.last_seq = seq
-        when = parse_timestamp(message.data.get("timestamp"))
-        if self._open_gap is not None and message.event in STREAM_EVENTS:
+        delivered = Delivered(decoded or text, self._resync_requested_from is not None, event=event, seq=seq)
+        if self._open_gap is not None and stream:
             start, reason, since = self._open_gap
             self._open_gap = None
-            events.append(GapDetected(start, when, reason, since, seq))
-        if when is not None and (self.last_event_time is None or when > self.last_event_time):
-            self.last_event_time = when
-        events.append(Delivered(decoded, replayed=self._resync_requested_from is not None))
+            events.append(GapDetected(start, _event_time(delivered), reason, since, seq))
+        self._newest = delivered  # its event time is read only when a gap needs it
+        events.append(delivered)
+
+    @property
+    def last_event_time(self) -> Any:
+        """Event time (aware datetime) of the newest delivered event: read from its frame only
+        when asked (a gap's start), never on the receiving thread's every frame."""
+        newest, self._newest = self._newest, None
+        if newest is not None:
+            when = _event_time(newest)
+            if when is not None and (self._last_event_time is None or when > self._last_event_time):
+                self._last_event_time = when
+        return self._last_event_time
+
+    @last_event_time.setter
+    def last_event_time(self, value: Any) -> None:
+        self._newest = None
+        self._last_event_time = value
+
+    @property
+    def has_data_to_send(self) -> bool:
+        """Whether ``data_to_send`` has anything (the I/O layer wakes its writer only then)."""
+        return bool(self._outgoing)
 
     def _forget_seqs(self) -> None:
         """A new server process numbers from 1 again: what we saw says nothing of its seqs."""
@@ -618,6 +685,37 @@ _CLIENT_HANDLERS: dict[str, Callable[[ClientSession, Decoded, Message, list[Any]
     "connection_error": ClientSession._on_connection_error,
     "resync_complete": ClientSession._on_resync_complete,
 }
+
+
+# ----------------------------------------------------------------------------------------------
+# the envelope of a well-formed frame, read without decoding it
+_ENVELOPE_HEAD = re.compile(r'\{"event":"([a-z_]+)","data":\{')
+_FAST_EVENTS = frozenset(TYPE_OF_EVENT)  # events of the stream with no session meaning of their own
+_SEQ_TAIL = '},"seq":'
+
+
+def _envelope(frame: str) -> tuple[str, int | None] | None:
+    """``(event, seq)`` of a frame written as the reference server writes them
+    (``{"event":"name","data":{...},"seq":N}``, compact), for the stream's own events; None for
+    anything else (the session then decodes it whole: connection events, odd frames)."""
+    head = _ENVELOPE_HEAD.match(frame)
+    if head is None:
+        return None
+    event = head.group(1)
+    if event not in _FAST_EVENTS:
+        return None
+    at = frame.rfind(_SEQ_TAIL)
+    if at > 0:
+        number = frame[at + 8 : -1]
+        if frame[-1] == "}" and number.isdigit() and number.isascii() and len(number) < 19:
+            return event, int(number)
+        return None
+    return (event, None) if frame.endswith("}}") and '"seq"' not in frame else None
+
+
+def _event_time(frame: _Frame) -> Any:
+    message = frame.decoded.message
+    return parse_timestamp(message.data.get("timestamp")) if message is not None else None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from ..protocol.dialects import Translated
 from .columns import NAT
 from .notify import ChangeBatch, Notifier, Subscription, Worker
 from .parse import SMALL_BATCH, Parsed, arrow_texts, owned_columns, parse_frames
-from .retention import Limit, parse_retention
+from .retention import FINISHED_STATUSES, Limit, parse_retention
 from .schema import TABLES, timestamp_ns
 from .snapshots import SNAPSHOT_KINDS, insight_rows, snapshot_rows
 from .tables import AppendTable, Batch, LatestTable, merge_batches
@@ -138,6 +138,8 @@ class EventStore:
         self._frames = 0
         self._fast = 0
         self._gaps: tuple[int, pd.DataFrame] | None = None
+        # table -> (event time, rows) at its last check of finished entities (see _age_finished)
+        self._finished_checked: dict[str, tuple[int | None, int]] = {}
         self._notifier = Notifier(self._report_callback)
         self._worker: Worker | None = None
         if background:
@@ -148,15 +150,19 @@ class EventStore:
             self._notifier.on_subscribe = self._worker.ensure
 
     # -- ingestion ------------------------------------------------------------------------
-    def ingest_frame(self, text: str | bytes | Translated, received_at: Any = None) -> None:
+    def ingest_frame(self, text: str | bytes | Translated, received_at: Any = None, *,
+                     received_ns: int | None = None) -> None:
         """Take one frame as received (the client calls this for every frame; never raises).
 
         Args:
             text: the frame's text (bytes for a binary frame), or a foreign dialect's frame with
                 its translation (``raw`` keeps its text, the typed tables get its events).
             received_at: when it arrived (datetime, epoch seconds, ISO text); now if None.
+            received_ns: when it arrived, in ns since the epoch (the client's form: no conversion).
         """
-        if received_at is None:
+        if received_ns is not None:
+            moment = received_ns
+        elif received_at is None:
             moment = self._time_ns()
         else:
             try:
@@ -360,8 +366,35 @@ class EventStore:
                     keep = np.zeros(len(table), bool)
                     keep[order[len(table) - limit.rows :]] = True
                     dropped += table.keep_rows(keep)
+            if limit.finished and isinstance(table, LatestTable):
+                dropped += self._age_finished(name, table, limit, now)
             if dropped:
                 self._dropped[name] += dropped
+
+    def _age_finished(self, name: str, table: LatestTable, limit: Limit, now: int | None) -> int:
+        """Drop finished entities past the table's ``finished`` limit (see :mod:`.retention`):
+        checked when event time has moved on by 1/64 of the age, or the table has grown by 1/16
+        of the row limit, since the last check, so a trickle of batches scans rarely."""
+        checked_at, checked_rows = self._finished_checked.get(name, (None, 0))
+        rows = len(table)
+        age, most = limit.finished_age_ns, limit.finished_rows
+        by_age = age is not None and now is not None and (checked_at is None or now - checked_at >= age // 64)
+        by_rows = most is not None and rows > most and rows >= checked_rows + max(1, most // 16)
+        if not (by_age or by_rows):
+            return 0
+        finished = table.finished(FINISHED_STATUSES)
+        times = table.time_values()
+        drop = np.zeros(rows, bool)
+        if age is not None and now is not None:
+            drop = finished & (times < now - age) & (times != NAT)
+        if most is not None:
+            left = np.flatnonzero(finished & ~drop)
+            if len(left) > most:  # the least recently updated go (no time at all: first)
+                oldest = np.argsort(times[left], kind="stable")[: len(left) - most]
+                drop[left[oldest]] = True
+        dropped = table.keep_rows(~drop) if drop.any() else 0
+        self._finished_checked[name] = (now if age is not None and now is not None else checked_at, len(table))
+        return dropped
 
     # -- rows that do not come from frames --------------------------------------------------
     def _append_rows(self, table: str, rows: list[dict[str, Any]], snapshot: bool = False) -> dict[str, int]:
@@ -570,11 +603,17 @@ class EventStore:
 
     @property
     def retention(self) -> dict[str, dict[str, Any]]:
-        """The limits in force: table -> {"rows": N or None, "age": Timedelta or None}."""
-        return {
-            name: {"rows": limit.rows, "age": None if limit.age_ns is None else pd.Timedelta(limit.age_ns, "ns")}
-            for name, limit in self._limits.items()
-        }
+        """The limits in force: table -> {"rows": N or None, "age": Timedelta or None}, plus
+        "finished": {"rows", "age"} for jobs, dag_runs and dag_steps when finished ones age out."""
+        def age(ns: int | None) -> pd.Timedelta | None:
+            return None if ns is None else pd.Timedelta(ns, "ns")
+
+        limits: dict[str, dict[str, Any]] = {}
+        for name, limit in self._limits.items():
+            limits[name] = {"rows": limit.rows, "age": age(limit.age_ns)}
+            if limit.finished:
+                limits[name]["finished"] = {"rows": limit.finished_rows, "age": age(limit.finished_age_ns)}
+        return limits
 
     # -- files ----------------------------------------------------------------------------
     def to_parquet(self, folder: str | Path) -> list[Path]:
