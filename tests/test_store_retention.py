@@ -28,7 +28,7 @@ def test_rows_limit_drops_the_oldest_rows():
     assert len(store.raw) == 150 and store.raw["seq"].iloc[0] == 851
     dropped = store.dropped
     assert dropped["job_events"] == 900 and dropped["raw"] == 850 and dropped["jobs"] == 0
-    assert len(store.jobs) == 1000  # latest-state tables keep every entity by default
+    assert len(store.jobs) == 1000  # running entities never age out by default
 
 
 def test_compaction_keeps_frames_already_handed_out():
@@ -82,7 +82,8 @@ def test_defaults_bound_every_event_table():
     limits = store.retention
     assert limits["raw"]["rows"] == DEFAULT_RETENTION["raw"] == 1_000_000
     assert {"job_events", "agent_events", "errors", "insights", "metrics"} <= set(limits)
-    assert "jobs" not in limits
+    # latest-state tables: by default only finished jobs, runs and steps age out (test_store_aging.py)
+    assert limits["jobs"]["rows"] is None and limits["jobs"]["age"] is None
     assert "raw" not in EventStore(retention={"raw": None}).retention
     store.close()
 

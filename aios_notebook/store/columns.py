@@ -108,7 +108,12 @@ def _float_or_nan(value: Any) -> float:
         return np.nan
 
 
-def _grow(buffer: np.ndarray, needed: int, fill: Any) -> np.ndarray:
+def _grow(buffer: np.ndarray, needed: int, used: int | None = None) -> np.ndarray:
+    """A buffer of at least ``needed`` rows holding ``buffer``'s first ``used`` (all if None).
+
+    The rows past them are left unwritten: callers write every row they add. Memory never
+    written is never made resident, so a buffer that doubled costs what it holds, not twice.
+    """
     capacity = max(_INITIAL, len(buffer))
     while capacity < needed:
         capacity *= 2
@@ -116,8 +121,8 @@ def _grow(buffer: np.ndarray, needed: int, fill: Any) -> np.ndarray:
         return buffer
     # a new buffer, never a resize in place: DataFrames handed out earlier may not see a change
     grown = np.empty(capacity, dtype=buffer.dtype)
-    grown[: len(buffer)] = buffer
-    grown[len(buffer) :] = fill  # written once: np.full would write the copied part twice
+    count = len(buffer) if used is None else used
+    grown[:count] = buffer[:count]
     return grown
 
 
@@ -154,9 +159,9 @@ def _code_dtype(categories: int) -> type:
 class Dictionary:
     """An append-only string -> code mapping: codes stay valid for the life of the store."""
 
-    def __init__(self) -> None:
-        self.index: dict[str, int] = {}
-        self.values: list[str] = []
+    def __init__(self, values: list[str] | None = None) -> None:
+        self.values: list[str] = values if values is not None else []
+        self.index: dict[str, int] = {value: code for code, value in enumerate(self.values)}
         self._chunks: list[pa.Array] = []
         self._built = 0
         self._dtype: pd.CategoricalDtype | None = None
@@ -284,8 +289,8 @@ class Column:
 class _NumpyColumn(Column):
     """A column held in one growable NumPy buffer (plus, optionally, a missing mask).
 
-    Rows beyond ``n`` always hold the empty value (``fill``, and True in the mask): buffers grow
-    filled with it and nothing writes past ``n``, so adding empty rows only moves ``n``.
+    Rows beyond ``n`` hold nothing yet (they are written when added, never before: see
+    :func:`_grow`).
     """
 
     fill: Any = None
@@ -300,9 +305,9 @@ class _NumpyColumn(Column):
     def _reserve(self, count: int) -> None:
         needed = self.n + count
         if needed > len(self.buf):
-            self.buf = _grow(self.buf, needed, self.fill)
+            self.buf = _grow(self.buf, needed, self.n)
             if self.miss is not None:
-                self.miss = _grow(self.miss, needed, True)
+                self.miss = _grow(self.miss, needed, self.n)
 
     def append(self, encoded: Encoded) -> None:
         values, missing = encoded
@@ -314,7 +319,10 @@ class _NumpyColumn(Column):
         self.n += count
 
     def extend_empty(self, count: int) -> None:
-        self._reserve(count)  # the rows past n are empty already (see the class docstring)
+        self._reserve(count)
+        self.buf[self.n : self.n + count] = self.fill
+        if self.miss is not None:
+            self.miss[self.n : self.n + count] = True
         self.n += count
 
     def put(self, rows: np.ndarray, encoded: Encoded, take: np.ndarray) -> None:
@@ -353,15 +361,59 @@ class _NumpyColumn(Column):
 
 
 class CategoryColumn(_NumpyColumn):
-    """Strings from a small or repeating set: int32 codes into a :class:`Dictionary`."""
+    """Strings from a small or repeating set: codes into a :class:`Dictionary`.
+
+    Codes are held in the integer type pandas itself gives them for the dictionary's size (int8
+    up to 126 values): most columns have a handful of values and then take a byte a row. The
+    buffer is widened, in a new buffer, when the dictionary outgrows it. When retention leaves
+    most of the dictionary unused (ids of jobs long gone), it is rebuilt with the values still
+    in use: a store that keeps a bounded number of rows keeps a bounded dictionary too.
+    """
 
     kind = "cat"
     fill = -1
-    dtype = np.int32
+    dtype: Any = np.int8
 
     def __init__(self, dictionary: Dictionary | None = None) -> None:
         super().__init__()
         self.dictionary = dictionary or Dictionary()
+        self._widen()
+
+    def _widen(self) -> None:
+        """A buffer wide enough for every code of the dictionary (a new one when it grew)."""
+        wanted = np.dtype(_code_dtype(len(self.dictionary)))
+        if wanted.itemsize > self.buf.itemsize:
+            grown = np.empty(len(self.buf), wanted)
+            grown[: self.n] = self.buf[: self.n]
+            self.buf = grown
+            self.dtype = wanted.type
+
+    def append(self, encoded: Encoded) -> None:
+        self._widen()
+        super().append(encoded)
+
+    def put(self, rows: np.ndarray, encoded: Encoded, take: np.ndarray) -> None:
+        self._widen()
+        super().put(rows, encoded, take)
+
+    def assign(self, rows: np.ndarray, encoded: Encoded) -> None:
+        self._widen()
+        super().assign(rows, encoded)
+
+    def keep(self, selector: slice | np.ndarray) -> None:
+        super().keep(selector)
+        size = len(self.dictionary)
+        if size < _DICTIONARY_KEPT:
+            return
+        used = np.flatnonzero(np.bincount(self.buf[: self.n].astype(np.intp) + 1, minlength=size + 1)[1:])
+        if 2 * len(used) > size:  # most values still in use: rebuilding would save little
+            return
+        values = self.dictionary.values
+        self.dictionary = Dictionary([values[i] for i in used.tolist()])
+        remap = np.full(size + 1, -1, np.int32)  # the last one: code -1 stays -1
+        remap[used] = np.arange(len(used), dtype=np.int32)
+        self.dtype = _code_dtype(len(used))
+        self.buf = remap[self.buf[: self.n]].astype(self.dtype)
 
     def encode(self, values: pa.Array | list) -> Encoded:
         if isinstance(values, pa.Array):
@@ -570,6 +622,8 @@ class ArrowTextColumn(Column):
 
 
 _MAX_CHUNKS = 32
+#: dictionaries smaller than this are never rebuilt by retention (see CategoryColumn)
+_DICTIONARY_KEPT = 4096
 _BIG_CHUNK = 8192
 
 

@@ -20,7 +20,7 @@ event) only fills columns that are still empty. A column an event does not carry
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, compress
 from typing import Any, cast
 
 import numpy as np
@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..arrow_pool import BULK_POOL
-from .columns import NAT, Column, _grow, make_column, normalize
+from .columns import NAT, CategoryColumn, Column, _grow, make_column, normalize
 from .schema import TableSpec
 
 __all__ = ["AppendTable", "Batch", "LatestTable", "Table", "merge_batches"]
@@ -189,6 +189,8 @@ class AppendTable(Table):
 
     #: rows that may wait unencoded: encoding them together is a stall proportional to them
     PENDING_ROWS = 256
+    #: dropped rows below which the buffers are never compacted (see :meth:`drop_front`)
+    COMPACT_ROWS = 8192
 
     def __init__(self, spec: TableSpec) -> None:
         super().__init__(spec)
@@ -250,11 +252,14 @@ class AppendTable(Table):
         self.settle()
         self.start += count
         stop = self._stop
-        # compact once the dead prefix dominates; new buffers, so frames handed out stay valid
-        if self.start > 65536 and self.start > stop // 2:
+        # compact once the dead prefix is an eighth of what is live: it is held in memory until
+        # then, and copying the live rows every eighth of them costs each row about 8 copies in
+        # its life. New buffers, so frames handed out stay valid.
+        if self.start >= max(self.COMPACT_ROWS, (stop - self.start) // 8):
             for column in self.columns.values():
                 column.keep(slice(self.start, stop))
             self.start = 0
+            self._cache = None  # the frame of the old buffers: released now, not at the next read
         self.version += 1
         return count
 
@@ -458,9 +463,11 @@ class LatestTable(Table):
             rows = np.arange(self.n, self.n + count)
             column.put(rows, column.encode(values), np.arange(count))
         needed = self.n + count
-        if needed > len(self.order_seq):  # grown by doubling, as the columns: rows past n hold none
-            self.order_seq = _grow(self.order_seq, needed, -1)
-            self.order_ts = _grow(self.order_ts, needed, NAT)
+        if needed > len(self.order_seq):  # grown by doubling, as the columns
+            self.order_seq = _grow(self.order_seq, needed, self.n)
+            self.order_ts = _grow(self.order_ts, needed, self.n)
+        self.order_seq[self.n : needed] = -1  # no event applied yet
+        self.order_ts[self.n : needed] = NAT
         self.n = needed
 
     # -- updates --------------------------------------------------------------------------
@@ -700,11 +707,22 @@ class LatestTable(Table):
             column.keep(keep)
         self.order_seq = self.order_seq[: self.n][keep]
         self.order_ts = self.order_ts[: self.n][keep]
-        kept_keys = [k for k, i in sorted(self._index.items(), key=lambda item: item[1]) if keep[i]]
-        self._index = {k: i for i, k in enumerate(kept_keys)}
+        # the index lists keys in the order of their rows (a new key always takes the next row)
+        kept_keys = list(compress(self._index, keep.tolist()))
+        self._index = dict(zip(kept_keys, range(len(kept_keys)), strict=True))
         self.n = len(kept_keys)
+        self._cache = None  # the frame of the rows before: released now, not at the next read
         self.version += 1
         return dropped
+
+    def finished(self, statuses: frozenset[str]) -> np.ndarray:
+        """Per row, True when its ``status`` is one of ``statuses`` (compared in lower case)."""
+        self.settle()
+        column = cast(CategoryColumn, self._columns["status"])
+        values = column.dictionary.values
+        done = [str(value).strip().lower() in statuses for value in values]
+        lookup = np.array([*done, False], bool)  # the last one: code -1, no status
+        return lookup[column.buf[: self.n]]
 
     def time_values(self) -> np.ndarray:
         self.settle()
