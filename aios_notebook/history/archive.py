@@ -348,8 +348,8 @@ class Archive:
             else:
                 con.register(name, arrow_schema(name).empty_table())
         if query is not None:
-            for name in LATEST_TABLES:
-                if re.search(rf"\b{name}\b", query):
+            for name in LATEST_TABLES:  # read FROM or JOINed, not a column's alias
+                if re.search(rf'\b(?:from|join)\s+"?{name}"?(?:\s|$|\)|,|;)', query, re.IGNORECASE):
                     con.register(name, self.latest(name))
         return con
 

@@ -178,8 +178,8 @@ def place_ns(name: str, frame: pd.DataFrame) -> np.ndarray:
     archive: its day folder, and the windows of reads (see the module docstring)."""
     if not len(frame):
         return np.empty(0, np.int64)
-    if name == "raw":
-        return frame_times(pa.array(frame["text"].tolist(), pa.large_string()), _ns(frame["received_at"]))
+    if name == "raw":  # Arrow's strings as they are: no Python string per frame
+        return frame_times(pa.Array.from_pandas(frame["text"]), _ns(frame["received_at"]))
     if name == "errors":
         return _ns(frame["received_at"])
     out = _ns(frame["timestamp"]).copy()
@@ -560,7 +560,7 @@ class ArchiveWriter:
         stem = f"day-{(min(times) if times else 0):020d}-{uuid.uuid4().hex[:12]}.parquet"
         temp = folder / f".{stem}.tmp"
         try:
-            pq.write_table(table, temp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+            _write_parquet(table, temp)
             os.replace(temp, folder / stem)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -642,7 +642,7 @@ def write_part(root: Path, name: str, day: str, frame: pd.DataFrame, places: np.
     stem = f"part-{(first[0] if first else 0):020d}-{uuid.uuid4().hex[:12]}.parquet"
     temp = folder / f".{stem}.tmp"
     try:
-        pq.write_table(table, temp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        _write_parquet(table, temp)
         os.replace(temp, folder / stem)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -651,6 +651,15 @@ def write_part(root: Path, name: str, day: str, frame: pd.DataFrame, places: np.
     entry = {"table": name, "date": day, "rows": len(frame), "seq": _ranges(seqs),
              "time": _ranges(places), "tail": tail}
     return (folder / stem).relative_to(root).as_posix(), entry
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    """zstd level 3, row groups of 128k; Parquet's dictionary pages only for the dictionary
+    columns: measured on raw frames, a dictionary of unique texts cost 12% in size and 40% in
+    time, and level 3 against 1 saves a further sixth of the size for little time."""
+    dictionary = [f.name for f in table.schema if pa.types.is_dictionary(f.type)]
+    pq.write_table(table, path, compression="zstd", compression_level=3, use_dictionary=dictionary,
+                   row_group_size=ROW_GROUP_ROWS)
 
 
 def day_parts(name: str, frame: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, np.ndarray]]:

@@ -1,0 +1,203 @@
+"""History at scale: a Parquet archive of 10^7 events (10^8 with ``--big``), converted, queried
+and backtested, against the in-memory ways, in one run.
+
+1. Recordings: the reference workload (offline ``generate``, steady, a seq each as the server
+   sends them) written as gzip JSONL parts of up to 1,000,000 events, generated in parallel
+   processes (each part a later stretch of simulated time with its own seed).
+2. Conversion: ``history.convert`` of every part on every core, events/s, against
+   ``EventStore.load`` of one part (events/s, one process).
+3. Query: success rate per job type per hour over the whole range, DuckDB over the archive
+   (in a child process: its peak memory is measured alone) against pandas over an in-memory
+   store of the same events (loading it timed apart; skipped with ``--big``: it does not fit).
+4. Backtest of the nine built-ins: Dask on 1 and 2 worker processes against the in-memory
+   backtest (firings compared; the in-memory side skipped with ``--big``).
+5. Archive bytes per event against gzip JSONL.
+
+Run: ``.venv/bin/python benchmarks/history.py [--events N] [--big] [--keep DIR]``. Figures are
+ratios measured in this one run; the machine is printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import contextlib
+
+import pandas as pd
+
+PART_EVENTS = 1_000_000
+EVENTS_PER_HOUR = 5_000  # the steady workload, about
+QUERY = (
+    "SELECT type, date_trunc('hour', timestamp) AS hour, "
+    "avg(CASE WHEN event = 'processing_job_completed' THEN 1.0 ELSE 0.0 END) AS success_rate, count(*) AS jobs "
+    "FROM job_events WHERE event IN ('processing_job_completed', 'processing_job_failed') "
+    "GROUP BY ALL ORDER BY type, hour"
+)
+
+
+def _write_part(index: int, events: int, folder: str) -> tuple[str, int]:
+    """One recording part: ``events`` events of its own stretch of simulated time."""
+    from aios_notebook.protocol.codec import encode
+    from aios_notebook.recording import RecordingWriter
+    from aios_notebook.server.workload import DEFAULT_START, generate
+
+    hours = PART_EVENTS / EVENTS_PER_HOUR * 1.2
+    start = pd.Timestamp(DEFAULT_START, unit="s", tz="UTC") + pd.Timedelta(hours=hours * index)
+    path = Path(folder) / f"part{index:04d}.jsonl.gz"
+    count = 0
+    with RecordingWriter(path, flush_interval=None) as writer:
+        for moment, event, data in generate(seed=7 + index, scenario="steady", hours=hours, start=start.isoformat()):
+            count += 1
+            writer.write(encode(event, data, index * PART_EVENTS + count), moment)
+            if count >= events:
+                break
+    return str(path), count
+
+
+def _machine() -> str:
+    model = "?"
+    with contextlib.suppress(OSError, StopIteration):
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{os.cpu_count()} cores ({model}), {memory:.0f} GiB, Python {platform.python_version()}, "
+            f"load average {os.getloadavg()[0]:.1f}")
+
+
+def _query_child(archive: str) -> None:
+    """In a child process: the DuckDB query, its time on stdout (peak memory read by the parent)."""
+    from aios_notebook.history import Archive
+
+    began = time.perf_counter()
+    result = Archive(archive).sql(QUERY)
+    print(f"{time.perf_counter() - began:.3f} {len(result)} {int(result['jobs'].sum())}")
+
+
+def _size(folder: Path, pattern: str) -> int:
+    return sum(p.stat().st_size for p in folder.rglob(pattern) if p.is_file())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000_000, help="events (default 10^7)")
+    parser.add_argument("--big", action="store_true", help="10^8 events; the in-memory sides are skipped")
+    parser.add_argument("--keep", default=None, metavar="DIR", help="keep (and reuse) recordings and archive here")
+    parser.add_argument("--query-child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.query_child:
+        _query_child(args.query_child)
+        return
+    events = 100_000_000 if args.big else args.events
+    print(f"machine: {_machine()}")
+    folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="aios-history-bench-"))
+    recordings, archive_dir = folder / "recordings", folder / "archive"
+    recordings.mkdir(parents=True, exist_ok=True)
+
+    # 1. recordings, generated in parallel processes
+    parts = [(i, min(PART_EVENTS, events - i * PART_EVENTS)) for i in range(-(-events // PART_EVENTS))]
+    existing = sorted(recordings.glob("part*.jsonl.gz"))
+    began = time.perf_counter()
+    if len(existing) != len(parts):
+        for path in existing:
+            path.unlink()
+        with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
+            written = list(pool.map(_write_part, [i for i, _ in parts], [n for _, n in parts],
+                                    [str(recordings)] * len(parts)))
+        total = sum(n for _, n in written)
+        print(f"\nrecordings: {total:,} events in {len(parts)} gzip JSONL parts, generated in "
+              f"{time.perf_counter() - began:.0f} s by {os.cpu_count()} processes")
+    else:
+        total = events
+        print(f"\nrecordings: reusing {len(existing)} parts in {recordings}")
+    jsonl_bytes = _size(recordings, "*.jsonl.gz")
+
+    from aios_notebook.history import Archive, convert
+    from aios_notebook.rules import backtest, library
+    from aios_notebook.store import EventStore
+
+    # 2. conversion, against EventStore.load of one part
+    if archive_dir.exists():
+        import shutil
+
+        shutil.rmtree(archive_dir)
+    result = convert(str(recordings / "*.jsonl.gz"), archive_dir, progress=False)
+    convert_rate = result.events / result.seconds
+    first = sorted(recordings.glob("*.jsonl.gz"))[0]
+    began = time.perf_counter()
+    one = EventStore.load(first, retention={"raw": 0}, background=False)
+    load_rate = one.frames / (time.perf_counter() - began)
+    del one
+    print(f"\n{'conversion':<58} {'events/s':>12}")
+    print(f"{'history.convert, every part, ' + str(os.cpu_count()) + ' processes':<58} {convert_rate:>12,.0f}")
+    print(f"{'EventStore.load of one part, one process':<58} {load_rate:>12,.0f}")
+    print(f"ratio {convert_rate / load_rate:.2f} (aim: >= 600,000 events/s on 2 cores: "
+          f"{'met' if convert_rate >= 600_000 else 'not met'})")
+
+    # 5. sizes
+    archive_bytes = _size(archive_dir, "*.parquet")
+    print(f"\nsize per event: archive {archive_bytes / total:.1f} B, gzip JSONL {jsonl_bytes / total:.1f} B "
+          f"(ratio {archive_bytes / jsonl_bytes:.2f}); without the raw frames {(_size(archive_dir, '*.parquet') - _size(archive_dir / 'raw', '*.parquet')) / total:.1f} B")
+
+    # 3. the query: DuckDB in a child process (its peak memory alone) against pandas in memory
+    child = subprocess.run([sys.executable, __file__, "--query-child", str(archive_dir)], capture_output=True,
+                           text=True, check=True)
+    duck_seconds, groups, outcomes = child.stdout.split()
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # kB -> GiB
+    print(f"\nquery: success rate per job type per hour over the whole range ({int(groups):,} groups, "
+          f"{int(outcomes):,} outcomes)")
+    print(f"  DuckDB over the archive: {float(duck_seconds):.2f} s, peak memory of its process {peak:.2f} GiB")
+    archive = Archive(archive_dir)
+    store = None
+    if not args.big:
+        began = time.perf_counter()
+        store = EventStore.load(str(recordings / "*.jsonl.gz"), retention={name: None for name in EventStore.TABLE_NAMES
+                                                                         if name != "raw"} | {"raw": 0},
+                                background=False)
+        loading = time.perf_counter() - began
+        began = time.perf_counter()
+        done = store.job_events
+        done = done[done["event"].isin(["processing_job_completed", "processing_job_failed"])]
+        rates = (done.assign(hour=done["timestamp"].dt.floor("h"),
+                             ok=(done["event"] == "processing_job_completed").astype(float))
+                 .groupby(["type", "hour"], observed=True)["ok"].agg(["mean", "size"]))
+        pandas_seconds = time.perf_counter() - began
+        print(f"  pandas over an in-memory store: {pandas_seconds:.2f} s (after {loading:.0f} s loading it); "
+              f"DuckDB/pandas time {float(duck_seconds) / pandas_seconds:.2f}, same groups: {len(rates) == int(groups)}")
+    else:
+        print("  pandas over an in-memory store: skipped (10^8 events do not fit in this machine's memory)")
+
+    # 4. backtests
+    rules = library.builtins()
+    print(f"\nbacktest of the nine built-ins over {total:,} events")
+    memory_firings = None
+    if store is not None:
+        began = time.perf_counter()
+        memory_firings = backtest(rules, store)
+        seconds = time.perf_counter() - began
+        print(f"  {'in memory (loaded store)':<28} {seconds:>8.1f} s {total / seconds:>12,.0f} events/s "
+              f"{len(memory_firings):>6} firings")
+        del store
+    for workers in (1, 2):
+        began = time.perf_counter()
+        firings = backtest(rules, archive, engine="dask", workers=workers)
+        seconds = time.perf_counter() - began
+        same = "" if memory_firings is None else (
+            "identical" if firings.equals(memory_firings) else "DIFFERENT")
+        print(f"  {f'Dask, {workers} worker(s)':<28} {seconds:>8.1f} s {total / seconds:>12,.0f} events/s "
+              f"{len(firings):>6} firings {same} ({firings.attrs['chunks']} chunks, {firings.attrs['reruns']} reruns)")
+    print(f"\nmachine after: load average {os.getloadavg()[0]:.1f}; files in {folder}")
+
+
+if __name__ == "__main__":
+    main()
