@@ -11,7 +11,11 @@ from autopilot_server import AutopilotServer
 
 from aios_notebook import AIOSClient
 from aios_notebook.recording.replay import ReplayServer
-from aios_notebook.recording.replay_dialect import DialectReplayServer, open_replay, recording_dialect
+from aios_notebook.recording.replay_dialect import (
+    DialectReplayServer,
+    open_replay,
+    recording_dialect,
+)
 from aios_notebook.store import EventStore
 
 FAST = {"reconnect_delay": 0.05, "max_reconnect_delay": 0.3, "jitter": 0.0, "healthy_after": 0.2}
