@@ -7,10 +7,11 @@ Everything that reasons about time (session staleness, the simulator, the rule e
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "ManualClock", "WallClock", "utc_from_epoch"]
+__all__ = ["Clock", "ManualClock", "WallClock", "as_clock", "utc_from_epoch"]
 
 
 def utc_from_epoch(seconds: float) -> datetime:
@@ -42,6 +43,35 @@ class WallClock:
 
     def __repr__(self) -> str:
         return "WallClock()"
+
+
+class _MonotonicFunction:
+    """A zero-argument function of monotonic seconds (the older way to give a clock) as a Clock:
+    its ``time()`` is the wall clock's, as it was with such a function."""
+
+    def __init__(self, monotonic: Callable[[], float]) -> None:
+        self._monotonic = monotonic
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return self._monotonic()
+
+    def __repr__(self) -> str:
+        return f"as_clock({self._monotonic!r})"
+
+
+def as_clock(clock: Clock | Callable[[], float] | None) -> Clock:
+    """A ``Clock`` from what a caller gave: a Clock as it is, None as the wall clock, a function
+    of monotonic seconds wrapped (kept for callers written before every component took a Clock)."""
+    if clock is None:
+        return WallClock()
+    if isinstance(clock, Clock):
+        return clock
+    if callable(clock):
+        return _MonotonicFunction(clock)
+    raise TypeError(f"a clock must be a Clock (time() and monotonic()) or a function, got {type(clock).__name__}")
 
 
 class ManualClock:

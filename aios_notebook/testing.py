@@ -9,10 +9,10 @@
 from __future__ import annotations
 
 import copy
-import time
+from collections.abc import Callable
 from typing import Any
 
-from .clock import ManualClock
+from .clock import Clock, ManualClock, as_clock
 from .protocol.codec import encode
 from .protocol.session import ClientSession, ServerSession, constant_time_equal
 
@@ -48,8 +48,12 @@ def sample_frame(event: str, seq: int | None = None, **overrides: Any) -> str:
 
 
 def session_pair(token: str = "secret", *, client_token: str | None = None,
-                 clock: Any = time.monotonic) -> tuple[ClientSession, ServerSession]:
-    """A client session and a server session, opened on each other (call ``exchange`` to talk)."""
+                 clock: Clock | Callable[[], float] | None = None) -> tuple[ClientSession, ServerSession]:
+    """A client session and a server session, opened on each other (call ``exchange`` to talk).
+
+    ``clock``: one :class:`Clock` for both (e.g. ``ManualClock()``, moved by hand); the wall clock
+    by default."""
+    clock = as_clock(clock)
     server = ServerSession(client_id="client-1", token_check=constant_time_equal(token), clock=clock)
     server.opened()
     client = ClientSession(clock=clock)

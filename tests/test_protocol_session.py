@@ -294,3 +294,26 @@ def test_subscriptions_filters_and_signature() -> None:
     assert other.signature() != subs.signature()
     filters, problems = Filters.parse({"run_id": 3, "agent_ids": [1], "colour": "red"})
     assert filters.empty and len(problems) == 3
+
+
+def test_one_manual_clock_drives_both_sessions() -> None:
+    # issue 20: one Clock everywhere; the wall clock is never read when a clock is given
+    import json
+
+    from aios_notebook.testing import ManualClock, session_pair
+
+    clock = ManualClock(start=1_800_000_000.0)  # 2027-01-15
+    client, server = session_pair("secret", clock=clock)
+    exchange(client, server)
+    assert server.authenticated and client.info is not None
+    assert client.info.server_time.startswith("2027-01-15")  # the server wrote its clock's time
+    clock.advance(server.heartbeat)
+    server.tick()  # a ping is due on the clock's monotonic time
+    for frame in server.data_to_send():
+        client.receive(frame)
+    pongs = [json.loads(f) for f in client.data_to_send()]
+    assert [p["event"] for p in pongs] == ["pong"]
+    assert pongs[0]["data"]["timestamp"].startswith("2027-01-15")  # the client's clock, not the wall
+    assert client.next_check() == clock.monotonic() + 2.5 * server.heartbeat
+    clock.advance(2.5 * server.heartbeat + 1)
+    assert client.check_alive() is not None

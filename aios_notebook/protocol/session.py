@@ -30,12 +30,12 @@ from __future__ import annotations
 import hmac
 import json
 import re
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..clock import Clock, WallClock, as_clock
 from .codec import Decoded, Message, decode, encode, format_timestamp, parse_timestamp
 from .dialects import AUTO, Dialect, Translated, detect_dialect, get_dialect
 from .models import (
@@ -227,7 +227,9 @@ class ClientSession:
     reports a gap when it does not or cannot fill the range. Messages asked for while disconnected are
     kept and sent in order after the subscriptions.
 
-    Time: ``clock`` is a zero-argument function of monotonic seconds (``time.monotonic`` by default).
+    Time: ``clock`` is a :class:`~aios_notebook.clock.Clock` (the wall clock by default; a function
+    of monotonic seconds is still taken): staleness and keepalives run on its ``monotonic()``, the
+    pong's timestamp on its ``time()``.
 
     Dialect: ``dialect`` is a :class:`~.dialects.Dialect`, its name, or ``"auto"`` (the default:
     the first frame of each connection, the server's greeting, picks one; an unknown greeting
@@ -240,7 +242,7 @@ class ClientSession:
         self,
         subscriptions: Subscriptions | None = None,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | Callable[[], float] | None = None,
         default_heartbeat: float = DEFAULT_HEARTBEAT,
         stale_factor: float = STALE_FACTOR,
         dialect: Dialect | str = AUTO,
@@ -249,7 +251,7 @@ class ClientSession:
         #: the dialect of the current connection (None until the greeting says, with "auto")
         self.dialect: Dialect | None = None if dialect == AUTO else get_dialect(dialect)
         self.subscriptions = subscriptions or Subscriptions()
-        self._clock = clock
+        self._clock = as_clock(clock)
         self.default_heartbeat = default_heartbeat
         self.stale_factor = stale_factor
         self._outgoing: list[str] = []
@@ -326,7 +328,7 @@ class ClientSession:
         self.auth_failed = False
         self.info = None
         self.heartbeat_interval = None
-        self.last_frame_at = self._clock()
+        self.last_frame_at = self._clock.monotonic()
         self._next_keepalive = None
         if self.dialect_setting == AUTO:
             self.dialect = None  # each connection's greeting says again
@@ -375,7 +377,7 @@ class ClientSession:
         if dialect.keepalive.send is not None:
             # our own keepalive is answered: silence past the stale limit means a dead connection
             self.heartbeat_interval = dialect.keepalive.every
-            self._next_keepalive = self._clock() + dialect.keepalive.every
+            self._next_keepalive = self._clock.monotonic() + dialect.keepalive.every
         return out
 
     def tick(self, now: float | None = None) -> None:
@@ -383,7 +385,7 @@ class ClientSession:
         dialect = self.dialect
         if not self.open or dialect is None or self._next_keepalive is None or dialect.keepalive.send is None:
             return
-        now = self._clock() if now is None else now
+        now = self._clock.monotonic() if now is None else now
         if now >= self._next_keepalive:
             self._next_keepalive = now + dialect.keepalive.every
             self._outgoing.append(dialect.keepalive.send)
@@ -392,7 +394,7 @@ class ClientSession:
         """Stale heartbeat check: only for servers that showed they send pings."""
         if not self.open or self.heartbeat_interval is None or self.last_frame_at is None:
             return None
-        now = self._clock() if now is None else now
+        now = self._clock.monotonic() if now is None else now
         limit = self.stale_factor * self.heartbeat_interval
         silent = now - self.last_frame_at
         return ConnectionDead(silent, limit) if silent > limit else None
@@ -415,7 +417,7 @@ class ClientSession:
         ``received_at`` (epoch seconds) is when it arrived: a foreign dialect's frames without a
         usable event time take it.
         """
-        self.last_frame_at = self._clock()
+        self.last_frame_at = self._clock.monotonic()
         if self.dialect is None:
             self._pick_dialect(frame)
         dialect = self.dialect
@@ -630,7 +632,7 @@ class ClientSession:
         if self.heartbeat_interval is None:
             self.heartbeat_interval = self.default_heartbeat
         if self.info is not None and "pong" in self.info.capabilities:
-            self._outgoing.append(encode("pong", {"timestamp": format_timestamp(time.time())}))
+            self._outgoing.append(encode("pong", {"timestamp": format_timestamp(self._clock.time())}))
 
     def _on_authenticated(self, decoded: Decoded, message: Message, events: list[ClientEvent]) -> None:
         client_id = message.data.get("client_id")
@@ -768,8 +770,11 @@ class ServerSession:
     heartbeat: float = DEFAULT_HEARTBEAT
     auth_timeout: float = 10.0
     capabilities: tuple[str, ...] = SERVER_CAPABILITIES
-    clock: Callable[[], float] = time.monotonic
-    wall_clock: Callable[[], float] = time.time
+    #: a Clock (a function of monotonic seconds is still taken): heartbeat and auth timeout run on
+    #: its monotonic(), the times the session writes (server_time, timestamps) on its time()
+    clock: Clock | Callable[[], float] = field(default_factory=WallClock)
+    #: (older form) a function of the epoch seconds to write, overriding clock.time()
+    wall_clock: Callable[[], float] | None = None
     subscriptions: Subscriptions = field(default_factory=Subscriptions)
     #: the stream's identity, sent in ``connected`` (an extension: a restart is then told for certain)
     stream_id: str | None = None
@@ -779,9 +784,18 @@ class ServerSession:
     _opened_at: float = 0.0
     _next_ping: float = 0.0
 
+    def __post_init__(self) -> None:
+        self._time = as_clock(self.clock)
+
+    def _now(self) -> float:
+        return self._time.monotonic()
+
+    def _wall(self) -> float:
+        return self.wall_clock() if self.wall_clock is not None else self._time.time()
+
     def opened(self) -> None:
         """The socket is open: queue ``connected``."""
-        now = self.clock()
+        now = self._now()
         self._opened_at = now
         self._next_ping = now + self.heartbeat
         self._outgoing.append(
@@ -789,7 +803,7 @@ class ServerSession:
                 "connected",
                 {
                     "client_id": self.client_id,
-                    "server_time": format_timestamp(self.wall_clock()),
+                    "server_time": format_timestamp(self._wall()),
                     "protocol": PROTOCOL_NAME,
                     "capabilities": list(self.capabilities),
                     "heartbeat_interval": self.heartbeat,
@@ -807,7 +821,7 @@ class ServerSession:
 
     def error(self, code: str, message: str, details: Mapping[str, Any] | None = None) -> None:
         """Queue an error reply (connection-scoped, no seq)."""
-        data: dict[str, Any] = {"code": code, "message": message, "timestamp": format_timestamp(self.wall_clock())}
+        data: dict[str, Any] = {"code": code, "message": message, "timestamp": format_timestamp(self._wall())}
         if details:
             data["details"] = dict(details)
         self._outgoing.append(encode("error", data))
@@ -825,7 +839,7 @@ class ServerSession:
         """Server going away: queue connection_error server_shutdown; close with 1001."""
         self._outgoing.append(
             encode("connection_error", {"code": "server_shutdown", "message": "the server is shutting down",
-                                        "timestamp": format_timestamp(self.wall_clock())})
+                                        "timestamp": format_timestamp(self._wall())})
         )
         self.closed = True
         return CloseRequest(CLOSE_GOING_AWAY, "server shutdown")
@@ -834,14 +848,14 @@ class ServerSession:
         """Call at least at ``next_deadline()``: pings, and the auth timeout."""
         if self.closed:
             return []
-        now = self.clock()
+        now = self._now()
         if not self.authenticated and now - self._opened_at >= self.auth_timeout:
             self.error("auth_timeout", f"no auth within {self.auth_timeout:g} s")
             self.closed = True
             return [CloseRequest(CLOSE_AUTH_TIMEOUT, "auth timeout")]
         if now >= self._next_ping:
             self._next_ping = now + self.heartbeat
-            self._outgoing.append(encode("ping", {"timestamp": format_timestamp(self.wall_clock())}))
+            self._outgoing.append(encode("ping", {"timestamp": format_timestamp(self._wall())}))
         return []
 
     def next_deadline(self) -> float:
@@ -876,7 +890,7 @@ class ServerSession:
         if isinstance(token, str) and self.token_check(token):
             self.authenticated = True
             self._outgoing.append(
-                encode("authenticated", {"client_id": self.client_id, "timestamp": format_timestamp(self.wall_clock())})
+                encode("authenticated", {"client_id": self.client_id, "timestamp": format_timestamp(self._wall())})
             )
             return []
         self.error("auth_failed", "invalid token")

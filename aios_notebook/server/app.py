@@ -39,7 +39,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         token_check=simulator.check_token,
         heartbeat=simulator.heartbeat,
         auth_timeout=simulator.auth_timeout,
-        wall_clock=lambda: simulator.workload.now,  # connection-scoped times are simulated time too
+        clock=simulator.clock,  # connection-scoped times are simulated time too
         stream_id=simulator.hub.stream_id,
     )
     connection = Connection(simulator, ws, request, session, simulator.send_queue_limit)

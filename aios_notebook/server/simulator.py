@@ -34,6 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..clock import Clock
 from ..exceptions import ConfigurationError
 from .app import build_app
 from .connection import CLOSE_TIMEOUT, Connection
@@ -59,6 +60,19 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class _SimulatedClock:
+    """A Simulator's clock (see ``Simulator.clock``)."""
+
+    def __init__(self, simulator: Simulator) -> None:
+        self._simulator = simulator
+
+    def time(self) -> float:
+        return self._simulator.now
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
 
 class Simulator:
@@ -177,6 +191,12 @@ class Simulator:
     def now(self) -> float:
         """Simulated time, epoch seconds."""
         return self.workload.now
+
+    @property
+    def clock(self) -> Clock:
+        """The server's clock: ``time()`` is simulated time (what it writes in connection-scoped
+        messages), ``monotonic()`` the real one (heartbeats and timeouts run in wall seconds)."""
+        return _SimulatedClock(self)
 
     @property
     def origin(self) -> float:
