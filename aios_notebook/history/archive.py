@@ -336,6 +336,7 @@ class Archive:
         import duckdb
 
         con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")  # days and hours of time_bucket and date_trunc are UTC ones
         if self.memory_limit:
             con.execute(f"SET memory_limit = '{self.memory_limit}'")
         if self.threads:
@@ -363,7 +364,14 @@ class Archive:
 
         con = self.connect(query)
         try:
-            return con.execute(query, params).df()
+            result = con.execute(query, params)
+            types = [str(column[1]).upper() for column in result.description or []]
+            frame = result.df()
+            for name, kind in zip(list(frame.columns), types, strict=False):
+                # DuckDB hands TIMESTAMPTZ_NS over as naive UTC: the store's times are aware UTC
+                if "TZ" in kind and pd.api.types.is_datetime64_dtype(frame[name]) and frame[name].dt.tz is None:
+                    frame[name] = frame[name].dt.tz_localize("UTC")
+            return frame
         except duckdb.IOException as exc:
             raise ArchiveError(f"{self.path}: a file of the archive could not be read: {exc}") from exc
         except duckdb.Error as exc:
