@@ -317,3 +317,21 @@ def test_one_manual_clock_drives_both_sessions() -> None:
     assert client.next_check() == clock.monotonic() + 2.5 * server.heartbeat
     clock.advance(2.5 * server.heartbeat + 1)
     assert client.check_alive() is not None
+
+
+def test_resync_state_goes_live_awaiting_replaying_live() -> None:
+    # issue 20: the session's resync bookkeeping is one state, not flags
+    from aios_notebook.protocol.session import ResyncState
+    from aios_notebook.testing import session_pair
+
+    client, server = session_pair("secret")
+    exchange(client, server)
+    assert client.resync is ResyncState.LIVE
+    client.receive(event("processing_job_status", 1, job_id="j1", status="queued"))
+    client.connection_closed(1006)
+    client.connection_opened("secret")
+    assert client.resync is ResyncState.AWAITING_GREETING
+    client.receive(encode("connected", {"client_id": "c", "capabilities": ["seq", "resync"]}))
+    assert client.resync is ResyncState.REPLAYING and str(client.resync) == "replaying"
+    client.receive(encode("resync_complete", {"from_seq": 2, "to_seq": 1, "replayed": 0, "complete": True}))
+    assert client.resync is ResyncState.LIVE

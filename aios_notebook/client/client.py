@@ -21,14 +21,14 @@ from ..protocol.dialects import AUTO, Dialect, get_dialect
 from ..protocol.models import SERVER_EVENTS, SUBSCRIPTION_TYPES
 from ..protocol.session import ClientSession, ConnectionInfo
 from ..protocol.subscriptions import Filters
-from .connection import DEFAULT_MAX_SIZE, ConnectionOptions, Engine, TokenSource
+from .connection import DEFAULT_MAX_SIZE, ConnectionOptions, ConnectionState, Engine, TokenSource
 from .delivery import CallbackDispatcher, Event, EventQueue, Handle
 from .stats import ClientStats
 
 __all__ = ["DEFAULT_TYPES", "STATES", "AIOSClient"]
 
 DEFAULT_TYPES: tuple[str, ...] = ("processing_jobs", "agents", "knowledge", "insights", "dags")
-STATES = ("connecting", "connected", "reconnecting", "auth_failed", "closed")
+STATES = tuple(state.value for state in ConnectionState)
 
 _running: weakref.WeakSet[AIOSClient] = weakref.WeakSet()
 
@@ -174,8 +174,9 @@ class AIOSClient:
         return self._engine.safe_url
 
     @property
-    def state(self) -> str:
-        """``"connecting"``, ``"connected"``, ``"reconnecting"``, ``"auth_failed"`` or ``"closed"``."""
+    def state(self) -> ConnectionState:
+        """``"connecting"``, ``"connected"``, ``"reconnecting"``, ``"auth_failed"`` or ``"closed"``
+        (a :class:`ConnectionState`, which compares equal to those strings)."""
         return self._engine.state
 
     @property
@@ -234,7 +235,7 @@ class AIOSClient:
             if self.running:
                 return self
             self._engine.accepted.clear()
-            self._engine.state = "connecting"
+            self._engine.state = ConnectionState.CONNECTING
             # the loop is made here, under the lock, so subscribe() etc. can schedule on it at once
             self._loop = asyncio.new_event_loop()
             self._thread = threading.Thread(target=self._thread_main, args=(self._loop,), name="aios-client-io", daemon=True)
@@ -263,7 +264,7 @@ class AIOSClient:
             loop.run_until_complete(self._engine.run())
         except BaseException as exc:  # never a traceback from this thread: keep it for the caller
             self._engine.failure = ConnectionLost(f"the client's I/O loop failed: {type(exc).__name__}: {exc}")
-            self._engine.state = "closed"
+            self._engine.state = ConnectionState.CLOSED
         finally:
             with self._lock:
                 self._loop = None

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -53,7 +54,7 @@ from .backoff import Backoff
 from .delivery import CallbackDispatcher, Event, EventQueue
 from .stats import StatsCounter
 
-__all__ = ["DEFAULT_MAX_SIZE", "ConnectionOptions", "Engine", "RedactingLogger", "TokenSource"]
+__all__ = ["DEFAULT_MAX_SIZE", "ConnectionOptions", "ConnectionState", "Engine", "RedactingLogger", "TokenSource"]
 
 log = logging.getLogger("aios_notebook.client")
 
@@ -66,6 +67,19 @@ TokenSource = str | Callable[[], Any] | None
 _CLOSE_NAMES = {1000: "normal closure", 1001: "going away", 1006: "dropped without a close frame",
                 1008: "policy violation", 1009: "frame too big", 1011: "server error",
                 4401: "auth failed", 4408: "auth timeout"}
+
+
+class ConnectionState(str, Enum):
+    """Where a client's connection stands (a ``str``: ``client.state == "connected"`` holds)."""
+
+    CONNECTING = "connecting"  #: the first connection is being made
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"  #: the connection was lost; backing off, then trying again
+    AUTH_FAILED = "auth_failed"  #: refused (token, path): not reconnecting
+    CLOSED = "closed"  #: stopped, or gave up (max_reconnects)
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass
@@ -142,7 +156,7 @@ class Engine:
         self.dispatcher = dispatcher
         self._changed = changed  # wakes wait_for() in other threads
         self.stats = StatsCounter()
-        self.state = "closed"
+        self.state = ConnectionState.CLOSED
         self.failure: AuthError | ConnectionLost | None = None
         self.accepted = threading.Event()  # the server took our auth (for connect()'s wait)
         self.frame_listeners: tuple[Callable[[str | bytes, Any], Any], ...] = ()
@@ -185,8 +199,8 @@ class Engine:
         try:
             await self._connect_loop()
         finally:
-            if self.state != "auth_failed":
-                self._set_state("closed")
+            if self.state is not ConnectionState.AUTH_FAILED:
+                self._set_state(ConnectionState.CLOSED)
             if self.rest is not None:
                 await self.rest.close()
             for queue in self.queues:
@@ -198,7 +212,7 @@ class Engine:
         backoff = Backoff(options.reconnect_delay, options.max_reconnect_delay, jitter=options.jitter)
         failures = 0  # attempts in a row that did not give a healthy connection
         while not self._stopping:
-            self._set_state("reconnecting" if self.stats.connections else "connecting")
+            self._set_state(ConnectionState.RECONNECTING if self.stats.connections else ConnectionState.CONNECTING)
             try:
                 token = await self._token()
                 if self.rest is not None:  # the first connect fetches the REST snapshot first
@@ -242,11 +256,11 @@ class Engine:
                 message = (f"gave up on {self.safe_url} after {failures} failed attempts in a row "
                            f"(max_reconnects={options.max_reconnects}): {problem}")
                 self._record("connection_error", message)
-                self._finish("closed", ConnectionLost(message))
+                self._finish(ConnectionState.CLOSED, ConnectionLost(message))
                 log.warning("AIOS: %s", message)
                 return
             delay = backoff.next_delay()
-            self._set_state("reconnecting" if self.stats.connections else "connecting")
+            self._set_state(ConnectionState.RECONNECTING if self.stats.connections else ConnectionState.CONNECTING)
             self._record("connection_error", f"{problem}; reconnecting in {delay:.1f} s")
             assert self._stop is not None
             with contextlib.suppress(asyncio.TimeoutError):  # woken early only by stop()
@@ -303,7 +317,7 @@ class Engine:
         if reconnect:
             stats.reconnects += 1
             self._record("reconnect", f"reconnected to {self.safe_url} (connection {stats.connections})")
-        self._set_state("connected")
+        self._set_state(ConnectionState.CONNECTED)
         if self.rest is not None:
             self.rest.connected(reconnect)
         self._wake.set()
@@ -452,12 +466,12 @@ class Engine:
             self._wake.set()
 
     # -- bookkeeping ------------------------------------------------------------------------
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: ConnectionState) -> None:
         if state != self.state:
             self.state = state
             self._changed()
 
-    def _finish(self, state: str, failure: AuthError | ConnectionLost) -> None:
+    def _finish(self, state: ConnectionState, failure: AuthError | ConnectionLost) -> None:
         # the state first: whoever sees the failure also sees the final state
         self.state = state
         self.failure = failure
@@ -473,7 +487,7 @@ class Engine:
         self.stats.last_error = message
         if not self._rejection_in_store:  # a close 4401 or HTTP 401 alone: no frame said it
             self._store_call("add_error", "auth_failed", message, code="auth_failed")
-        self._finish("auth_failed", AuthError(message))
+        self._finish(ConnectionState.AUTH_FAILED, AuthError(message))
         log.warning("AIOS: %s", message)
 
     def _fail_refused(self, status: int) -> None:
@@ -484,7 +498,7 @@ class Engine:
         message = redact(message, *self.tokens)
         self.stats.last_error = message
         self._store_call("add_error", "connection_error", message, code=f"http_{status}")
-        self._finish("auth_failed", AuthError(message))
+        self._finish(ConnectionState.AUTH_FAILED, AuthError(message))
         log.warning("AIOS: %s", message)
 
     def _record(self, kind: str, message: str) -> None:

@@ -33,6 +33,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from ..clock import Clock, WallClock, as_clock
@@ -68,11 +69,23 @@ __all__ = [
     "Malformed",
     "ResyncFinished",
     "ResyncRequest",
+    "ResyncState",
     "ServerNotice",
     "ServerSession",
     "SubscriptionChanged",
     "Translation",
 ]
+
+class ResyncState(str, Enum):
+    """Where the session stands in catching up after a reconnect."""
+
+    LIVE = "live"  #: nothing to catch up on
+    AWAITING_GREETING = "awaiting_greeting"  #: reconnected; the greeting says whether the server can resync
+    REPLAYING = "replaying"  #: a resync was asked for; its replay is under way until resync_complete
+
+    def __str__(self) -> str:
+        return self.value
+
 
 _ONCE = frozenset({"unknown_event", "field_type"})  # a foreign frame's problems described once each
 _SEEN_WINDOW = 200_000  # seqs remembered for de-duplication; older ones count as already seen
@@ -269,8 +282,8 @@ class ClientSession:
         self._seen_order: deque[int] = deque()
         self._seen_floor = -1
         self._open_gap: tuple[Any, str, int | None] | None = None  # (start, reason, since_seq)
-        self._awaiting_capabilities = False
-        self._resync_requested_from: int | None = None
+        self.resync = ResyncState.LIVE
+        self._resync_requested_from: int | None = None  # the since_seq asked for while REPLAYING
         self._unfinished_resync: int | None = None  # since_seq of a replay cut short by a disconnect
         self._skip_resync: str | None = None  # why the next connection must not ask for a resync
         self._check_numbering = False  # the first seq of a new connection tells if the server restarted
@@ -340,13 +353,13 @@ class ClientSession:
             self._outgoing.extend(encode(e, d) for e, d in self.subscriptions.to_messages())
             self._outgoing.extend(self._pending)
             self._pending = []
-        if self._resync_requested_from is not None:
+        if self.resync is ResyncState.REPLAYING:
             # the connection closed before resync_complete: live events that overtook the replay may
             # have moved last_seq past events never replayed, so the next resync starts where this one did
             self._unfinished_resync = self._resync_requested_from
         self._resync_requested_from = None
         # the resync (or the gap) is decided when the server says what it can do
-        self._awaiting_capabilities = reconnect
+        self.resync = ResyncState.AWAITING_GREETING if reconnect else ResyncState.LIVE
         self._check_numbering = reconnect
 
     def connection_closed(self, code: int | None = None, reason: str = "") -> list[ClientEvent]:
@@ -497,10 +510,10 @@ class ClientSession:
                           events: list[ClientEvent]) -> None:
         self.info = ConnectionInfo(None, frozenset(), self.heartbeat_interval, None, dialect.name)
         events.append(self.info)
-        if self._awaiting_capabilities:
+        if self.resync is ResyncState.AWAITING_GREETING:
             # a server without resync: what was sent while we were away is a gap, from our last
             # event to this reconnect (there may be no event for a long time to close it with)
-            self._awaiting_capabilities = False
+            self.resync = ResyncState.LIVE
             self._check_numbering = False
             end = parse_timestamp(received_at) if received_at is not None else None
             events.append(GapDetected(self.last_event_time, end, "reconnected to a server without resync",
@@ -513,12 +526,12 @@ class ClientSession:
                 events: list[ClientEvent]) -> None:
         """Deliver one event (or report it a duplicate): resync, restarts and gaps by its seq."""
         stream = event in STREAM_EVENTS
-        if self._awaiting_capabilities and stream:
+        if self.resync is ResyncState.AWAITING_GREETING and stream:
             # a reconnect to a server that never said it can resync: what we missed is a gap
-            self._awaiting_capabilities = False
+            self.resync = ResyncState.LIVE
             self._start_gap("reconnected to a server without resync")
         if (seq is not None and self._check_numbering and stream
-                and self._resync_requested_from is None):
+                and self.resync is not ResyncState.REPLAYING):
             # not during a resync replay: a server may replay from before since_seq (an overlap),
             # and those seqs are duplicates, not a restart. A server that names its stream
             # (stream_id) was already told apart at its greeting.
@@ -536,7 +549,7 @@ class ClientSession:
             self._remember(seq)
             if self.last_seq is None or seq > self.last_seq:
                 self.last_seq = seq
-        delivered = Delivered(decoded or text, self._resync_requested_from is not None, event=event, seq=seq)
+        delivered = Delivered(decoded or text, self.resync is ResyncState.REPLAYING, event=event, seq=seq)
         if self._open_gap is not None and stream:
             start, reason, since = self._open_gap
             self._open_gap = None
@@ -610,13 +623,13 @@ class ClientSession:
             self._stream_id = stream_id
             # the stream is named: a restart is known for certain here, never guessed from seqs
             self._check_numbering = False
-        if restarted and self._awaiting_capabilities:
-            self._awaiting_capabilities = False
+        if restarted and self.resync is ResyncState.AWAITING_GREETING:
+            self.resync = ResyncState.LIVE
             self._start_gap(f"the server restarted (a new stream {stream_id})")
             self._forget_seqs()
             return
-        if self._awaiting_capabilities:
-            self._awaiting_capabilities = False
+        if self.resync is ResyncState.AWAITING_GREETING:
+            self.resync = ResyncState.LIVE
             if self._skip_resync is not None:
                 self._unfinished_resync = None
                 self._start_gap(self._skip_resync)
@@ -624,6 +637,7 @@ class ClientSession:
             elif "resync" in capabilities and self.last_seq is not None:
                 since = self.last_seq if self._unfinished_resync is None else min(self._unfinished_resync, self.last_seq)
                 self._resync_requested_from = since
+                self.resync = ResyncState.REPLAYING
                 self._outgoing.append(encode("resync", {"since_seq": since}))
             else:
                 self._start_gap("reconnected to a server without resync")
@@ -670,6 +684,7 @@ class ClientSession:
             replayed = 0
         since = self._resync_requested_from
         self._resync_requested_from = None
+        self.resync = ResyncState.LIVE
         self._unfinished_resync = None
         if not complete:
             # the buffer no longer held the start of the range: the events between what we had
