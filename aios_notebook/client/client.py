@@ -21,7 +21,13 @@ from ..protocol.dialects import AUTO, Dialect, get_dialect
 from ..protocol.models import SERVER_EVENTS, SUBSCRIPTION_TYPES
 from ..protocol.session import ClientSession, ConnectionInfo
 from ..protocol.subscriptions import Filters
-from .connection import DEFAULT_MAX_SIZE, ConnectionOptions, ConnectionState, Engine, TokenSource
+from .connection import (
+    DEFAULT_MAX_SIZE,
+    ConnectionLoop,
+    ConnectionOptions,
+    ConnectionState,
+    TokenSource,
+)
 from .delivery import CallbackDispatcher, Event, EventQueue, Handle
 from .stats import ClientStats
 
@@ -154,7 +160,7 @@ class AIOSClient:
         self._waiters = 0  # wait_for() calls waiting on _changed
         self._notified = 0.0  # when they were last woken (monotonic)
         self._dispatcher = CallbackDispatcher()
-        self._engine = Engine(url, token, session, store, options, self._dispatcher, self._notify)
+        self._engine = ConnectionLoop(url, token, session, store, options, self._dispatcher, self._notify)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._first_queue: EventQueue | None = None

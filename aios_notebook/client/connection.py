@@ -2,7 +2,7 @@
 
 Everything here runs on the client's I/O loop (its own thread, see ``client.py``); the session and
 the counters are only touched from that loop. The public ``AIOSClient`` reaches in with
-``Engine.apply`` (scheduled on the loop with ``call_soon_threadsafe``).
+``ConnectionLoop.apply`` (scheduled on the loop with ``call_soon_threadsafe``).
 
 Why a loop of our own rather than ``async for ws in websockets.asyncio.client.connect(...)``:
 websockets' reconnecting iterator resets its backoff as soon as a handshake succeeds, so a server that
@@ -54,7 +54,7 @@ from .backoff import Backoff
 from .delivery import CallbackDispatcher, Event, EventQueue
 from .stats import StatsCounter
 
-__all__ = ["DEFAULT_MAX_SIZE", "ConnectionOptions", "ConnectionState", "Engine", "RedactingLogger", "TokenSource"]
+__all__ = ["DEFAULT_MAX_SIZE", "ConnectionLoop", "ConnectionOptions", "ConnectionState", "RedactingLogger", "TokenSource"]
 
 log = logging.getLogger("aios_notebook.client")
 
@@ -134,7 +134,7 @@ class RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
             self.logger.log(level, "%s", redact(text, *self._secrets()), **kwargs)
 
 
-class Engine:
+class ConnectionLoop:
     """The connection loop, the frame handler and the hand-off to the store and to user code."""
 
     def __init__(
