@@ -19,16 +19,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ..exceptions import ConfigurationError
 from ..store.archive import (
     ARCHIVE_TABLES,
     ArchiveError,
     arrow_schema,
-    check_schema,
     place_ns,
     read_manifest,
+    read_part,
     store_from_frames,
 )
 from ..store.parquet import arrow_frame
@@ -191,17 +190,7 @@ class Archive:
 
     # -- reading tables --------------------------------------------------------------------------
     def _read(self, path: Path, name: str, columns: list[str] | None, filter: Any) -> pa.Table:
-        try:
-            schema = pq.read_schema(path)
-        except FileNotFoundError:
-            raise ArchiveError(f"{path}: listed in the archive's manifest but missing (a deleted partition?)") from None
-        except (OSError, pa.ArrowException) as exc:
-            raise ArchiveError(f"{path}: not a readable Parquet file ({exc})") from exc
-        check_schema(path, name, schema)
-        try:
-            return pq.read_table(path, columns=columns, filters=filter, schema=schema)
-        except (OSError, pa.ArrowException) as exc:
-            raise ArchiveError(f"{path}: damaged Parquet file ({exc})") from exc
+        return read_part(path, name, columns, filter)
 
     def _tables(self, name: str, start: int | None, end: int | None, columns: list[str] | None,
                 filter: Any) -> Iterator[pa.Table]:

@@ -29,6 +29,7 @@ from ..store.archive import (
     ArchiveError,
     ArchiveWriter,
     day_parts,
+    remove_tree,
     source_id,
     write_part,
 )
@@ -151,7 +152,7 @@ def convert(sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
         finally:
             if bar is not None:
                 bar.close()
-            _remove_tree(staging)
+            remove_tree(staging)
             _remove_empty(root / "_staging")
     result.seconds = time.perf_counter() - began
     return result
@@ -176,17 +177,6 @@ def _bar(total: int, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="recording", desc="converting")
-
-
-def _remove_tree(folder: Path) -> None:
-    if not folder.exists():
-        return
-    for path in sorted(folder.rglob("*"), reverse=True):
-        if path.is_dir():
-            path.rmdir()
-        else:
-            path.unlink()
-    folder.rmdir()
 
 
 def _remove_empty(folder: Path) -> None:

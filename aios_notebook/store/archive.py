@@ -74,6 +74,8 @@ __all__ = [
     "place_ns",
     "public_url",
     "read_manifest",
+    "read_part",
+    "remove_tree",
     "source_id",
     "store_from_frames",
     "write_part",
@@ -394,14 +396,7 @@ class ArchiveWriter:
                     relative = path.relative_to(self.root).as_posix()
                     if relative not in listed and (path.name.startswith(".") or path.suffix in (".parquet", ".tmp")):
                         path.unlink()
-        staging = self.root / "_staging"
-        if staging.is_dir():
-            for path in sorted(staging.rglob("*"), reverse=True):
-                if path.is_file():
-                    path.unlink()
-                else:
-                    path.rmdir()
-            staging.rmdir()
+        remove_tree(self.root / "_staging")
 
     # -- bookkeeping
     def has_source(self, source_id: str) -> bool:
@@ -558,14 +553,7 @@ class ArchiveWriter:
         times = [t for m in members if files[m].get("time") for t in files[m]["time"]]
         folder = self.root / name / f"date={day}"
         stem = f"day-{(min(times) if times else 0):020d}-{uuid.uuid4().hex[:12]}.parquet"
-        temp = folder / f".{stem}.tmp"
-        try:
-            _write_parquet(table, temp)
-            os.replace(temp, folder / stem)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
-            raise
+        _write_file(table, folder / stem)
         entry = {"table": name, "date": day, "rows": table.num_rows, "seq": _ranges(seqs),
                  "time": [min(times), max(times)] if times else None, "tail": False}
         return (folder / stem).relative_to(self.root).as_posix(), entry
@@ -593,15 +581,36 @@ class ArchiveWriter:
 
 
 def _read_part(path: Path, name: str) -> pa.Table:
-    """One file of table ``name``, checked (see :func:`check_file`)."""
+    return read_part(path, name)
+
+
+def read_part(path: Path, name: str, columns: list[str] | None = None, filter: Any = None) -> pa.Table:
+    """One file of table ``name`` (only ``columns``, rows passing ``filter``: pyarrow's
+    ``filters``), its schema checked first: a missing, damaged, foreign or newer file is an
+    :class:`ArchiveError` naming it."""
     try:
-        table = pq.read_table(path)
+        schema = pq.read_schema(path)
     except FileNotFoundError:
         raise ArchiveError(f"{path}: listed in the archive's manifest but missing (a deleted partition?)") from None
     except (OSError, pa.ArrowException) as exc:
         raise ArchiveError(f"{path}: not a readable Parquet file ({exc})") from exc
-    check_schema(path, name, table.schema)
-    return table
+    check_schema(path, name, schema)
+    try:
+        return pq.read_table(path, columns=columns, filters=filter, schema=schema)
+    except (OSError, pa.ArrowException) as exc:
+        raise ArchiveError(f"{path}: damaged Parquet file ({exc})") from exc
+
+
+def remove_tree(folder: Path) -> None:
+    """Remove ``folder`` and what it holds (staging folders of helper processes)."""
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.rglob("*"), reverse=True):
+        if path.is_dir():
+            path.rmdir()
+        else:
+            path.unlink()
+    folder.rmdir()
 
 
 def check_schema(path: Path | str, name: str, schema: pa.Schema) -> None:
@@ -640,17 +649,23 @@ def write_part(root: Path, name: str, day: str, frame: pd.DataFrame, places: np.
     folder.mkdir(parents=True, exist_ok=True)
     first = _ranges(places)
     stem = f"part-{(first[0] if first else 0):020d}-{uuid.uuid4().hex[:12]}.parquet"
-    temp = folder / f".{stem}.tmp"
+    _write_file(table, folder / stem)
+    entry = {"table": name, "date": day, "rows": len(frame), "seq": _ranges(seqs),
+             "time": _ranges(places), "tail": tail}
+    return (folder / stem).relative_to(root).as_posix(), entry
+
+
+def _write_file(table: pa.Table, path: Path) -> None:
+    """Write ``path`` under a temporary name (a dot first: no reader lists it) and rename it
+    once complete; a failed write leaves nothing behind."""
+    temp = path.with_name(f".{path.name}.tmp")
     try:
         _write_parquet(table, temp)
-        os.replace(temp, folder / stem)
+        os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
         raise
-    entry = {"table": name, "date": day, "rows": len(frame), "seq": _ranges(seqs),
-             "time": _ranges(places), "tail": tail}
-    return (folder / stem).relative_to(root).as_posix(), entry
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
