@@ -138,3 +138,20 @@ def test_the_record_command_records_a_server_without_auth(tmp_path: Path) -> Non
     assert recording_dialect(out).name == "autopilot"
     loaded = EventStore.load(out)
     assert run_id in set(loaded.dag_runs["run_id"]) and set(loaded.jobs["type"]) == {"email"}
+
+
+def test_the_record_command_feeds_a_sink_that_takes_every_frame_without_failing(tmp_path: Path) -> None:
+    # the recorder's sink is a StreamSink, not a store: the client feeds it every frame (with the
+    # receive time in ns) and no snapshot is asked of it
+    from aios_notebook.recording.commands import _DiscardStore
+    from aios_notebook.storelike import StoreLike, StreamSink
+
+    sink = _DiscardStore()
+    assert isinstance(sink, StreamSink) and not isinstance(sink, StoreLike)
+    assert isinstance(EventStore(background=False), StoreLike)
+    with AutopilotServer(app="main") as server, \
+            AIOSClient(server.url, None, store=sink, **FAST) as client:
+        client.wait_for(lambda s: client.dialect == "autopilot", 10)
+        server.create_sample_workflow()
+        client.wait_for(lambda s: client.stats.events_received >= 1, 10)
+        assert client.stats.store_errors == 0 and client.last_snapshot is None

@@ -14,13 +14,14 @@ import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..exceptions import SHORT_SECRET, AIOSWarning, ConfigurationError, ConnectionLost, redact
 from ..protocol.dialects import AUTO, Dialect, get_dialect
 from ..protocol.models import SERVER_EVENTS, SUBSCRIPTION_TYPES
 from ..protocol.session import ClientSession, ConnectionInfo
 from ..protocol.subscriptions import Filters
+from ..storelike import StoreLike, StreamSink
 from .connection import (
     DEFAULT_MAX_SIZE,
     ConnectionLoop,
@@ -30,6 +31,9 @@ from .connection import (
 )
 from .delivery import CallbackDispatcher, Event, EventQueue, Handle
 from .stats import ClientStats
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..store import EventStore
 
 __all__ = ["DEFAULT_TYPES", "STATES", "AIOSClient"]
 
@@ -75,7 +79,8 @@ class AIOSClient:
             (re)connect so that an expiring token can be refreshed. Never shown anywhere.
         types: subscription types to subscribe to on every connection.
         filters: filters for those types (``{"run_id": ...}``, ``{"agent_ids": [...]}``).
-        store: the ``EventStore`` to feed; a new one when None.
+        store: the ``EventStore`` to feed (any ``StoreLike``; a ``StreamSink`` that only takes
+            frames, such as a recorder's, gets no REST snapshots); a new one when None.
         ssl: an ``ssl.SSLContext`` for ``wss://`` (certificates are verified by default).
         max_size: largest frame accepted from the server, in bytes (16 MiB; None: no limit).
         max_reconnects: give up after this many attempts in a row that gave no healthy
@@ -106,7 +111,7 @@ class AIOSClient:
         token: TokenSource,
         types: Iterable[str] = DEFAULT_TYPES,
         filters: Mapping[str, Any] | None = None,
-        store: Any = None,
+        store: StreamSink | None = None,
         *,
         ssl: ssl_module.SSLContext | None = None,
         max_size: int | None = DEFAULT_MAX_SIZE,
@@ -168,9 +173,11 @@ class AIOSClient:
         self.simulator: Any = None  # the embedded reference server, when connect() started one
         from ..rest.service import RestService  # aiohttp: imported only when a client is made
 
+        # snapshots merge into a store of tables; a sink that only takes frames (a recorder) gets none
         self._rest = RestService(url, self._engine.current_token, store, lambda: self._loop, rest_url=rest_url,
                                  dialect=lambda: self._engine.session.dialect,
-                                 snapshots=snapshots, snapshot_wait=snapshot_wait, timeout=rest_timeout)
+                                 snapshots=snapshots and isinstance(store, StoreLike), snapshot_wait=snapshot_wait,
+                                 timeout=rest_timeout)
         self._engine.rest = self._rest
 
     # -- read-only views ----------------------------------------------------------------------
@@ -186,9 +193,9 @@ class AIOSClient:
         return self._engine.state
 
     @property
-    def store(self) -> Any:
+    def store(self) -> EventStore:
         """The ``EventStore`` this client feeds."""
-        return self._engine.store
+        return cast("EventStore", self._engine.store)
 
     @property
     def stats(self) -> ClientStats:

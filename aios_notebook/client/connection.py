@@ -50,6 +50,7 @@ from ..protocol.session import (
     ServerNotice,
     Translation,
 )
+from ..storelike import StreamSink
 from .backoff import Backoff
 from .delivery import CallbackDispatcher, Event, EventQueue
 from .stats import StatsCounter
@@ -142,7 +143,7 @@ class ConnectionLoop:
         url: str,
         token: TokenSource,
         session: ClientSession,
-        store: Any,
+        store: StreamSink,
         options: ConnectionOptions,
         dispatcher: CallbackDispatcher,
         changed: Callable[[], None],

@@ -43,9 +43,10 @@ def format_bytes(size: float) -> str:
 
 
 class _DiscardStore:
-    """The client wants a store to feed; a recording needs none (and should not grow in memory)."""
+    """The client wants a ``StreamSink`` to feed; a recording needs no store (and should not grow
+    in memory)."""
 
-    def ingest_frame(self, frame: Any, received_at: Any = None) -> None:
+    def ingest_frame(self, frame: Any, received_at: Any = None, *, received_ns: int | None = None) -> None:
         pass
 
     def add_gap(self, *args: Any, **kwargs: Any) -> None:

@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 
 from ..exceptions import AIOSError, AuthError, ConfigurationError, ConnectionLost, redact
 from ..protocol.dialects import Dialect
+from ..storelike import StoreLike, StreamSink
 from .http import RestClient, rest_url_from_ws
 from .lookups import check_search, get_dag_run, search_knowledge
 from .routes import PUBLISHED_ROUTES, published_dialect, route
@@ -74,7 +75,7 @@ class RestService:
         self,
         ws_url: str,
         token: Callable[[], Awaitable[str | None]],
-        store: Any,
+        store: StreamSink,
         loop: Callable[[], asyncio.AbstractEventLoop | None],
         *,
         dialect: Callable[[], Dialect | None] | None = None,
@@ -205,7 +206,7 @@ class RestService:
         try:
             outcome = await fetch_snapshot(self._client(), dialect=dialect)
             # merging hundreds of rows is work for pandas: off the loop, so frames keep flowing
-            await asyncio.to_thread(merge_into, self.store, outcome)
+            await asyncio.to_thread(merge_into, self._tables(), outcome)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # judged below, once the dialect is known
@@ -355,7 +356,7 @@ class RestService:
 
         async def work(rest: RestClient) -> Snapshot:
             snapshot = await fetch_snapshot(rest, dialect=dialect)
-            await asyncio.to_thread(merge_into, self.store, snapshot)
+            await asyncio.to_thread(merge_into, self._tables(), snapshot)
             return snapshot
 
         snapshot = self.call(work, timeout)
@@ -382,10 +383,16 @@ class RestService:
         watch.add_done_callback(self._watches.discard)
         return watch.start(loop)
 
+    def _tables(self) -> StoreLike:
+        """The store as a store of tables (snapshots merge into it, watch reads its jobs)."""
+        if not isinstance(self.store, StoreLike):
+            raise ConfigurationError("this client feeds a sink without tables: snapshots and refresh need a store")
+        return self.store
+
     def _local_state(self, run_id: str) -> RunState | None:
         """The store's job row of the run (live events), if the store has one."""
         try:
-            jobs = self.store.jobs
+            jobs = self._tables().table("jobs")
             rows = jobs[jobs["run_id"] == run_id]
         except Exception:  # a store without jobs, or mid-change: REST alone will do
             return None
