@@ -17,10 +17,10 @@ from aios_notebook.exceptions import AIOSWarning, CorruptLog
 from aios_notebook.protocol.codec import encode
 from aios_notebook.recording import RecordingWriter
 from aios_notebook.recording import reader as reader_module
-from aios_notebook.recording.load import load_into
 from aios_notebook.server import Simulator
 from aios_notebook.server.workload import generate
 from aios_notebook.store import EventStore
+from aios_notebook.store.load import load_into
 from aios_notebook.store.schema import TABLES
 
 pytestmark = pytest.mark.timeout(120)
@@ -82,6 +82,7 @@ def _connected(client_id: str) -> str:
 
 @pytest.mark.parametrize("way", ["columns", "lines"])
 @pytest.mark.parametrize("shape", ["one connection", "duplicates", "a reconnect with a replayed overlap", "odd frames"])
+@pytest.mark.usefixtures("store_engine")
 def test_the_bulk_load_builds_what_the_session_path_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                            way: str, shape: str) -> None:
     monkeypatch.setattr(reader_module, "_MIN_COLUMNS", 0 if way == "columns" else 1 << 62)
@@ -181,6 +182,7 @@ def test_a_loaded_store_round_trips_through_parquet_with_its_dtypes(simulator: S
     assert again.now == loaded.now
 
 
+@pytest.mark.usefixtures("store_engine")
 def test_duplicates_malformed_and_binary_frames_load_as_live_took_them(tmp_path: Path) -> None:
     with FaultyServer(rate=300, heartbeat=0.2) as server:
         client = AIOSClient(server.url, server.token, **FAST_CLIENT)

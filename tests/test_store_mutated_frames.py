@@ -70,6 +70,7 @@ def _frames(seed: int, share: float = 0.25, text_only: bool = False) -> list[str
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("way", ["one large batch", "small batches", "Arrow chunks"])
+@pytest.mark.usefixtures("store_engine")
 def test_mutated_frames_build_what_decoding_one_by_one_builds(seed: int, way: str) -> None:
     # "Arrow chunks": few mutations and no binary frame, so that most chunks ingest_frame seals
     # (EventStore.SEAL) are Arrow arrays, merged into one for Arrow's parsing

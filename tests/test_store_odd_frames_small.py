@@ -28,6 +28,7 @@ def _assert_same_tables(fast: EventStore, slow: EventStore, frames: list[str | b
 
 
 @pytest.mark.parametrize("batch_size", [1, 7, 64])
+@pytest.mark.usefixtures("store_engine")
 def test_odd_frames_in_small_batches_match_frame_by_frame(batch_size):
     frames: list[str | bytes] = list(sample_frames(0.2, seed=3))
     step = max(1, len(frames) // len(ODD_FRAMES))
@@ -39,6 +40,7 @@ def test_odd_frames_in_small_batches_match_frame_by_frame(batch_size):
 
 
 @pytest.mark.parametrize("spacing", ["close", "spread"])
+@pytest.mark.usefixtures("store_engine")
 def test_odd_frames_in_one_large_batch_match_frame_by_frame(spacing):
     """The Arrow path (a batch of thousands): groups Arrow rejects go the per-frame ways, and
     rows of several ways merge; an integer beyond int64 there once raised OverflowError.
@@ -59,6 +61,7 @@ def test_odd_frames_in_one_large_batch_match_frame_by_frame(spacing):
 
 
 @pytest.mark.parametrize("batch_size", [1500, 5000])
+@pytest.mark.usefixtures("store_engine")
 def test_odd_frames_among_sealed_chunks_match_frame_by_frame(batch_size):
     """Batches larger than EventStore.SEAL: frames waiting become Arrow arrays SEAL at a time
     in ingest_frame; a chunk holding a binary or unencodable frame stays a list. Either way the

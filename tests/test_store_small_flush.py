@@ -54,6 +54,7 @@ def _hard_stream(seed: int, drop_seqs: bool = True) -> list[str]:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.usefixtures("store_engine")
 def test_small_flushes_match_the_vectorised_paths(seed):
     # the plain live stream (seqs in order) lets latest-state tables apply waiting batches at
     # once; replays and frames without a seq make them apply some batch by batch
@@ -132,6 +133,7 @@ def test_text_chunks_stay_few_and_keep_every_row():
     assert pa.chunked_array(chunks, pa.string()).to_pylist() == rows
 
 
+@pytest.mark.usefixtures("store_engine")
 def test_fields_typed_in_the_decoder_give_the_tables_of_the_per_frame_path():
     """msgspec checks most fields' types while decoding small batches: a frame it rejects goes
     the per-frame way, which must give the same rows, and report what is wrong with it."""
