@@ -107,7 +107,7 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
-    from .recording.simulate import run_simulate
+    from .server.simulate import run_simulate
 
     params = _scenario_params(args, "simulate")
     if params is None:
@@ -153,7 +153,7 @@ def _add_record(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_record(args: argparse.Namespace) -> int:
-    from .recording.commands import run_record
+    from .commands.recording import run_record
 
     return run_record(args)
 
@@ -175,7 +175,7 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
 def _run_replay(args: argparse.Namespace) -> int:
     import os
 
-    from .recording.commands import run_replay
+    from .commands.recording import run_replay
 
     if args.token is None:
         args.token = os.environ.get("AIOS_TOKEN") or None
@@ -263,7 +263,7 @@ def _add_archive(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_archive(args: argparse.Namespace) -> int:
-    from .history.commands import run_archive
+    from .commands.archive import run_archive
 
     return run_archive(args)
 

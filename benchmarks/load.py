@@ -34,9 +34,9 @@ import pyarrow as pa
 
 from aios_notebook.protocol.codec import encode
 from aios_notebook.recording import RecordingReader, RecordingWriter
-from aios_notebook.recording.load import load_into
 from aios_notebook.server.workload import generate
 from aios_notebook.store import EventStore
+from aios_notebook.store.load import load_into
 
 TARGET = 300_000
 

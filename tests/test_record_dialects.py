@@ -10,8 +10,8 @@ import pandas as pd
 from autopilot_server import AutopilotServer
 
 from aios_notebook import AIOSClient
-from aios_notebook.recording.replay import ReplayServer
-from aios_notebook.recording.replay_dialect import (
+from aios_notebook.server.replay import ReplayServer
+from aios_notebook.server.replay_dialect import (
     DialectReplayServer,
     open_replay,
     recording_dialect,
@@ -143,7 +143,7 @@ def test_the_record_command_records_a_server_without_auth(tmp_path: Path) -> Non
 def test_the_record_command_feeds_a_sink_that_takes_every_frame_without_failing(tmp_path: Path) -> None:
     # the recorder's sink is a StreamSink, not a store: the client feeds it every frame (with the
     # receive time in ns) and no snapshot is asked of it
-    from aios_notebook.recording.commands import _DiscardStore
+    from aios_notebook.commands.recording import _DiscardStore
     from aios_notebook.storelike import StoreLike, StreamSink
 
     sink = _DiscardStore()

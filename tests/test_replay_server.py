@@ -23,8 +23,8 @@ from websockets.sync.client import ClientConnection, connect
 from aios_notebook.client import AIOSClient
 from aios_notebook.exceptions import CorruptLog
 from aios_notebook.recording import RecordingWriter
-from aios_notebook.recording.replay import ReplayServer
 from aios_notebook.server import Simulator
+from aios_notebook.server.replay import ReplayServer
 from aios_notebook.store import EventStore
 from aios_notebook.store.schema import TABLES
 

@@ -14,9 +14,9 @@ from river import anomaly, preprocessing
 
 from aios_notebook import AIOSClient
 from aios_notebook.exceptions import RuleError
-from aios_notebook.recording.replay import ReplayServer
-from aios_notebook.recording.simulate import write_scenario_recording
 from aios_notebook.rules import Insight, RuleEngine, backtest, from_river, rule, score, series
+from aios_notebook.server.replay import ReplayServer
+from aios_notebook.server.simulate import write_scenario_recording
 from aios_notebook.server.workload import DEFAULT_START, generate
 from aios_notebook.store import EventStore
 

@@ -17,8 +17,8 @@ from chromium import launch
 from nbformat.v4 import new_code_cell, new_notebook
 from river import anomaly
 
-from aios_notebook.recording.simulate import write_scenario_recording
 from aios_notebook.rules import Insight, RuleEngine, from_river, library, rule, series
+from aios_notebook.server.simulate import write_scenario_recording
 from aios_notebook.store import EventStore
 from aios_notebook.views import InsightsFeed
 from aios_notebook.views.insights import evidence_figure, evidence_svg

@@ -34,6 +34,7 @@ from ..exceptions import ConfigurationError
 from ..protocol.codec import Decoded, Message, encode, format_timestamp
 from ..protocol.dialects import Translated
 from .columns import NAT
+from .load import load_store
 from .notify import ChangeBatch, Notifier, Subscription, Worker
 from .parse import SMALL_BATCH, Parsed, arrow_texts, owned_columns, parse_frames
 from .retention import FINISHED_STATUSES, Limit, parse_retention
@@ -649,12 +650,11 @@ class EventStore:
         """A store built from a recording (``aios-notebook record``, ``client.record``).
 
         Exactly the tables live ingestion built from the same frames (see
-        :mod:`aios_notebook.recording.load`). ``path_or_glob``: a file, a glob of rotated parts
+        :mod:`aios_notebook.store.load`). ``path_or_glob``: a file, a glob of rotated parts
         or days, or a list. ``on_error="skip"`` loads what is readable around damaged lines
         (each problem is reported by one warning per file); ``"raise"`` raises ``CorruptLog``
         naming the file and line. ``options`` go to ``EventStore(...)``.
         """
-        from ..recording.load import load_store  # the recording layer reads the file format
 
         return load_store(path_or_glob, on_error, factory=lambda: cls(**options))
 

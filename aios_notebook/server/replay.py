@@ -25,9 +25,9 @@ from typing import Any
 from ..exceptions import RecordingError
 from ..protocol.codec import decode, format_timestamp, parse_timestamp
 from ..protocol.models import STREAM_EVENTS
-from ..server.rest import RestError
-from ..server.simulator import Simulator
-from .reader import OnError, RecordingReader
+from ..recording.reader import OnError, RecordingReader
+from .rest import RestError
+from .simulator import Simulator
 
 __all__ = ["RecordingSource", "ReplayServer"]
 

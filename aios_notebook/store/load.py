@@ -38,7 +38,7 @@ from ..protocol.codec import parse_timestamp
 from ..protocol.dialects import AUTO, DIALECTS, Dialect, Translated, detect_dialect, get_dialect
 from ..protocol.models import SUBSCRIPTION_TYPES
 from ..protocol.session import ClientSession, Duplicate, GapDetected, Translation
-from .reader import FrameBatch, OnError, RecordingReader
+from ..recording.reader import FrameBatch, OnError, RecordingReader
 
 __all__ = ["load_into", "load_store"]
 
@@ -53,19 +53,15 @@ class _NeedsSession(Exception):
 
 
 def load_store(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-               on_error: OnError = "raise", *, factory: Callable[[], Any] | None = None) -> Any:
+               on_error: OnError = "raise", *, factory: Callable[[], Any]) -> Any:
     """A new store holding a recording (what ``EventStore.load`` returns).
 
     Args:
         source: a recording, a glob of rotated parts or days, or a list of them.
         on_error: ``"raise"``: ``CorruptLog`` at the first damaged line; ``"skip"``: load around
             damage, one ``AIOSWarning`` per damaged file.
-        factory: makes the empty store (``EventStore`` by default).
+        factory: makes the empty store (``EventStore.load`` passes itself with its options).
     """
-    if factory is None:
-        from ..store import EventStore
-
-        factory = EventStore
     reader = RecordingReader(source, on_error, quiet=True)
     store = factory()
     try:

@@ -269,7 +269,7 @@ def run_record(args: argparse.Namespace) -> int:
 def run_replay(args: argparse.Namespace) -> int:
     """``aios-notebook replay FILE --speed X``: serve a recording over the protocol until stopped."""
     # a recording of another dialect is served as it was sent
-    from .replay_dialect import open_replay
+    from ..server.replay_dialect import open_replay
 
     try:
         server = open_replay(args.file, speed=args.speed, loop=args.loop, token=args.token,

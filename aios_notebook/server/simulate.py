@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from ..exceptions import ConfigurationError
-from .format import format_received_at, frame_line, header_line
+from ..recording.format import format_received_at, frame_line, header_line
+from .hub import encode_frame
+from .scenarios import get_scenario, labels_document
+from .workload import DEFAULT_START, Workload
 
 __all__ = ["run_simulate", "write_scenario_recording"]
 
@@ -53,9 +56,6 @@ def write_scenario_recording(
     Raises:
         ConfigurationError: a bad scenario, parameter or number of hours, or a file that exists.
     """
-    from ..server.hub import encode_frame
-    from ..server.scenarios import get_scenario, labels_document
-    from ..server.workload import DEFAULT_START, Workload
 
     if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not math.isfinite(hours) or hours <= 0:
         raise ConfigurationError(f"hours must be a positive number, got {hours!r}")

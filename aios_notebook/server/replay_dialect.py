@@ -25,7 +25,7 @@ from aiohttp import WSMsgType, web
 
 from ..exceptions import RecordingError
 from ..protocol.dialects import AUTO, DIALECTS, Dialect, detect_dialect, get_dialect
-from .reader import OnError, RecordingReader
+from ..recording.reader import OnError, RecordingReader
 from .replay import ReplayServer, _ms
 
 __all__ = ["DialectReplayServer", "open_replay", "recording_dialect"]

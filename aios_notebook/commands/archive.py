@@ -31,7 +31,7 @@ def run_archive(args: argparse.Namespace) -> int:
 
 def run_convert(args: argparse.Namespace) -> int:
     """``aios-notebook archive convert GLOB... -o DIR [--workers N]``."""
-    from .convert import convert
+    from ..history.convert import convert
 
     if not args.sources:
         print("aios-notebook archive convert: name the recordings, e.g. 'recordings/*.jsonl.gz'", file=sys.stderr)
@@ -53,7 +53,7 @@ def run_convert(args: argparse.Namespace) -> int:
 def _run_live(args: argparse.Namespace) -> int:
     from ..client import AIOSClient
     from ..protocol.models import SUBSCRIPTION_TYPES
-    from ..recording.commands import (
+    from .recording import (
         _DiscardStore,
         _stop_on_signals,
         first_connection,
