@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["StoreLike", "StreamSink"]
+__all__ = ["HasStore", "StoreLike", "StoreSource", "StreamSink"]
 
 
 @runtime_checkable
@@ -54,3 +54,15 @@ class StoreLike(StreamSink, Protocol):
 
     @property
     def counts(self) -> dict[str, int]: ...
+
+
+@runtime_checkable
+class HasStore(Protocol):
+    """Something that feeds a store and shows it (``AIOSClient``): views take one as their source."""
+
+    @property
+    def store(self) -> Any: ...
+
+
+#: what views are given: a store, or a client whose ``.store`` they read
+StoreSource = StoreLike | HasStore

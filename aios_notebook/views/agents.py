@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
+from ..storelike import StoreSource
 from .base import Rendered, View
 from .frames import Frames
 from .markup import bar, dot, empty, esc, pill, table, text_of
@@ -84,7 +85,7 @@ class AgentsView(View):
     tables: ClassVar[tuple[str, ...]] = ("agents", "agent_events")
     slots: ClassVar[tuple[str, ...]] = ("summary", "cards", "figure", "errors")
 
-    def __init__(self, store: Any, *, max_errors: int = 10, **kwargs: Any) -> None:
+    def __init__(self, store: StoreSource, *, max_errors: int = 10, **kwargs: Any) -> None:
         super().__init__(store, **kwargs)
         self.max_errors = int(max_errors)
 

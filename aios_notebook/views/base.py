@@ -17,13 +17,14 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
 from plotly.io.json import to_json_plotly
 
 from ..exceptions import ConfigurationError
+from ..storelike import StoreLike, StoreSource
 from .figure_widget import PlotlyFigure
 from .frames import Frames, read_frames
 from .markup import esc
@@ -55,16 +56,15 @@ def _is_store(candidate: Any) -> bool:
     return candidate is not None and all(hasattr(candidate, name) for name in ("subscribe", "now", "table"))
 
 
-def resolve_store(source: Any, view: str) -> Any:
+def resolve_store(source: StoreSource, view: str) -> StoreLike:
     """The EventStore behind ``source`` (a store, or anything with a ``.store`` such as a client)."""
     inner = getattr(source, "store", None)
-    if _is_store(inner):  # a client (whose own subscribe() is about WebSocket event types)
-        source = inner
-    if not _is_store(source):
+    found: Any = inner if _is_store(inner) else source  # a client's subscribe() is about WebSocket types
+    if not _is_store(found):
         raise ConfigurationError(
             f"{view} needs an EventStore (or a client with a .store), not {type(source).__name__}"
         )
-    return source
+    return cast(StoreLike, found)
 
 
 class View:
@@ -86,7 +86,7 @@ class View:
     #: redraw this often (seconds) even without changes (views showing ages)
     every: ClassVar[float | None] = None
 
-    def __init__(self, store: Any, *, max_redraws_per_second: float = DEFAULT_MAX_RATE,
+    def __init__(self, store: StoreSource, *, max_redraws_per_second: float = DEFAULT_MAX_RATE,
                  scheduler: RedrawScheduler | None = None) -> None:
         self._store = resolve_store(store, type(self).__name__)
         self.max_redraws_per_second = check_rate(max_redraws_per_second)

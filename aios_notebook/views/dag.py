@@ -14,6 +14,7 @@ import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 
+from ..storelike import StoreSource
 from .base import Rendered, View
 from .frames import Frames
 from .markup import empty, esc, pill, stacked_bar, table, text_of
@@ -113,7 +114,7 @@ class DagProgressView(View):
     tables: ClassVar[tuple[str, ...]] = ("dag_runs", "dag_steps")
     slots: ClassVar[tuple[str, ...]] = ("summary", "runs", "figure")
 
-    def __init__(self, store: Any, run_id: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, store: StoreSource, run_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(store, **kwargs)
         self._run_lock = threading.Lock()
         self._run_id = run_id or AUTO

@@ -14,6 +14,7 @@ import ipywidgets as widgets
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..storelike import StoreSource
 from .agents import AgentsView
 from .base import Rendered, View, resolve_store
 from .dag import DagProgressView
@@ -110,7 +111,7 @@ class ConnectionHeader(View):
     slots: ClassVar[tuple[str, ...]] = ("badge", "tiles")
     every: ClassVar[float | None] = 1.0
 
-    def __init__(self, store: Any, client: Any = None, **kwargs: Any) -> None:
+    def __init__(self, store: StoreSource, client: Any = None, **kwargs: Any) -> None:
         super().__init__(store, **kwargs)
         self.client = client
 

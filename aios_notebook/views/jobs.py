@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
+from ..storelike import StoreSource
 from .base import Rendered, View
 from .frames import Frames
 from .markup import bar, empty, esc, pill, table, text_of
@@ -82,7 +83,7 @@ class JobsView(View):
     tables: ClassVar[tuple[str, ...]] = ("jobs",)
     slots: ClassVar[tuple[str, ...]] = ("summary", "active", "figure", "failures")
 
-    def __init__(self, store: Any, *, max_rows: int = 12, **kwargs: Any) -> None:
+    def __init__(self, store: StoreSource, *, max_rows: int = 12, **kwargs: Any) -> None:
         from ..history.sources import view_source
 
         super().__init__(view_source(store), **kwargs)  # an Archive: the jobs' state at its end

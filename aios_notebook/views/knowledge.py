@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import ipywidgets as widgets
 import pandas as pd
 
+from ..storelike import StoreSource
 from .base import Rendered, View
 from .frames import Frames
 from .markup import chip, empty, esc, table, text_of
@@ -43,7 +44,7 @@ class KnowledgeView(View):
     tables: ClassVar[tuple[str, ...]] = ("knowledge",)
     slots: ClassVar[tuple[str, ...]] = ("summary", "figure", "items")
 
-    def __init__(self, store: Any, *, search: str = "", max_items: int = 15, top_tags: int = 12,
+    def __init__(self, store: StoreSource, *, search: str = "", max_items: int = 15, top_tags: int = 12,
                  **kwargs: Any) -> None:
         super().__init__(store, **kwargs)
         self._search_lock = threading.Lock()

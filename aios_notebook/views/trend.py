@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import ConfigurationError
+from ..storelike import StoreSource
 from .base import Rendered, View
 from .frames import Frames, read_table
 from .markup import esc
@@ -85,7 +86,7 @@ class SuccessRateTrend(View):
     reads_gaps: ClassVar[bool] = True
     slots: ClassVar[tuple[str, ...]] = ("summary", "figure")
 
-    def __init__(self, store: Any, *, window: str | float = "30 min", **kwargs: Any) -> None:
+    def __init__(self, store: StoreSource, *, window: str | float = "30 min", **kwargs: Any) -> None:
         from ..history.sources import view_source
 
         # an Archive: only the outcomes and the server's rate are read from it (a static figure)
