@@ -68,9 +68,9 @@ def test_a_rule_insight_opens_a_figure_of_its_series_baseline_and_threshold(stor
     figures = re.findall(r'<svg class="aios-evidence-figure".*?</svg>', html, re.S)
     assert len(figures) == min(50, len(with_series)) > 0
     assert html.count("<details class=\"aios-evidence\" open>") == 1  # the newest one is open
-    # a built-in that reports numbers, not a series, gets no empty figure
+    # a built-in puts the series it judged in its evidence too, and gets a figure
     builtin = insights[insights["rule"] == "volume_change"]
-    assert len(builtin) and all(evidence_svg(e) == "" for e in builtin["evidence"])
+    assert len(builtin) and all("job_counts[pdf] (jobs per 10m)" in evidence_svg(e) for e in builtin["evidence"])
 
     hand = next(e for e in insights.sort_values("timestamp")["evidence"] if "threshold" in e)
     svg = evidence_svg(hand)
@@ -117,32 +117,35 @@ def test_the_snapshot_draws_the_evidence_in_headless_chromium(store: EventStore,
     assert errors == []
 
 
-def test_a_report_shows_the_evidence_figure(tmp_path: Path) -> None:
-    path = recording(str(tmp_path))
-    notebook = tmp_path / "evidence.ipynb"
-    nb = new_notebook(cells=[
-        new_code_cell(f"source = {str(path)!r}", metadata={"tags": ["parameters"]}),
-        new_code_cell(
-            "from river import anomaly\n"
-            "from aios_notebook.rules import RuleEngine, from_river, series\n"
-            "from aios_notebook.store import EventStore\n"
-            "from aios_notebook.views import InsightsFeed\n"
-            "store = EventStore.load(source)\n"
-            "model = anomaly.GaussianScorer(window_size=36, grace_period=6)\n"
-            "engine = RuleEngine(store, [from_river(model, series=series.job_counts('pdf'), threshold=0.99, grace=6)],\n"
-            "                    enforce_timeouts=False)\n"
-            "engine.schedule_from(store.job_events['timestamp'].min())\n"
-            "engine.run_due(store.now)\n"
-            "InsightsFeed(store, source='rules')"
-        ),
-    ])
+def report_html(folder: Path, parameters: str, code: str, timeout: float = 200) -> str:
+    """A notebook of a parameters cell and one cell of ``code``, rendered by ``aios-notebook report``
+    through a real kernel: the report's HTML."""
+    notebook = folder / "evidence.ipynb"
+    nb = new_notebook(cells=[new_code_cell(parameters, metadata={"tags": ["parameters"]}), new_code_cell(code)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, notebook)
-    output = tmp_path / "report.html"
+    output = folder / "report.html"
     result = subprocess.run([sys.executable, "-m", "aios_notebook", "report", str(notebook), "-o", str(output),
-                             "--no-progress"], capture_output=True, text=True, timeout=200)
+                             "--no-progress"], capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr
-    html = output.read_text(encoding="utf-8")
+    return output.read_text(encoding="utf-8")
+
+
+def test_a_report_shows_the_evidence_figure(tmp_path: Path) -> None:
+    path = recording(str(tmp_path))
+    html = report_html(tmp_path, f"source = {str(path)!r}", (
+        "from river import anomaly\n"
+        "from aios_notebook.rules import RuleEngine, from_river, series\n"
+        "from aios_notebook.store import EventStore\n"
+        "from aios_notebook.views import InsightsFeed\n"
+        "store = EventStore.load(source)\n"
+        "model = anomaly.GaussianScorer(window_size=36, grace_period=6)\n"
+        "engine = RuleEngine(store, [from_river(model, series=series.job_counts('pdf'), threshold=0.99, grace=6)],\n"
+        "                    enforce_timeouts=False)\n"
+        "engine.schedule_from(store.job_events['timestamp'].min())\n"
+        "engine.run_due(store.now)\n"
+        "InsightsFeed(store, source='rules')"
+    ))
     assert html.count('class="aios-evidence-figure"') >= 1
     assert re.search(r'<details class="aios-evidence" open(="")?>\s*<summary>evidence</summary>\s*<svg [^>]*'
                      r'class="aios-evidence-figure"', html)

@@ -1,6 +1,9 @@
 """Built-in rules over agent events: slow processing, error bursts, agents offline.
 
-See :mod:`aios_notebook.rules.library` for the table of every built-in rule.
+See :mod:`aios_notebook.rules.library` for the table of every built-in rule. Each insight's
+evidence holds the series the rule judged over its window (from its aggregates, or the window's
+rows of the one agent it is about) and the threshold it fired at, for the feed's evidence figure;
+the last point is the value judged.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from typing import Any, cast
 
 import numpy as np
 
-from .aggregates import BinnedCounts, BinnedValues, LatestByKey
+from .aggregates import BinnedCounts, BinnedValues, LatestByKey, span_ends
 from .api import IncrementalRule, Insight, Rule, RuleContext, format_duration, parse_duration
 from .declare import NS, declare, two_spans
+from .series import evidence_of
 from .windows import Rows
 
 __all__ = ["agent_error_burst", "agent_offline", "slow_processing"]
@@ -47,7 +51,7 @@ class _SlowProcessing(IncrementalRule):
         t = ctx.now_ns
         recent = self.durations.values(t - self.period, t)
         before = self.durations.values(t - self.period - self.baseline, t - self.period)
-        ratios, per_type = [], {}
+        ratios, per_type, medians = [], {}, {}
         for task_type, values in recent.items():
             usual = before.get(task_type)
             if usual is None or len(usual) < 5:
@@ -55,6 +59,7 @@ class _SlowProcessing(IncrementalRule):
             median = float(np.median(usual))
             if median <= 0:
                 continue
+            medians[task_type] = median
             ratios.append(values / median)
             per_type[task_type] = round(float(np.median(values)) / median, 2)
         if not ratios:
@@ -65,6 +70,12 @@ class _SlowProcessing(IncrementalRule):
         ratio = float(np.median(all_ratios))
         if ratio < self.factor:
             return None
+        # the same median ratio over every period of the window, against today's usual durations
+        ends = span_ends(t - self.period - self.baseline, t, self.period, self.durations.width)
+        series = []
+        for end in ends.tolist():
+            parts = [v / medians[k] for k, v in self.durations.values(end - self.period, end).items() if k in medians]
+            series.append(float(np.median(np.concatenate(parts))) if parts else math.nan)
         return Insight(
             title="Slow Processing Detected",
             description=(f"agent tasks finished in the last {format_duration(self.period)} took {ratio:.1f}x "
@@ -74,7 +85,10 @@ class _SlowProcessing(IncrementalRule):
             confidence=round(min(0.99, 0.5 + 0.1 * ratio), 2),
             metadata={"metric": "processing_time", "change": f"x{ratio:.1f}", "period": format_duration(self.period),
                       "by_task_type": per_type},
-            evidence={"median_ratio": round(ratio, 3), "tasks": len(all_ratios)},
+            evidence=evidence_of(
+                "duration_ratio", ends, series, unit=f"x usual duration, median per {format_duration(self.period)}",
+                baseline=1.0, threshold=self.factor,
+                extra={"median_ratio": round(ratio, 3), "tasks": len(all_ratios)}),
         )
 
 
@@ -138,6 +152,11 @@ class _AgentErrors(IncrementalRule):
         for agent, count in counts.items():
             if agent is None or count < self.min_errors:
                 continue
+            # the errors of the window so far, a minute or so apart (its bins are too coarse)
+            rows = ctx.rows("agent_events")
+            times = rows.times[rows.isin("event", self.events) & rows.isin("agent_id", (agent,))]
+            step = max(1, (t - start) // 20)
+            ends = span_ends(start, t, step, step, points=20)
             by_severity = {str(s): n for (a, s), n in severities.items() if a == agent}
             out.append(Insight(
                 title="Agent Error Burst Detected",
@@ -146,7 +165,10 @@ class _AgentErrors(IncrementalRule):
                 confidence=round(min(0.99, 0.6 + 0.05 * count), 2),
                 metadata={"metric": "agent_errors", "agent_id": agent, "severity": by_severity},
                 key=cast(str, agent),  # the agent_id column holds text
-                evidence={"errors": count, "by_severity": by_severity},
+                evidence=evidence_of(
+                    f"agent_errors[{agent}]", ends, np.searchsorted(times, ends, "right"),
+                    unit="errors in the window so far", threshold=self.min_errors,
+                    extra={"errors": count, "by_severity": by_severity}),
             ))
         return out
 
@@ -193,6 +215,7 @@ class _AgentOffline(IncrementalRule):
             if agent is None or status not in self.statuses:
                 continue
             minutes = (ctx.now_ns - t) / (60 * NS)
+            ends, states = self._states(ctx, agent)
             out.append(Insight(
                 title="Agent Offline",
                 description=f"agent {agent} has been {status} for {minutes:.0f} minutes",
@@ -200,9 +223,22 @@ class _AgentOffline(IncrementalRule):
                 confidence=0.95,
                 metadata={"metric": "agent_status", "agent_id": agent, "status": status},
                 key=cast(str, agent),  # the agent_id column holds text
-                evidence={"status": status, "minutes": round(minutes, 1)},
+                evidence=evidence_of(
+                    f"offline[{agent}]", ends, states, unit=f"1 = {' / '.join(sorted(self.statuses))}", threshold=1,
+                    extra={"status": status, "minutes": round(minutes, 1)}),
             ))
         return out
+
+    def _states(self, ctx: RuleContext, agent: Any) -> tuple[np.ndarray, np.ndarray]:
+        """1 where the agent's latest status (in the window) was one of ``statuses``, else 0."""
+        rows = ctx.rows("agent_events")
+        mask = rows.isin("event", self.events) & rows.isin("agent_id", (agent,))
+        times, down = rows.times[mask], rows.isin("status", self.statuses)[mask]
+        t = ctx.now_ns
+        every = int(ctx.every.value)
+        ends = span_ends(t - int(ctx.window.value), t, every, every)
+        latest = np.searchsorted(times, ends, "right") - 1
+        return ends, np.where(latest >= 0, down[np.maximum(latest, 0)], False).astype(float)
 
 
 def agent_offline(*, statuses: tuple[str, ...] = ("offline",), window: Any = "2h", every: Any = "1m",

@@ -5,12 +5,15 @@ Each aggregate takes the rows entering a rule's window (``add``) and the rows le
 change, not of the window. Time bins are half-open on the left like windows: bin ``k`` of width
 ``B`` holds the times in ``(k*B, (k+1)*B]``, so a window ``(t - w, t]`` with ``t`` and ``w``
 multiples of ``B`` is a whole number of bins.
+
+The built-ins also draw the series they judged from the same aggregates (``span_totals``,
+``span_ends``) and find the edge their tests fire at (``edge``), for an insight's evidence figure.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 import numpy as np
@@ -21,8 +24,10 @@ __all__ = [
     "LatestByKey",
     "binomial_sf",
     "confidence",
+    "edge",
     "poisson_cdf",
     "poisson_sf",
+    "span_ends",
 ]
 
 
@@ -72,6 +77,21 @@ class BinnedCounts:
 
     def keys(self) -> set[Hashable]:
         return {key for counts in self.bins.values() for key in counts}
+
+    def span_totals(self, ends: np.ndarray, span: int, keys: Iterable[Hashable]) -> np.ndarray:
+        """For each ``e`` of ``ends`` (ascending), the counts of ``keys`` in ``(e - span, e]``, as
+        :meth:`totals` counts them (the same bins), from one pass over the bins."""
+        if not len(ends):
+            return np.zeros(0, dtype=np.int64)
+        wanted = tuple(keys)
+        first = (int(ends[0]) - span) // self.width
+        per_bin = np.zeros(int(ends[-1]) // self.width - first, dtype=np.int64)
+        for b, counts in self.bins.items():
+            if 0 <= b - first < len(per_bin):
+                per_bin[b - first] = sum(counts.get(key, 0) for key in wanted)
+        running = np.concatenate(([0], np.cumsum(per_bin)))
+        ends = np.asarray(ends, dtype=np.int64)
+        return running[ends // self.width - first] - running[(ends - span) // self.width - first]
 
 
 class BinnedValues:
@@ -142,6 +162,33 @@ class LatestByKey:
             current = latest.get(key)
             if current is not None and current[0] <= t:
                 del latest[key]
+
+
+def span_ends(start: int, end: int, span: int, step: int, points: int = 48) -> np.ndarray:
+    """Ends of the spans of length ``span`` inside ``(start, end]``, ``step`` apart and the last at
+    ``end`` (every few steps when there would be more than ``points``): where an evidence series
+    is sampled."""
+    if step <= 0 or end - span < start:
+        return np.array([end], dtype=np.int64)
+    n = (end - span - start) // step + 1
+    stride = -(-n // max(1, points))
+    return end - step * stride * np.arange((n - 1) // stride, -1, -1, dtype=np.int64)
+
+
+def edge(passes: Callable[[int], bool], known: int, toward: int) -> int:
+    """The whole number farthest from ``known`` toward ``toward`` at which a test still ``passes``
+    (it passes at ``known`` and, the test being monotone, at every number between the two): the
+    smallest count a rule fires at, or the largest, shown as the threshold of its evidence."""
+    if passes(toward):
+        return toward
+    good, bad = known, toward
+    while abs(bad - good) > 1:
+        middle = (good + bad) // 2
+        if passes(middle):
+            good = middle
+        else:
+            bad = middle
+    return good
 
 
 def confidence(p_value: float) -> float:

@@ -1,6 +1,9 @@
 """Built-in rules over job events: volume, success rate, failure bursts, stuck jobs.
 
-See :mod:`aios_notebook.rules.library` for the table of every built-in rule.
+See :mod:`aios_notebook.rules.library` for the table of every built-in rule. Each insight's
+evidence holds the series the rule judged over its window (the count or rate of every ``period``
+in it, from the same binned counts), the baseline it compared with and the threshold it fired
+at, for the feed's evidence figure; the last point is the value judged.
 """
 
 from __future__ import annotations
@@ -10,9 +13,18 @@ from typing import Any, cast
 
 import numpy as np
 
-from .aggregates import BinnedCounts, LatestByKey, binomial_sf, confidence, poisson_sf
+from .aggregates import (
+    BinnedCounts,
+    LatestByKey,
+    binomial_sf,
+    confidence,
+    edge,
+    poisson_sf,
+    span_ends,
+)
 from .api import IncrementalRule, Insight, Rule, RuleContext, format_duration, parse_duration
 from .declare import NS, declare, two_spans
+from .series import evidence_of
 from .windows import Rows
 
 __all__ = ["failure_burst", "stuck_jobs", "success_rate_drop", "volume_change"]
@@ -46,6 +58,11 @@ class _JobCounts(IncrementalRule):
     def on_old(self, rows: Rows) -> None:
         times, keys = self._select(rows)
         self.counts.remove(times, keys)
+
+    def _series(self, start: int, t: int, span: int, keys: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """``(ends, counts)``: the counts of ``keys`` in every ``span`` ending in ``(start, t]``."""
+        ends = span_ends(start, t, span, self.counts.width)
+        return ends, self.counts.span_totals(ends, span, keys)
 
 
 class _VolumeChange(_JobCounts):
@@ -88,6 +105,7 @@ class _VolumeChange(_JobCounts):
             if p_value >= self.alpha:
                 continue
             pct = f"{change:+.0%}" if math.isfinite(change) else "new"
+            ends, values = self._series(t - self.period - self.baseline, t, self.period, (key,))
             out.append(Insight(
                 title=title,
                 description=(f"{key} processing volume has {word} by {abs(change):.0%} in the last "
@@ -98,9 +116,22 @@ class _VolumeChange(_JobCounts):
                 metadata={"metric": "volume", "change": pct, "period": format_duration(self.period),
                           "affected_categories": [key]},
                 key=cast(str, key),  # a job type: the type column holds text
-                evidence={"count": count, "expected": round(expected, 2), "p_value": p_value},
+                evidence=evidence_of(
+                    f"job_counts[{key}]", ends, values, unit=f"jobs per {format_duration(self.period)}",
+                    baseline=expected, threshold=self._threshold(word == "increased", count, base, expected),
+                    extra={"count": count, "expected": round(expected, 2), "p_value": p_value}),
             ))
         return out
+
+    def _threshold(self, up: bool, count: int, base: int, expected: float) -> int:
+        """The count the rule fires at given the baseline's: the smallest (up) or largest (down)."""
+        share = self.period / (self.period + self.baseline)
+        if up:
+            return edge(lambda k: k >= self.min_count and k >= self.factor * expected
+                        and binomial_sf(k, k + base, share) < self.alpha, count, 0)
+        most = max(count, int(expected / self.factor)) if self.factor > 0 else count
+        return edge(lambda k: k * self.factor <= expected
+                    and 1.0 - binomial_sf(k + 1, k + base, share) < self.alpha, count, most)
 
 
 def volume_change(*, period: Any = "10m", baseline: Any = "2h", factor: float = 2.0, min_count: int = 8,
@@ -165,6 +196,13 @@ class _Outcomes(_JobCounts):
                 break
         else:
             return None
+        ends, failures = self._series(t - self.period - self.baseline, t, span, ("processing_job_failed",))
+        outcomes = failures + self.counts.span_totals(ends, span, ("processing_job_completed",))
+        rates = np.full(len(ends), math.nan)
+        rates[outcomes > 0] = 1 - failures[outcomes > 0] / outcomes[outcomes > 0]
+        # the highest success rate that fires with this many outcomes
+        fewest = edge(lambda f: 1 - f / total <= base_rate - self.drop
+                      and binomial_sf(f, total, p0) < self.alpha / 2, failed, 0)
         return Insight(
             title="Success Rate Drop Detected",
             description=(f"job success rate fell to {rate:.0%} in the last {format_duration(span)} "
@@ -174,8 +212,11 @@ class _Outcomes(_JobCounts):
             confidence=confidence(p_value),
             metadata={"metric": "success_rate", "change": f"{(rate - base_rate) * 100:+.1f} points",
                       "period": format_duration(span)},
-            evidence={"failed": failed, "outcomes": total, "success_rate": round(rate, 4),
-                      "baseline_success_rate": round(base_rate, 4), "p_value": p_value},
+            evidence=evidence_of(
+                "success_rate", ends, rates, unit=f"share completed per {format_duration(span)}",
+                baseline=base_rate, threshold=1 - fewest / total,
+                extra={"failed": failed, "outcomes": total, "success_rate": round(rate, 4),
+                       "baseline_success_rate": round(base_rate, 4), "p_value": p_value}),
         )
 
 
@@ -224,9 +265,12 @@ class _FailureBurst(_JobCounts):
             expected = before.get(key, 0) * self.period / self.baseline
             if count < self.factor * expected:
                 continue
-            p_value = poisson_sf(count, max(expected, 0.25))
+            mean = max(expected, 0.25)
+            p_value = poisson_sf(count, mean)
             if p_value >= self.alpha:
                 continue
+            ends, values = self._series(t - self.period - self.baseline, t, self.period, (key,))
+            fewest = self._fewest(count, expected, mean)
             out.append(Insight(
                 title="Failure Burst Detected",
                 description=(f"{count} {key} jobs failed in the last {format_duration(self.period)}, against "
@@ -235,9 +279,20 @@ class _FailureBurst(_JobCounts):
                 confidence=confidence(p_value),
                 metadata={"metric": "failures", "job_type": key, "period": format_duration(self.period)},
                 key=cast(str, key),  # a job type: the type column holds text
-                evidence={"failures": count, "expected": round(expected, 2), "p_value": p_value},
+                evidence=evidence_of(
+                    f"failed_jobs[{key}]", ends, values, unit=f"jobs failed per {format_duration(self.period)}",
+                    baseline=expected, threshold=fewest,
+                    extra={"failures": count, "expected": round(expected, 2), "p_value": p_value}),
             ))
         return out
+
+    def _fewest(self, count: int, expected: float, mean: float) -> int:
+        """The fewest failures the rule fires at given the baseline's (the threshold)."""
+
+        def fires(k: int) -> bool:
+            return k >= self.min_failures and k >= self.factor * expected and poisson_sf(k, mean) < self.alpha
+
+        return edge(fires, count, 0)
 
 
 def failure_burst(*, period: Any = "10m", baseline: Any = "2h", factor: float = 4.0, min_failures: int = 4,
@@ -292,9 +347,12 @@ class _StuckJobs(IncrementalRule):
             if t <= cutoff and status not in _TERMINAL and job is not None:
                 stuck.setdefault(job_type, []).append((job, t))
         out = []
+        silent: _Silent | None = None
         for job_type, jobs in stuck.items():
             if len(jobs) < self.min_jobs:
                 continue
+            if silent is None:
+                silent = _Silent(ctx, self.stale)
             jobs.sort(key=lambda item: item[1])
             silent_min = (ctx.now_ns - jobs[0][1]) / (60 * NS)
             out.append(Insight(
@@ -305,9 +363,42 @@ class _StuckJobs(IncrementalRule):
                 confidence=0.9,
                 metadata={"metric": "stuck_jobs", "job_type": job_type, "jobs": [j for j, _ in jobs[:20]]},
                 key="" if job_type is None else job_type,
-                evidence={"stuck_jobs": len(jobs), "oldest_silence_minutes": round(silent_min, 1)},
+                evidence=evidence_of(
+                    f"silent_jobs[{job_type}]", silent.ends, silent.count(job_type), unit="jobs",
+                    threshold=self.min_jobs,
+                    extra={"stuck_jobs": len(jobs), "oldest_silence_minutes": round(silent_min, 1)}),
             ))
         return out
+
+
+class _Silent:
+    """How many unfinished jobs of a type had been silent for ``stale`` at each ``every`` of the
+    window (as the rule counts them at its end), from the window's rows in one pass."""
+
+    def __init__(self, ctx: RuleContext, stale: int) -> None:
+        rows = ctx.rows("job_events")
+        t, every = ctx.now_ns, int(ctx.every.value)
+        self.ends = span_ends(t - int(ctx.window.value), t, every, every)
+        jobs, _ = rows.codes("job_id")
+        order = np.argsort(jobs, kind="stable")  # each job's rows together, in time order
+        jobs, times = jobs[order], rows.times[order]
+        # a row is its job's latest from its time until the job's next row (or for good)
+        until = np.full(len(times), np.iinfo(np.int64).max, dtype=np.int64)
+        same = jobs[:-1] == jobs[1:]
+        until[:-1][same] = times[1:][same]
+        silent_from = times + stale
+        self._rows = (jobs >= 0) & ~rows.isin("status", _TERMINAL)[order] & (silent_from < until)
+        self._from, self._until = silent_from, until
+        self._types, self._type_values = rows.codes("type")
+        self._types = self._types[order]
+
+    def count(self, job_type: Any) -> np.ndarray:
+        found = np.flatnonzero(self._type_values[:-1] == job_type) if job_type is not None else np.zeros(0, int)
+        code = int(found[0]) if len(found) else -1
+        mine = self._rows & (self._types == code)
+        starts, stops = np.sort(self._from[mine]), np.sort(self._until[mine])
+        # silent at e: a row with silent_from <= e < until
+        return np.searchsorted(starts, self.ends, "right") - np.searchsorted(stops, self.ends, "right")
 
 
 def stuck_jobs(*, stale: Any = "3m", min_jobs: int = 1, window: Any = "90m", every: Any = "5m",

@@ -1,6 +1,8 @@
 """Built-in rules over the pipeline's outputs: knowledge growth and DAG step failures.
 
 Both are plain functions (their windows hold few rows). See :mod:`aios_notebook.rules.library`.
+Each insight's evidence holds the series the rule judged over its window and the threshold it
+fired at, for the feed's evidence figure; the last point is the value judged.
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from .aggregates import binomial_sf, confidence
+from .aggregates import binomial_sf, confidence, edge, span_ends
 from .api import Insight, Rule, RuleContext, format_duration, parse_duration
 from .declare import NS, declare
+from .series import evidence_of
 
 __all__ = ["dag_step_failures", "knowledge_stall"]
 
@@ -42,6 +45,8 @@ def knowledge_stall(*, period: Any = "5m", min_completed: int = 5, every: Any = 
         done, grown = float(processed[-1] - processed[0]), float(items[-1] - items[0])
         if done < min_completed or grown > 0:
             return None
+        # the items gained since the window began, at (at most 48 of) its metrics snapshots
+        shown = np.unique(np.linspace(0, len(items) - 1, min(len(items), 48)).round().astype(int))
         return Insight(
             title="Knowledge Growth Stalled",
             description=(f"{done:.0f} jobs were processed in the last {ctx.window} but the knowledge "
@@ -49,7 +54,10 @@ def knowledge_stall(*, period: Any = "5m", min_completed: int = 5, every: Any = 
             type="anomaly",
             confidence=round(min(0.99, 1 - 0.1 ** min(done, 10)), 2),
             metadata={"metric": "knowledge_items", "change": "+0", "period": str(ctx.window)},
-            evidence={"processed": done, "knowledge_items": float(items[-1])},
+            evidence=evidence_of(
+                "knowledge_items", rows.times[known][shown], items[shown] - items[0],
+                unit="items gained in the window", threshold=0,
+                extra={"processed": done, "knowledge_items": float(items[-1])}),
         )
 
     return declare(
@@ -83,6 +91,7 @@ def dag_step_failures(*, period: Any = "30m", baseline: Any = "2h", factor: floa
         every, pending, cooldown, name: the rule's schedule.
     """
     p, b = parse_duration(period, "period"), parse_duration(baseline, "baseline")
+    every_ns = parse_duration(every, "every")
 
     def spike(ctx: RuleContext) -> list[Insight]:
         rows = ctx.rows("dag_step_events")
@@ -110,7 +119,7 @@ def dag_step_failures(*, period: Any = "30m", baseline: Any = "2h", factor: floa
 
         n_recent, k_recent = count(recent), count(recent & failing)
         n_before, k_before = count(~recent), count(~recent & failing)
-        worst: dict[Any, tuple[float, Any, tuple[int, int, int], float]] = {}
+        worst: dict[Any, tuple[float, Any, tuple[int, int, int], float, int]] = {}
         for g in np.flatnonzero(k_recent >= min_failures).tolist():
             n, k, base_n, base_k = int(n_recent[g]), int(k_recent[g]), int(n_before[g]), int(k_before[g])
             # the baseline share, floored: a few quiet hours must not make 3 failures a spike
@@ -122,9 +131,11 @@ def dag_step_failures(*, period: Any = "30m", baseline: Any = "2h", factor: floa
             # ties go to the step named first: codes follow the snapshot's first appearances, so
             # taking the first group would name a step by what came before the window
             if p_value < alpha and (dag not in worst or (p_value, str(step)) < (worst[dag][0], str(worst[dag][1]))):
-                worst[dag] = (p_value, step, (n, k, base_n), p0)
+                worst[dag] = (p_value, step, (n, k, base_n), p0, g)
         out = []
-        for dag, (p_value, step, (n, k, base_n), p0) in worst.items():
+        for dag, (p_value, step, (n, k, base_n), p0, g) in worst.items():
+            ends, shares = _shares(ctx.now_ns, p + b, p, every_ns, rows.times[latest], failing, known & (group == g))
+            fewest = _fewest(k, n, p0, min_failures, factor, alpha)
             out.append(Insight(
                 title="DAG Step Failure Spike",
                 description=(f"{k} of {n} {dag}.{step} steps failed or were retried in the last "
@@ -133,8 +144,11 @@ def dag_step_failures(*, period: Any = "30m", baseline: Any = "2h", factor: floa
                 confidence=confidence(p_value),
                 metadata={"metric": "step_failures", "dag_id": dag, "step_id": step, "period": format_duration(p)},
                 key=dag,
-                evidence={"failing_steps": k, "steps": n, "baseline_share": round(p0, 4),
-                          "baseline_steps": base_n, "p_value": p_value},
+                evidence=evidence_of(
+                    f"step_failures[{dag}.{step}]", ends, shares,
+                    unit=f"share of steps failing per {format_duration(p)}", baseline=p0, threshold=fewest / n,
+                    extra={"failing_steps": k, "steps": n, "baseline_share": round(p0, 4),
+                           "baseline_steps": base_n, "p_value": p_value}),
             ))
         return out
 
@@ -144,3 +158,26 @@ def dag_step_failures(*, period: Any = "30m", baseline: Any = "2h", factor: floa
         {"period": period, "baseline": baseline, "factor": factor, "min_failures": min_failures, "alpha": alpha},
         ("dag_step_failures",), dag_step_failures.__doc__, incremental=False,
     )
+
+
+def _shares(t: int, window: int, period: int, every: int, times: np.ndarray, failing: np.ndarray,
+            mine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The share of one step's latest events failing in every ``period`` of the window, ``every``
+    apart (NaN where it has none), as the rule counts them for the last one."""
+    order = np.argsort(times[mine], kind="stable")
+    when, bad = times[mine][order], np.concatenate(([0], np.cumsum(failing[mine][order])))
+    ends = span_ends(t - window, t, period, every)
+    hi, lo = np.searchsorted(when, ends, "right"), np.searchsorted(when, ends - period, "right")
+    steps = hi - lo
+    shares = np.full(len(ends), np.nan)
+    shares[steps > 0] = (bad[hi] - bad[lo])[steps > 0] / steps[steps > 0]
+    return ends, shares
+
+
+def _fewest(k: int, n: int, p0: float, min_failures: int, factor: float, alpha: float) -> int:
+    """The fewest failing steps of ``n`` the rule fires at (the threshold, as a share of ``n``)."""
+
+    def fires(j: int) -> bool:
+        return j >= min_failures and j / n >= factor * p0 and binomial_sf(j, n, p0) < alpha
+
+    return edge(fires, k, 0)

@@ -37,7 +37,7 @@ step_failures(dag)       dag_step_events  step attempts failed or sent back for 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -54,6 +54,7 @@ __all__ = [
     "agent_errors",
     "agents_offline",
     "evidence",
+    "evidence_of",
     "failure_rate",
     "job_counts",
     "knowledge_growth",
@@ -292,9 +293,20 @@ def evidence(series: Series, ctx: RuleContext, *, baseline: float | None = None,
     units), ``series`` and ``unit`` its name.
     """
     times, values = series.history(ctx, points)
+    return evidence_of(series.name, times, values, unit=series.unit, baseline=baseline, threshold=threshold,
+                       extra=extra)
+
+
+def evidence_of(name: str, times: Iterable[int], values: Iterable[float], *, unit: str = "",
+                baseline: float | None = None, threshold: float | None = None,
+                extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """An insight's ``evidence`` from a series already computed: ``times`` (int ns, the ends of
+    its intervals, oldest first), ``values`` (NaN: nothing to measure) and what they were compared
+    with. The form :func:`evidence` writes and the feed's evidence figure reads; ``extra`` (the
+    rule's own numbers) is added last."""
     out: dict[str, Any] = {
-        "series": series.name,
-        "unit": series.unit,
+        "series": name,
+        "unit": unit,
         "series_time": [iso(int(t)) for t in times],
         "series_value": [None if v != v else round(float(v), 6) for v in values],
     }

@@ -1,7 +1,7 @@
 """InsightsFeed: server and rule insights, newest first, filtered by type, source and confidence.
 
 A rule insight whose ``evidence`` holds the series it judged (``series_time`` / ``series_value``,
-written by ``rules.series.evidence`` and ``rules.adapters.from_river``) opens a small figure of
+written by ``rules.series.evidence``, ``rules.adapters.from_river`` and the nine built-ins) opens a small figure of
 it: the series over the rule's recent intervals, its ``baseline`` (dashed) and ``threshold``
 (red), the evaluated interval shaded, and for a model's verdict its anomaly ``score`` against
 ``score_threshold`` below. It is inline SVG, so it draws the same in the live feed, in
