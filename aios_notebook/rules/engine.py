@@ -6,6 +6,11 @@ evaluated over the window ``(t - window, t]`` of the store's tables. Live, a bac
 ``run_due`` as the stream's clock (``store.now``, or a clock given) moves; a backtest calls it on a
 simulated clock that jumps from one evaluation to the next.
 
+On the stream's clock, a rule's schedule starts where the stream's time is when it is first looked
+at. Before the first event the store's ``now`` is its wall clock, not stream time, so the engine
+waits: a rule that found the store empty is scheduled from the stream's first event (the earliest
+row of the rules' tables), as a backtest of the same stream is, and so fires as that backtest does.
+
 States per (rule, key)::
 
     Normal --condition--> Pending --held for `pending`, cooldown over--> Firing
@@ -31,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..clock import Clock, WallClock
 from ..exceptions import RuleError
 from .api import Rule
 from .evaluation import RuleRunner, State, as_ns, frame_of, iso
@@ -52,7 +58,9 @@ class RuleEngine:
     Args:
         store: the EventStore the rules read, and where their insights and errors go.
         rules: rules to run (more with :meth:`add`).
-        clock: where "now" comes from; default ``store.now`` (the stream's event time).
+        clock: where "now" comes from (``clock.time()``), and what times evaluations against rules'
+            timeouts (``clock.monotonic()``); default ``store.now`` (the stream's event time), and
+            the wall clock for timeouts.
         poll: seconds between two looks at the clock when running live.
         enforce_timeouts: run each evaluation in a helper thread and give up on it after the
             rule's ``timeout`` (live default). Without it an overrun is measured and reported
@@ -65,15 +73,18 @@ class RuleEngine:
         store: Any,
         rules: Rule | Iterable[Rule] = (),
         *,
-        clock: Any = None,
+        clock: Clock | None = None,
         poll: float = 0.5,
         enforce_timeouts: bool = True,
         publish: bool = True,
     ) -> None:
         if not isinstance(poll, (int, float)) or not poll > 0:
             raise RuleError(f"poll must be a positive number of seconds, not {poll!r}")
+        if clock is not None and not isinstance(clock, Clock):
+            raise RuleError(f"clock must have time() and monotonic() (a Clock), not {type(clock).__name__}")
         self.store = store
         self.clock = clock
+        self._timer: Clock = clock if clock is not None else WallClock()
         self.poll = float(poll)
         self.enforce_timeouts = enforce_timeouts
         self.publish = publish
@@ -120,6 +131,10 @@ class RuleEngine:
                 runner.next_due = -(-t // runner.rule.every_ns) * runner.rule.every_ns
 
     # -- evaluation -----------------------------------------------------------------------------
+    def monotonic(self) -> float:
+        """Seconds that never go backwards (the clock's), for timing evaluations."""
+        return self._timer.monotonic()
+
     def now_ns(self) -> int | None:
         """The engine's "now": the clock when one was given, else ``store.now``."""
         if self.clock is not None:
@@ -149,15 +164,15 @@ class RuleEngine:
             if t_now is None:
                 return []
             names = set(rules) if rules is not None else None
-            due = []
-            for runner in self._runners.values():
-                if runner.disabled or (names is not None and runner.rule.name not in names):
-                    continue
-                if runner.next_due is None:
-                    every = runner.rule.every_ns
-                    runner.next_due = -(-t_now // every) * every
-                if runner.next_due <= t_now:
-                    due.append(runner)
+            wanted = [runner for runner in self._runners.values()
+                      if not runner.disabled and (names is None or runner.rule.name in names)]
+            unscheduled = [runner for runner in wanted if runner.next_due is None]
+            if unscheduled:
+                stream = now is None and self.clock is None
+                self._anchor(unscheduled, t_now, stream)
+                if stream:  # read after the tables: the stream's time once they hold an event
+                    t_now = self.now_ns() or t_now
+            due = [runner for runner in wanted if runner.next_due is not None and runner.next_due <= t_now]
             if not due:
                 return []
             if snapshot is None:
@@ -176,6 +191,29 @@ class RuleEngine:
             if self.publish and fired:
                 self._publish(fired)
             return fired
+
+    def _anchor(self, runners: list[RuleRunner], t_now: int, stream: bool) -> None:
+        """Start the schedule of ``runners`` (rules not yet scheduled) at ``t_now``, or on the
+        stream's clock at its first event when they found the store empty."""
+        if not runners:
+            return
+        start = t_now
+        if stream:
+            tables = [table for runner in runners for table in runner.rule.tables]
+            first = Snapshot(self.store, tables).first_ns(tables)
+            if first is None:  # no event yet: store.now is the wall clock, not the stream's time
+                for runner in runners:
+                    runner.waited = True
+                return
+            start = self.now_ns() or t_now  # read after the tables, so it is the stream's time
+            waited = [runner for runner in runners if runner.waited]
+            if waited:  # the stream began after they were started: from its first event on
+                for runner in waited:
+                    runner.next_due = -(-first // runner.rule.every_ns) * runner.rule.every_ns
+                runners = [runner for runner in runners if not runner.waited]
+        for runner in runners:
+            every = runner.rule.every_ns
+            runner.next_due = -(-start // every) * every
 
     def _gaps(self) -> tuple[np.ndarray, np.ndarray]:
         gaps = getattr(self.store, "gaps", None)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 import traceback
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -128,6 +127,7 @@ class RuleRunner:
         self.impl = rule.new_state()
         self.keys: dict[str, KeyState] = {}
         self.next_due: int | None = None
+        self.waited = False  # looked at before the stream had an event (see RuleEngine._anchor)
         self.failures = 0
         self.disabled = False
         self.nodata = False
@@ -167,7 +167,7 @@ class RuleRunner:
     def _run(self, t: int, start: int, snapshot: Snapshot) -> list[Insight]:
         rule = self.rule
         ctx = RuleContext(rule, t, snapshot, self.scratch)
-        began = time.perf_counter()
+        began = self.engine.monotonic()
         try:
             if self.engine.enforce_timeouts:
                 insights = _bounded(lambda: self._compute(ctx, snapshot, start, t), rule.timeout)
@@ -184,7 +184,7 @@ class RuleRunner:
             self._fed = None  # the incremental state may be half-updated: rebuild it next time
             self._fail(start, t, exc)
             raise _Failure from None
-        elapsed = time.perf_counter() - began
+        elapsed = self.engine.monotonic() - began
         if elapsed > rule.timeout:
             self._fed = None
             self._fail(start, t, RuleTimeout(
