@@ -52,12 +52,12 @@ __all__ = [
     "Route",
     "TableSpec",
     "beyond",
-    "check_value",
     "convert",
     "derive",
     "out_of_range",
     "parse_change",
     "sent_changes",
+    "storable",
     "timestamp_ns",
 ]
 
@@ -447,24 +447,33 @@ def timestamp_ns(value: Any) -> int | None:
 def convert(kind: str, column: str, value: Any) -> tuple[bool, Any]:
     """``(ok, value)`` for one column value: ``(True, None)`` for a missing value, ``(False,
     None)`` for a value of the wrong type or beyond the column's range."""
+    cls = type(value)  # the common cases first, without a function call per isinstance
     if value is None:
         return True, None
     if kind in ("cat", "text"):
-        return (True, value) if isinstance(value, str) and _utf8(value) else (False, None)
+        return (True, value) if isinstance(value, str) and storable(value) else (False, None)
     if kind in ("f64", "f32"):
-        number = finite_number(value)
+        if cls is float and math.isfinite(value) and (kind == "f64" or abs(value) <= F32_MAX):
+            return True, value
+        number = finite_number(value)  # ints, and the wrong values
         return (False, None) if number is None or _beyond_one(kind, number) else (True, number)
     if kind in INT_RANGES:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        elif not isinstance(value, int) or isinstance(value, bool):
+        elif not isinstance(value, int) or cls is bool:
             return False, None
         return (False, None) if _beyond_one(kind, value) else (True, value)
     if kind == "ts":
-        ns = timestamp_ns(value)
+        ns = TIMESTAMP_CACHE.get(value) if cls is str else None
+        if ns is None:
+            ns = timestamp_ns(value)
+            if cls is str and ns is not None:
+                if len(TIMESTAMP_CACHE) > 50_000:  # job start times repeat in every status event
+                    TIMESTAMP_CACHE.clear()
+                TIMESTAMP_CACHE[value] = ns
         return (ns is not None, ns)
     if kind == "bool":
-        return (True, value) if isinstance(value, bool) else (False, None)
+        return (True, value) if cls is bool else (False, None)
     if column in LIST_FIELDS:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         return (True, value) if ok else (False, None)
@@ -473,7 +482,7 @@ def convert(kind: str, column: str, value: Any) -> tuple[bool, Any]:
     return True, value
 
 
-def _utf8(text: str) -> bool:
+def storable(text: str) -> bool:
     """Whether a text can be stored (a lone surrogate, which JSON escapes allow, cannot)."""
     if text.isascii():
         return True
@@ -482,28 +491,6 @@ def _utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def check_value(kind: str, column: str, value: Any) -> tuple[bool, Any]:
-    """Like :func:`convert`, faster for the common cases (and cached for timestamp texts)."""
-    cls = type(value)  # the common cases first, without a function call per isinstance
-    if kind in ("cat", "text"):
-        return (True, value) if cls is str and _utf8(value) else (False, None)
-    if kind in ("f64", "f32"):
-        if cls is float and math.isfinite(value) and (kind == "f64" or abs(value) <= F32_MAX):
-            return True, value
-        return convert(kind, column, value)  # ints, and the wrong values it describes
-    if kind == "ts" and cls is str:
-        ns = TIMESTAMP_CACHE.get(value)
-        if ns is None:
-            ns = timestamp_ns(value)
-            if ns is None:
-                return False, None
-            if len(TIMESTAMP_CACHE) > 50_000:  # job start times repeat in every status event
-                TIMESTAMP_CACHE.clear()
-            TIMESTAMP_CACHE[value] = ns
-        return True, ns
-    return convert(kind, column, value)
 
 
 #: timestamp text -> ns (job start times repeat in every status event of the job)

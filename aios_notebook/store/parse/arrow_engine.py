@@ -23,21 +23,14 @@ from ...protocol.models import SERVER_EVENTS
 from ..columns import TS_TYPE, arrow_type
 from ..schema import EVENT_ROUTES, FAST_EVENTS, METRIC_NAMES, RANGES, TABLES, beyond
 from .batch import Frames
-from .plans import EVENT_PLANS
+from .plans import EVENT_PLANS, SPEC_KINDS
 
 __all__ = ["FAST_SCHEMA", "USE_THREADS", "ArrowEngine"]
 
 _EVENT_NAME = r'^\s*\{\s*"event"\s*:\s*"(?P<event>[A-Za-z0-9_]+)"\s*,\s*"data"\s*:\s*\{'
-_ARROW_OF_KIND = {
-    "str": pa.string(),
-    "id": pa.string(),
-    "category": pa.string(),
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "bool": pa.bool_(),
-    "timestamp": TS_TYPE,
-    "str_list": pa.list_(pa.string()),
-}
+#: the Arrow type of each spec kind: its column kind's (a list of strings for str_list)
+_ARROW_OF_KIND = {spec: arrow_type(kind) or pa.list_(pa.string()) for spec, kind in SPEC_KINDS.items()
+                  if spec not in ("object", "any")}
 #: object fields with a fixed shape in practice, parsed as structs by the fast path (a value
 #: of another shape makes Arrow fail, and the frame goes to the next engine)
 _FIXED_OBJECTS = {"changes": {name: "str" for name in METRIC_NAMES}}
@@ -46,15 +39,13 @@ _MIN_SPLIT = 16  # a failing group this small goes to the next engine without mo
 USE_THREADS = True  # Arrow's JSON reader releases the GIL: the I/O thread keeps receiving
 
 
-def _fast_schema() -> tuple[pa.Schema, dict[str, pa.Schema], dict[str, list[str]]]:
-    """The union of the fast events' fields, each event's own schema, its required fields."""
+def _fast_schema() -> tuple[pa.Schema, dict[str, pa.Schema]]:
+    """The union of the fast events' fields, and each event's own schema."""
     flat: dict[str, pa.DataType] = {}
     nested: dict[str, dict[str, pa.DataType]] = {}
     narrow: dict[str, pa.Schema] = {}
-    required: dict[str, list[str]] = {}
     for name in sorted(FAST_EVENTS):
         spec = SERVER_EVENTS[name]
-        required[name] = sorted(spec.required)
         own: list[pa.Field] = []
         for key, kind in spec.fields.items():
             if kind == "object":
@@ -73,10 +64,10 @@ def _fast_schema() -> tuple[pa.Schema, dict[str, pa.Schema], dict[str, list[str]
     fields = [pa.field(k, t) for k, t in flat.items()]
     fields += [pa.field(k, pa.struct([pa.field(s, t) for s, t in subs.items()])) for k, subs in nested.items()]
     schema = pa.schema([("event", pa.string()), ("data", pa.struct(fields)), ("seq", pa.int64())])
-    return schema, narrow, required
+    return schema, narrow
 
 
-FAST_SCHEMA, _EVENT_SCHEMAS, _REQUIRED = _fast_schema()
+FAST_SCHEMA, _EVENT_SCHEMAS = _fast_schema()
 # each event is parsed against its own fields only: no nulls to fill for the other events' fields
 _PARSE = {
     name: pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
@@ -226,7 +217,7 @@ def _suspect(event: str, table: pa.Table, fields: _Fields) -> np.ndarray:
                 if known.get_field_index(inferred.type.field(child).name) < 0:
                     extra = pc.struct_field(fields.data, [index, child])
                     bad |= extra.is_valid().to_numpy(zero_copy_only=False)
-    checks = [pc.is_null(fields.get(key)) for key in _REQUIRED.get(event, ())]
+    checks = [pc.is_null(fields.get(key)) for key in EVENT_PLANS[event].required]
     checks += [pc.fill_null(beyond(kind, fields.get(path)), False) for path, kind in _NUMBERS[event]]
     checks.append(pc.fill_null(pc.less(table.column("seq").combine_chunks(), 0), False))  # the codec's bad_seq
     # the regex read the first "event" key; a duplicate key would make Arrow fail, but be sure

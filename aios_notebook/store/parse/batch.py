@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ...arrow_pool import BULK_POOL
-from ..schema import TABLES, derive, sent_changes
+from ..schema import TABLES, derive, sent_changes, storable
 from ..tables import Batch
 
 __all__ = ["Engine", "Frames", "Parsed", "arrow_texts", "owned_columns"]
@@ -73,36 +73,10 @@ def owned_columns(items: list[tuple[int, dict]], columns: dict[str, Any]) -> dic
     return owned
 
 
-def unencodable(text: str) -> bool:
-    """Whether a text holds a lone surrogate (no UTF-8 for it)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-class _Texts:
-    """The frames of an Arrow array as a read-only sequence of ``str``, each made only when read:
-    the per-frame engines read the few frames the Arrow engine leaves them."""
-
-    __slots__ = ("frames",)
-
-    def __init__(self, frames: pa.Array) -> None:
-        self.frames = frames
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def __getitem__(self, index: int) -> Any:
-        return self.frames[index].as_py()
-
-
 class Frames:
     """One batch of frames being parsed, and what the engines made of it so far.
 
     Attributes:
-        texts: the frames as sent (str, bytes, or a protocol dialect's ``Translated``), by position.
         arrow: the frames as one Arrow string array (null where a frame is not storable text).
         received: each frame's receive time (ns).
         names: each frame's event name as the Arrow engine's regex read it, once it ran.
@@ -111,21 +85,26 @@ class Frames:
     def __init__(self, texts: list[Any] | pa.Array, received: np.ndarray) -> None:
         self.count = len(texts)
         self.received = received
-        self.not_text: np.ndarray | None = None
+        self._all_text = True  # else the per-frame engines give the raw text of frames that are not
         if isinstance(texts, pa.Array):  # already Arrow strings (a recording's frames)
             self.arrow = texts if texts.type == pa.string() else texts.cast(pa.string())
-            self.texts: Any = _Texts(self.arrow)
+            self._texts: list[Any] | None = None
         else:
             arrow = arrow_texts(texts)
             if arrow is None:  # a binary frame, or a lone surrogate
-                self.not_text = np.array([not isinstance(t, str) or unencodable(t) for t in texts], bool)
-                arrow = pa.array([None if bad else t for t, bad in zip(texts, self.not_text, strict=True)], pa.string())
-            self.arrow, self.texts = arrow, texts
+                self._all_text = False
+                arrow = pa.array([t if isinstance(t, str) and storable(t) else None for t in texts], pa.string())
+            self.arrow, self._texts = arrow, texts
         self.names: pa.Array | None = None
         self.parsed = Parsed()
         self._seqs = np.full(self.count, -1, np.int64)
         self._events: dict[int, str | None] = {}  # names the per-frame engines read
         self._raw_texts: dict[int, str] = {}  # the text kept for a frame that is not text
+
+    def text(self, position: int) -> Any:
+        """The frame at ``position`` as sent (str, bytes, or a protocol dialect's ``Translated``);
+        made from the Arrow array only when read (the per-frame engines read few frames)."""
+        return self.arrow[position].as_py() if self._texts is None else self._texts[position]
 
     def add(self, table: str, positions: np.ndarray, columns: dict[str, Any],
             counted: np.ndarray | None = None, owned: dict[str, np.ndarray] | None = None) -> None:
@@ -140,9 +119,11 @@ class Frames:
                 columns[name] = list(map(sent_changes, values))
         self.parsed.batches.setdefault(table, []).append(Batch(positions, columns, counted, owned or {}))
 
-    def took(self, positions: list[int] | np.ndarray, seqs: Any, events: Sequence[str | None] | None = None) -> None:
-        """Record the frames at ``positions``: their seqs (None or -1: none) and, unless the
-        Arrow engine's regex read them, their event names."""
+    def took(self, positions: list[int] | np.ndarray, seqs: Any, events: Sequence[str | None] | None = None,
+             texts: Sequence[str] | None = None) -> None:
+        """Record the frames at ``positions``: their seqs (None or -1: none), unless the Arrow
+        engine's regex read them their event names, and the raw table's text of frames that
+        are not text (bytes, a lone surrogate, a translation)."""
         if isinstance(seqs, np.ndarray):
             self._seqs[positions] = seqs
         else:
@@ -150,11 +131,8 @@ class Frames:
                 self._seqs[position] = -1 if seq is None else seq
         if events is not None:
             self._events.update(zip(positions, events, strict=True))
-
-    def keep_text(self, position: int, text: str) -> None:
-        """The raw table's text of a frame that is not text (bytes, a lone surrogate, a translation)."""
-        if self.not_text is not None:
-            self._raw_texts[position] = text
+        if texts is not None and not self._all_text:
+            self._raw_texts.update(zip(positions, texts, strict=True))
 
     def saw(self, ns: int | None) -> None:
         """An event time (ns) seen in the batch: the latest becomes the store's ``now``."""
@@ -171,29 +149,23 @@ class Frames:
             event_column = _with_overrides(self.names, self._events)
             for item in pc.value_counts(event_column).to_pylist():
                 parsed.events[item["values"]] += item["counts"]
-        text = self.arrow
-        if self._raw_texts:
-            texts = text.to_pylist()
-            for position, replacement in self._raw_texts.items():
-                texts[position] = replacement
-            text = pa.array(texts, pa.string())
         parsed.names, parsed.seqs = event_column, self._seqs
         parsed.raw = Batch(
             np.arange(self.count, dtype=np.int64),
             {"received_at": self.received, "seq": pa.array(self._seqs, pa.int64(), mask=self._seqs < 0),
-             "event": event_column, "text": text},
+             "event": event_column, "text": _with_overrides(self.arrow, self._raw_texts)},
         )
         return parsed
 
 
-def _with_overrides(names: pa.Array, overrides: dict[int, Any]) -> pa.Array:
-    """``names`` with the names at some positions replaced (None: no name)."""
+def _with_overrides(strings: pa.Array, overrides: dict[int, Any]) -> pa.Array:
+    """``strings`` with those at some positions replaced (None: null)."""
     if not overrides:
-        return names
+        return strings
     positions = np.fromiter(overrides, np.int64, len(overrides))
     order = np.argsort(positions, kind="stable")
     values = list(overrides.values())
-    mask = np.zeros(len(names), bool)
+    mask = np.zeros(len(strings), bool)
     mask[positions] = True
     replacement = pa.array([values[i] for i in order.tolist()], pa.string())
-    return pc.replace_with_mask(names, pa.array(mask), replacement)
+    return pc.replace_with_mask(strings, pa.array(mask), replacement)

@@ -20,20 +20,17 @@ from typing import Annotated, Any
 import msgspec
 import numpy as np
 
-from ..schema import DICT_FIELDS, LIST_FIELDS, RANGES, TABLES, TIMESTAMP_CACHE, beyond, check_value
+from ..schema import DICT_FIELDS, LIST_FIELDS, RANGES, TABLES, TIMESTAMP_CACHE, beyond, convert
 from .batch import Frames
 from .plans import ERROR_EVENTS, EVENT_PLANS
 
 __all__ = ["MsgspecEngine"]
 
 _NONE = type(None)
-_FINE_TYPES = {
-    "cat": {str, _NONE},
-    "text": {str, _NONE},
-    "int32": {int, _NONE},
-    "int64": {int, _NONE},
-    "bool": {bool, _NONE},
-}
+#: the Python type JSON gives a well-formed value of a column kind: msgspec checks it while decoding
+_TYPES: dict[str, type] = {"cat": str, "text": str, "int32": int, "int64": int, "bool": bool, "f64": float, "f32": float}
+#: the types of a group's values that need no check one by one (numbers: but their range)
+_FINE_TYPES = {kind: {python, _NONE} for kind, python in _TYPES.items() if python is not float}
 
 
 class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -47,10 +44,6 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 #: decoders read JSON exactly as ``json.loads`` does, or fail (NaN, 1e400, a lone surrogate):
 #: such a frame goes to the reference engine, which describes it
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
-
-
-#: the Python type JSON gives a well-formed value of a column kind: msgspec checks it while decoding
-_TYPES: dict[str, type] = {"cat": str, "text": str, "int32": int, "int64": int, "bool": bool, "f64": float, "f32": float}
 
 
 def _data_decoder(event: str) -> tuple[msgspec.json.Decoder, tuple[str, ...], frozenset[str]]:
@@ -132,7 +125,7 @@ def _timestamps(values: list[Any]) -> tuple[list[Any], list[bool] | None]:
     bad = None
     for i, (value, ns) in enumerate(zip(values, out, strict=True)):
         if value is not None and ns is None:  # new texts, epoch numbers, wrong types
-            ok, ns = check_value("ts", "", value)
+            ok, ns = convert("ts", "", value)
             out[i] = ns
             if not ok:
                 bad = bad or [False] * len(values)
@@ -155,7 +148,7 @@ def _column(kind: str, name: str, values: list[Any]) -> tuple[list[Any], list[bo
     if kind == "obj" and ((name not in LIST_FIELDS and name not in DICT_FIELDS)
                           or (name in DICT_FIELDS and types <= {dict, _NONE})):
         return values, None  # what convert() accepts of these, without a call per value
-    checked = [(True, None) if v is None else check_value(kind, name, v) for v in values]
+    checked = [(True, None) if v is None else convert(kind, name, v) for v in values]
     bad = [not ok for ok, _ in checked]
     return [v for _, v in checked], bad if any(bad) else None
 
@@ -165,8 +158,7 @@ class MsgspecEngine:
 
     def parse(self, frames: Frames, rows: np.ndarray) -> np.ndarray:
         positions_in = rows.tolist()
-        texts = frames.texts
-        chosen = [texts[position] for position in positions_in]
+        chosen = list(map(frames.text, positions_in))
         messages: list[Any] | None = None
         if set(map(type, chosen)) <= {str}:
             try:  # the usual case, every frame well-formed: one loop in C

@@ -11,11 +11,12 @@ from typing import Any
 from ...protocol.models import SERVER_EVENTS
 from ..schema import EVENT_ROUTES, TABLES
 
-__all__ = ["ERROR_EVENTS", "EVENT_PLANS", "EventPlan", "counted_tables", "get_path"]
+__all__ = ["ERROR_EVENTS", "EVENT_PLANS", "SPEC_KINDS", "EventPlan", "counted_tables", "get_path"]
 
 #: events that become rows of the errors table
 ERROR_EVENTS = frozenset({"error", "connection_error"})
-_SPEC_KIND_TO_COLUMN = {
+#: the column kind a value of each spec kind (protocol.models) takes
+SPEC_KINDS = {
     "str": "text", "id": "cat", "category": "cat", "int": "int64", "float": "f64", "bool": "bool",
     "timestamp": "ts", "str_list": "obj", "object": "obj", "any": "obj",
 }
@@ -39,8 +40,8 @@ def _plan(event: str) -> EventPlan:
         for name, kind in spec.fields.items():
             if kind == "object" and name in spec.nested:
                 for sub, sub_kind in spec.nested[name].items():
-                    checks[f"{name}.{sub}"] = (_SPEC_KIND_TO_COLUMN[sub_kind], sub_kind)
-            checks[name] = (_SPEC_KIND_TO_COLUMN[kind], kind)
+                    checks[f"{name}.{sub}"] = (SPEC_KINDS[sub_kind], sub_kind)
+            checks[name] = (SPEC_KINDS[kind], kind)
     routes = []
     counted = []
     for route in EVENT_ROUTES.get(event, ()):

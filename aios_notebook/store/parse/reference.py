@@ -15,8 +15,8 @@ import numpy as np
 
 from ...protocol.codec import decode
 from ...protocol.dialects import Translated
-from ..schema import TABLES, check_value, out_of_range, timestamp_ns
-from .batch import Frames, owned_columns, unencodable
+from ..schema import TABLES, convert, out_of_range, storable, timestamp_ns
+from .batch import Frames, owned_columns
 from .plans import ERROR_EVENTS, EVENT_PLANS, counted_tables, get_path
 
 __all__ = ["ReferenceEngine", "event_rows"]
@@ -53,7 +53,7 @@ def event_rows(event: str, data: Mapping[str, Any], *, sparse: bool = False) -> 
         if raw is None:
             values[path] = None
             continue
-        ok, value = check_value(kind, path.rpartition(".")[2], raw)
+        ok, value = convert(kind, path.rpartition(".")[2], raw)
         if not ok:
             bad.append((path, raw, spec_kind, out_of_range(kind, raw)))
         values[path] = value
@@ -92,7 +92,7 @@ def event_rows(event: str, data: Mapping[str, Any], *, sparse: bool = False) -> 
 
 
 def _storable(text: str) -> str:
-    return text.encode("utf-8", "replace").decode("utf-8") if unencodable(text) else text
+    return text.encode("utf-8", "replace").decode("utf-8") if not storable(text) else text
 
 
 def _short(value: Any) -> str:
@@ -107,13 +107,12 @@ class ReferenceEngine:
         decoded: _Rows = {}
         for position in rows.tolist():
             received = int(frames.received[position])
-            frame = frames.texts[position]
+            frame = frames.text(position)
             if isinstance(frame, Translated):
                 event, seq, text = self._translated(frame, position, received, decoded, frames)
             else:
                 event, seq, text = self._frame(frame, position, received, decoded, frames)
-            frames.took([position], [seq], [event])
-            frames.keep_text(position, text)
+            frames.took([position], [seq], [event], [text])
         for table, items in decoded.items():
             positions = np.array([p for p, _ in items], np.int64)
             kinds = TABLES[table].kinds
