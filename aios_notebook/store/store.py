@@ -123,6 +123,10 @@ class EventStore:
         self._tables: dict[str, AppendTable | LatestTable] = {
             name: (LatestTable(spec) if spec.latest else AppendTable(spec)) for name, spec in TABLES.items()
         }
+        for name, limit in self._limits.items():  # buffers sized to the row limits
+            table = self._tables[name]
+            if isinstance(table, AppendTable):
+                table.limit_rows(limit.rows)
         self._lock = threading.RLock()
         self._waiting: list[tuple[Any, int]] = []  # (frame, received_at ns) not parsed yet
         # older frames not parsed yet, SEAL at a time: (Arrow strings, or the list when a frame

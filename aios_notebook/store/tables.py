@@ -29,7 +29,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..arrow_pool import BULK_POOL
-from .columns import NAT, CategoryColumn, Column, _grow, make_column, normalize
+from .columns import (
+    NAT,
+    CategoryColumn,
+    Column,
+    _grow,
+    make_column,
+    normalize,
+    release_freed_memory,
+)
 from .schema import TableSpec
 
 __all__ = ["AppendTable", "Batch", "LatestTable", "Table", "merge_batches"]
@@ -254,14 +262,28 @@ class AppendTable(Table):
         stop = self._stop
         # compact once the dead prefix is an eighth of what is live: it is held in memory until
         # then, and copying the live rows every eighth of them costs each row about 8 copies in
-        # its life. New buffers, so frames handed out stay valid.
-        if self.start >= max(self.COMPACT_ROWS, (stop - self.start) // 8):
+        # its life. New buffers, so frames handed out stay valid, with room for the next eighth.
+        live = stop - self.start
+        if self.start >= max(self.COMPACT_ROWS, live // 8):
             for column in self.columns.values():
-                column.keep(slice(self.start, stop))
+                column.keep(slice(self.start, stop), self._room(live))
             self.start = 0
             self._cache = None  # the frame of the old buffers: released now, not at the next read
+            release_freed_memory()
         self.version += 1
         return count
+
+    def _room(self, live: int) -> int:
+        """Rows a buffer holding ``live`` rows keeps free: the dead prefix that triggers the next
+        compaction, and a batch more."""
+        return max(self.COMPACT_ROWS, live // 8) + self.COMPACT_ROWS
+
+    def limit_rows(self, rows: int | None) -> None:
+        """The most rows retention lets this table keep (None: no limit): buffers are not grown
+        past them and the room compaction needs, where doubling would leave up to half unused."""
+        ceiling = None if rows is None else rows + self._room(rows)
+        for column in self._columns.values():
+            column.ceiling = ceiling
 
     def rows_older_than(self, cutoff: int) -> int:
         """How many leading rows have a time before ``cutoff`` (ns); stops at the first newer."""
