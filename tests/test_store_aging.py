@@ -99,8 +99,8 @@ def test_defaults_are_what_the_docs_say():
     assert limits["dag_steps"] == {"rows": None, "age": None, "finished": {"rows": 200_000, "age": day}}
     assert limits["knowledge"] == {"rows": 50_000, "age": None}
     assert "agents" not in limits  # few: every agent is kept
-    for table, rows in {"raw": 1_000_000, "job_events": 1_000_000, "agent_events": 1_000_000,
-                        "dag_step_events": 1_000_000, "errors": 100_000, "insights": 100_000, "metrics": 200_000}.items():
+    for table, rows in {"raw": 1_000_000, "job_events": 500_000, "agent_events": 500_000,
+                        "dag_step_events": 500_000, "errors": 50_000, "insights": 50_000, "metrics": 100_000}.items():
         assert limits[table] == {"rows": rows, "age": None}, table
     # docs/design.md states the same defaults
     text = " ".join(DESIGN.read_text(encoding="utf-8").split())
