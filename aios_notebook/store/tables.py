@@ -384,6 +384,12 @@ class LatestTable(Table):
 
     Small batches of lists from the stream wait (:meth:`settle`); the rows they touch, which
     :meth:`update` returns for change batches, are their distinct keys, known without applying.
+
+    The rule is written twice, vectorised (:meth:`update`) and for small batches of lists
+    (:meth:`_update_lists`), because the second pays: benchmarks/latest_paths.py, 20,000 frames
+    of the reference workload flushed every 5 frames took 8.6 s with it and 14.9 s without
+    (1.74x), every 50 frames 2.5 s and 3.1 s (1.24x). tests/test_store_small_flush.py checks
+    that both give the same tables.
     """
 
     counters = ("update_count",)
