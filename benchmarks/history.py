@@ -76,12 +76,13 @@ def _machine() -> str:
 
 
 def _query_child(archive: str) -> None:
-    """In a child process: the DuckDB query, its time on stdout (peak memory read by the parent)."""
+    """In a child process: the DuckDB query; its time, result size and peak memory on stdout."""
     from aios_notebook.history import Archive
 
     began = time.perf_counter()
     result = Archive(archive).sql(QUERY)
-    print(f"{time.perf_counter() - began:.3f} {len(result)} {int(result['jobs'].sum())}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB -> GiB, this process alone
+    print(f"{time.perf_counter() - began:.3f} {len(result)} {int(result['jobs'].sum())} {peak:.3f}")
 
 
 def _size(folder: Path, pattern: str) -> int:
@@ -152,8 +153,8 @@ def main() -> None:
     # 3. the query: DuckDB in a child process (its peak memory alone) against pandas in memory
     child = subprocess.run([sys.executable, __file__, "--query-child", str(archive_dir)], capture_output=True,
                            text=True, check=True)
-    duck_seconds, groups, outcomes = child.stdout.split()
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # kB -> GiB
+    duck_seconds, groups, outcomes, peak_text = child.stdout.split()
+    peak = float(peak_text)
     print(f"\nquery: success rate per job type per hour over the whole range ({int(groups):,} groups, "
           f"{int(outcomes):,} outcomes)")
     print(f"  DuckDB over the archive: {float(duck_seconds):.2f} s, peak memory of its process {peak:.2f} GiB")
