@@ -347,9 +347,9 @@ EVENT_ROUTES: MappingProxyType[str, tuple[Route, ...]] = MappingProxyType(
     }
 )
 
-#: events parsed by the batched Arrow path: the frequent ones, whose fields all have a fixed
+#: events parsed by the Arrow engine (store/parse/): the frequent ones, whose fields all have a fixed
 #: shape (``changes`` of the metrics counts as one: its keys are the metric names). Events with
-#: free-form objects (metadata, details) and the rare connection events take the per-frame path.
+#: free-form objects (metadata, details) and the rare connection events go to the msgspec and reference engines.
 FAST_EVENTS: frozenset[str] = frozenset(
     {
         "processing_job_status",

@@ -36,6 +36,7 @@ def parse_frames(texts: list[Any] | pa.Array, received: np.ndarray, fast: bool =
     ``fast=False`` gives every frame to the reference engine (the same tables: for comparison).
     """
     frames = Frames(texts, received)
+    left = np.ones(frames.count, bool)
     rows = np.arange(frames.count, dtype=np.int64)
     for engine in engines_for(frames.count, small) if fast else ():
         if not rows.size:
@@ -43,7 +44,8 @@ def parse_frames(texts: list[Any] | pa.Array, received: np.ndarray, fast: bool =
         handled = engine.parse(frames, rows)
         if handled.size:
             frames.parsed.fast += len(handled)
-            rows = np.setdiff1d(rows, handled, assume_unique=True)
+            left[handled] = False
+            rows = np.flatnonzero(left)
     if rows.size:
         ENGINES["reference"].parse(frames, rows)
     return frames.finish()

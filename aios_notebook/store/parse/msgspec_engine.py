@@ -1,14 +1,13 @@
-"""The msgspec engine: well-formed frames without Arrow, msgspec per frame, then checks column
+"""The msgspec engine: well-formed frames without Arrow, decoded frame by frame, checked column
 by column.
 
-The Arrow path costs a few milliseconds per batch whatever its size, which a trickle of frames
-(a live stream read often) cannot repay; decoding frame by frame with every check is the other
-extreme. This path sits between: each frame's envelope is read with msgspec (its ``data`` left
-as raw JSON), frames are grouped by event, each group's data is read into a Struct of the
-fields the event's tables use (no dict, no key strings for the fields nobody reads), and each
-field is checked for a whole group at once (``set(map(type, column))`` is usually all it takes). A frame with anything odd about it (an extra top-level key, a wrong
-type, a missing required field, an error event) is left to the reference engine, which
-describes the problem; so the tables are the same whichever engine a frame takes.
+Arrow costs a few milliseconds per call whatever the batch's size, which a trickle of frames (a
+live stream read often) cannot repay. Here each frame's envelope is read with msgspec (its
+``data`` left as raw JSON), frames are grouped by event, each group's data is read into a Struct
+of the fields the event's tables use, and each field is checked for a whole group at once
+(``set(map(type, column))`` is usually all it takes). A frame with anything odd about it (an
+extra top-level key, a wrong type, a missing required field, an error event) is left to the
+reference engine, which describes the problem.
 """
 
 from __future__ import annotations
