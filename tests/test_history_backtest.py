@@ -39,7 +39,7 @@ def _million() -> tuple[list[str], np.ndarray]:
 @pytest.fixture(scope="module")
 def cluster():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as local, Client(local) as client:
+                      dashboard_address="127.0.0.1:0") as local, Client(local) as client:
         yield client
 
 
@@ -90,7 +90,8 @@ def test_states_across_chunks_equal_the_in_memory_backtest(tmp_path):
     store.to_archive(tmp_path / "archive")
     rules = [bursts, many_running, never_clears]
     memory = backtest(rules, store)
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as local, \
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address="127.0.0.1:0",
+                      worker_dashboard_address="127.0.0.1:0") as local, \
             Client(local) as client:
         dask = backtest(rules, Archive(tmp_path / "archive"), engine="dask", client=client, chunk="2h")
     assert set(memory["rule"]) == {"bursts", "many_running", "never_clears"}

@@ -32,8 +32,10 @@ def dask_client(client: Any = None, *, workers: int | None = None, processes: bo
     if workers is not None and workers < 1:
         raise ConfigurationError(f"workers must be >= 1, got {workers}")
     count = workers or os.cpu_count() or 1
-    with LocalCluster(n_workers=count, threads_per_worker=1, processes=processes, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as local:
+    # every socket on the loopback, ports chosen by the system (the default 8787 may be taken)
+    where = {"host": "127.0.0.1"} if processes else {"worker_dashboard_address": "127.0.0.1:0"}
+    with LocalCluster(n_workers=count, threads_per_worker=1, processes=processes, dashboard_address="127.0.0.1:0",
+                      **where) as cluster, Client(cluster) as local:
         yield local
 
 
