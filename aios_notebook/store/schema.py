@@ -425,11 +425,9 @@ def out_of_range(kind: str, value: Any) -> str | None:
         return None
     if kind in INT_RANGES:
         return f"beyond {kind}'s range" if isinstance(value, int) and _beyond_one(kind, value) else None
-    if isinstance(value, int) and finite_number(value) is None:
-        return "beyond a float's range"
-    if kind == "f32" and finite_number(value) is not None and _beyond_one(kind, value):
-        return "beyond float32's range"
-    return None
+    if finite_number(value) is None:
+        return "beyond a float's range" if isinstance(value, int) else None
+    return "beyond float32's range" if _beyond_one(kind, value) else None
 
 
 def timestamp_ns(value: Any) -> int | None:
@@ -508,7 +506,10 @@ def parse_change(value: Any) -> float:
     if isinstance(value, bool) or value is None:
         return math.nan
     if isinstance(value, (int, float)):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond a float's range: raised once for such a frame
+            return math.nan
     match = _CHANGE_RE.match(value) if isinstance(value, str) else None
     return float(match.group(1)) if match else math.nan
 

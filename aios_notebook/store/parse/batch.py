@@ -124,11 +124,7 @@ class Frames:
         """Record the frames at ``positions``: their seqs (None or -1: none), unless the Arrow
         engine's regex read them their event names, and the raw table's text of frames that
         are not text (bytes, a lone surrogate, a translation)."""
-        if isinstance(seqs, np.ndarray):
-            self._seqs[positions] = seqs
-        else:
-            for position, seq in zip(positions, seqs, strict=True):
-                self._seqs[position] = -1 if seq is None else seq
+        self._seqs[positions] = seqs if isinstance(seqs, np.ndarray) else [-1 if s is None else s for s in seqs]
         if events is not None:
             self._events.update(zip(positions, events, strict=True))
         if texts is not None and not self._all_text:

@@ -4,14 +4,13 @@ the event feeds comes from. Every engine reads these plans; none writes its own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ...protocol.models import SERVER_EVENTS
 from ..schema import EVENT_ROUTES, TABLES
 
-__all__ = ["ERROR_EVENTS", "EVENT_PLANS", "SPEC_KINDS", "EventPlan", "counted_tables", "get_path"]
+__all__ = ["ERROR_EVENTS", "EVENT_PLANS", "SPEC_KINDS", "EventPlan", "counted_tables"]
 
 #: events that become rows of the errors table
 ERROR_EVENTS = frozenset({"error", "connection_error"})
@@ -75,18 +74,6 @@ def _plan(event: str) -> EventPlan:
 
 
 EVENT_PLANS = {event: _plan(event) for event in {*SERVER_EVENTS, *EVENT_ROUTES}}
-
-
-def get_path(data: Mapping[str, Any], path: str) -> Any:
-    """``data["a"]["b"]`` for ``"a.b"``; None when any step is missing or not an object."""
-    if "." not in path:
-        return data.get(path)
-    value: Any = data
-    for part in path.split("."):
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    return value
 
 
 def counted_tables(event: str) -> tuple[str, ...]:

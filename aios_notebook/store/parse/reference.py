@@ -17,7 +17,7 @@ from ...protocol.codec import decode
 from ...protocol.dialects import Translated
 from ..schema import TABLES, convert, out_of_range, storable, timestamp_ns
 from .batch import Frames, owned_columns
-from .plans import ERROR_EVENTS, EVENT_PLANS, counted_tables, get_path
+from .plans import ERROR_EVENTS, EVENT_PLANS, counted_tables
 
 __all__ = ["ReferenceEngine", "event_rows"]
 
@@ -25,11 +25,17 @@ __all__ = ["ReferenceEngine", "event_rows"]
 _Rows = dict[str, list[tuple[int, dict[str, Any]]]]
 
 
-def _absent(data: Mapping[str, Any], path: str) -> bool:
-    head, _, rest = path.partition(".")
-    if head not in data:
-        return True
-    return bool(rest) and not (isinstance(data[head], Mapping) and not _absent(data[head], rest))
+_ABSENT = object()
+
+
+def _get(data: Mapping[str, Any], path: str, default: Any = None) -> Any:
+    """``data["a"]["b"]`` for ``"a.b"``; ``default`` when any step is missing or not an object."""
+    value: Any = data
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return default
+        value = value[part]
+    return value
 
 
 def event_rows(event: str, data: Mapping[str, Any], *, sparse: bool = False) -> tuple[dict[str, dict[str, Any]], list[tuple[str, Any, str | None, str | None]], list[str]]:
@@ -49,7 +55,7 @@ def event_rows(event: str, data: Mapping[str, Any], *, sparse: bool = False) -> 
     values: dict[str, Any] = {}
     bad: list[tuple[str, Any, str | None, str | None]] = []
     for path, kind, spec_kind in plan.checks:
-        raw = data.get(path) if "." not in path else get_path(data, path)
+        raw = data.get(path) if "." not in path else _get(data, path)
         if raw is None:
             values[path] = None
             continue
@@ -62,7 +68,7 @@ def event_rows(event: str, data: Mapping[str, Any], *, sparse: bool = False) -> 
     for table, columns in plan.routes:
         row: dict[str, Any] = {}
         for column, paths, default in columns:
-            if sparse and all(_absent(data, path) for path in paths):
+            if sparse and all(_get(data, path, _ABSENT) is _ABSENT for path in paths):
                 continue
             value = None
             for path in paths:
