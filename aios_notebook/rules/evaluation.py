@@ -25,7 +25,7 @@ from .windows import Snapshot
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import RuleEngine
 
-__all__ = ["KeyState", "RuleRunner", "State", "as_ns", "frame_of", "iso", "ns_to_datetime"]
+__all__ = ["KeyState", "RuleRunner", "State", "as_ns", "frame_of", "iso", "iso_many", "ns_to_datetime"]
 
 _NAT = np.iinfo(np.int64).min
 
@@ -70,6 +70,12 @@ def as_ns(value: Any) -> int | None:
 def iso(t: int) -> str:
     """Int nanoseconds -> ISO 8601 UTC with a trailing Z (the protocol's form)."""
     return pd.Timestamp(t, unit="ns", tz="UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
+
+
+def iso_many(times: Iterable[int]) -> list[str]:
+    """:func:`iso` of many int-nanosecond times at once (an evidence series' times)."""
+    stamps = np.fromiter(times, dtype=np.int64).view("datetime64[ns]")
+    return [text.replace(".000000", "") + "Z" for text in np.datetime_as_string(stamps, unit="us").tolist()]
 
 
 def ns_to_datetime(values: Iterable[int | None]) -> pd.DatetimeIndex:

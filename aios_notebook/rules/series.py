@@ -46,7 +46,7 @@ import pandas as pd
 
 from ..exceptions import RuleError
 from .api import RuleContext, format_duration, parse_duration
-from .evaluation import as_ns, iso
+from .evaluation import as_ns, iso_many
 from .windows import Rows, TableSnapshot
 
 __all__ = [
@@ -307,7 +307,7 @@ def evidence_of(name: str, times: Iterable[int], values: Iterable[float], *, uni
     out: dict[str, Any] = {
         "series": name,
         "unit": unit,
-        "series_time": [iso(int(t)) for t in times],
+        "series_time": iso_many(int(t) for t in times),
         "series_value": [None if v != v else round(float(v), 6) for v in values],
     }
     if baseline is not None and baseline == baseline:
