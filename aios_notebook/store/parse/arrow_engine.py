@@ -74,8 +74,6 @@ _PARSE = {
     for name, schema in _EVENT_SCHEMAS.items()
 }
 _FAST_NAMES = pa.array(sorted(FAST_EVENTS), pa.string())
-#: the type of each data field in the union of the fast events
-_UNION = {field.name: field.type for field in FAST_SCHEMA.field("data").type}
 #: the top-level data fields each fast event's tables read
 _READ = {
     event: {
