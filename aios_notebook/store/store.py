@@ -2,7 +2,7 @@
 
 The ingest path is two list appends per frame: frames wait, unparsed, until a batch is due
 (``batch_size`` frames, a read, a ``flush()`` or the notifier's tick), and are then parsed
-together (:mod:`.parsing`) into typed column buffers (:mod:`.tables`).
+together by the engines of :mod:`.parse` into typed column buffers (:mod:`.tables`).
 Every table read parses what is waiting first, so a read always sees every frame ingested
 before it, and builds the DataFrame only when the table changed since the last read.
 
