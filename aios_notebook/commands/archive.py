@@ -58,6 +58,7 @@ def _run_live(args: argparse.Namespace) -> int:
         _stop_on_signals,
         first_connection,
         quiet_client_log,
+        stream_problem,
     )
 
     token = os.environ.get(args.token_env) or None
@@ -101,16 +102,9 @@ def _run_live(args: argparse.Namespace) -> int:
                     line = f"archived {archiver.frames:,} frames, {archiver.rows:,} rows written"
                     sys.stderr.write(("\r\x1b[K" if tty else "") + line + ("" if tty else "\n"))
                     sys.stderr.flush()
-                if client.state == "auth_failed":
-                    print(f"\naios-notebook archive: {client.url} refused the token in {args.token_env}", file=sys.stderr)
-                    code = 1
-                    break
-                if client.state == "closed":
-                    print(f"\naios-notebook archive: gave up reconnecting to {client.url}", file=sys.stderr)
-                    code = 1
-                    break
-                if archiver.error is not None:
-                    print(f"\naios-notebook archive: writing failed: {archiver.error}", file=sys.stderr)
+                problem = stream_problem(client, archiver.error, args.token_env, token)
+                if problem is not None:
+                    print(f"\naios-notebook archive: {problem}", file=sys.stderr)
                     code = 1
                     break
                 if deadline is not None and time.monotonic() >= deadline:

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from ..exceptions import AIOSError, ConfigurationError, CorruptLog
 
 __all__ = ["FIRST_CONNECTION_TIMEOUT", "first_connection", "format_bytes", "quiet_client_log",
-           "run_record", "run_replay"]
+           "run_record", "run_replay", "stream_problem"]
 
 #: seconds the first connection may take before a command gives up (without --wait)
 FIRST_CONNECTION_TIMEOUT = 15.0
@@ -181,6 +181,19 @@ def _remove_empty(paths: list[Path]) -> None:
             path.unlink()
 
 
+def stream_problem(client: Any, written: BaseException | None, token_env: str, token: str | None) -> str | None:
+    """What ends a streaming command (``record``, ``archive``) early, in command-line terms: a
+    refusal, giving up on reconnecting, or a failed write; None while all is well."""
+    if client.state == "auth_failed":
+        return f"{client.url} refused the token in {token_env}" if token is not None else (
+            f"{client.url} wants a token: set {token_env}")
+    if client.state == "closed":
+        return f"gave up reconnecting to {client.url}"
+    if written is not None:
+        return f"writing failed: {written}"
+    return None
+
+
 def run_record(args: argparse.Namespace) -> int:
     """``aios-notebook record URL --token-env VAR -o FILE``: returns the exit code."""
     from ..client import AIOSClient
@@ -237,17 +250,9 @@ def run_record(args: argparse.Namespace) -> int:
                 if stop.wait(timeout):
                     break
                 progress.update(recorder.events, recorder.bytes)
-                if client.state == "auth_failed":
-                    said = f"refused the token in {args.token_env}" if token is not None else "wants a token: set AIOS_TOKEN"
-                    print(f"\naios-notebook record: {client.url} {said}", file=sys.stderr)
-                    code = 1
-                    break
-                if client.state == "closed":
-                    print(f"\naios-notebook record: gave up reconnecting to {client.url}", file=sys.stderr)
-                    code = 1
-                    break
-                if recorder.error is not None:
-                    print(f"\naios-notebook record: writing failed: {recorder.error}", file=sys.stderr)
+                problem = stream_problem(client, recorder.error, args.token_env, token)
+                if problem is not None:
+                    print(f"\naios-notebook record: {problem}", file=sys.stderr)
                     code = 1
                     break
                 if deadline is not None and time.monotonic() >= deadline:
