@@ -84,6 +84,7 @@ class FaultyServer:
         *,
         token: str = "s3cret-token-for-tests",
         capabilities: Iterable[str] = ("seq", "resync", "pong"),
+        stream_id: str | None = None,
         heartbeat: float | None = None,
         advertise_heartbeat: bool = True,
         send_connected: bool = True,
@@ -99,6 +100,7 @@ class FaultyServer:
     ) -> None:
         self.token = token
         self.capabilities = tuple(capabilities)
+        self.stream_id = stream_id  # sent in connected when set (the reference server's extension)
         self.heartbeat = heartbeat
         self.advertise_heartbeat = advertise_heartbeat
         self.send_connected = send_connected
@@ -213,6 +215,8 @@ class FaultyServer:
         def reset() -> None:
             self._seq = 0
             self.buffer.clear()
+            if self.stream_id is not None:  # a new process of a server that names its stream
+                self.stream_id = f"{self.stream_id}+"
 
         self._call(reset)
 
@@ -321,6 +325,8 @@ class FaultyServer:
                 data["capabilities"] = list(self.capabilities)
             if self.heartbeat and self.advertise_heartbeat:
                 data["heartbeat_interval"] = self.heartbeat
+            if self.stream_id is not None:
+                data["stream_id"] = self.stream_id
             conn.outgoing.put_nowait(encode("connected", data))
         if self.ignore_client:
             conn.authenticated = True

@@ -215,7 +215,10 @@ def test_stop_and_start_again_resumes_with_resync() -> None:
 
 
 def test_a_new_server_process_numbering_from_one_again_is_followed_with_a_gap() -> None:
-    with FaultyServer(rate=200) as server:
+    # the server names its stream, as the reference server does: a new process is known at its
+    # greeting. Without a name a restart is seen only after the resync replay, whose seqs at or
+    # below the resume point count as an overlap's duplicates (issue 16)
+    with FaultyServer(rate=200, stream_id="stream-1") as server:
         client = AIOSClient(server.url, server.token, **FAST_CLIENT).start()
         try:
             client.wait_for(lambda s: len(stream_seqs(s)) >= 100, timeout=10)

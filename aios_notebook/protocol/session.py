@@ -625,7 +625,7 @@ class ClientSession:
             self._check_numbering = False
         if restarted and self.resync is ResyncState.AWAITING_GREETING:
             self.resync = ResyncState.LIVE
-            self._start_gap(f"the server restarted (a new stream {stream_id})")
+            self._start_gap(f"the server restarted its numbering (a new stream {stream_id})")
             self._forget_seqs()
             return
         if self.resync is ResyncState.AWAITING_GREETING:
