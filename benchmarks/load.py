@@ -5,7 +5,7 @@ them) are written as a recording, then read back:
 
 - ``json.loads`` of every frame: what parsing each frame once costs on this machine (a yardstick);
 - the reader alone (``RecordingReader``: lines -> Arrow columns of frames and receive times);
-- the store alone (``EventStore.ingest_frames`` of the same frames as Arrow arrays, in the
+- the store alone (``store.bulk.ingest_frames`` of the same frames as Arrow arrays, in the
   batches the loader hands it);
 - ``EventStore.load`` end to end (reader + store + the check that the bulk path is exact, which
   reads the event names and seqs the store parsed), from JSONL and from gzip;
@@ -35,7 +35,7 @@ import pyarrow as pa
 from aios_notebook.protocol.codec import encode
 from aios_notebook.recording import RecordingReader, RecordingWriter
 from aios_notebook.server.workload import generate
-from aios_notebook.store import EventStore
+from aios_notebook.store import EventStore, bulk
 from aios_notebook.store.load import load_into
 
 TARGET = 300_000
@@ -84,7 +84,7 @@ def main() -> None:
         def store_alone() -> None:
             store = EventStore(background=False)
             for start in range(0, count, 65_536):
-                store.ingest_frames(array[start:start + 65_536], received[start:start + 65_536])
+                bulk.ingest_frames(store, array[start:start + 65_536], received[start:start + 65_536])
             store.close()
 
         results["store alone (ingest_frames)"] = _timed(args.rounds, store_alone)

@@ -10,7 +10,7 @@ import numpy as np
 from aios_notebook.protocol.codec import encode
 from aios_notebook.recording import RecordingWriter
 from aios_notebook.server.workload import generate
-from aios_notebook.store import EventStore
+from aios_notebook.store import EventStore, bulk
 
 UNLIMITED = {name: None for name in EventStore.TABLE_NAMES}
 
@@ -32,7 +32,7 @@ def store_of(frames: list[str], times: np.ndarray) -> EventStore:
     """A store fed these frames at once (no retention: the tables hold every row)."""
     store = EventStore(retention=UNLIMITED, background=False)
     if frames:
-        store.ingest_frames(frames, times)
+        bulk.ingest_frames(store, frames, times)
     return store
 
 

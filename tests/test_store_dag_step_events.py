@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from aios_notebook.rules import backtest, library
-from aios_notebook.store import EventStore
+from aios_notebook.store import EventStore, bulk
 
 COLUMNS = ["received_at", "seq", "timestamp", "event", "dag_id", "run_id", "step_id", "status",
            "start_time", "end_time", "duration", "retry_count", "error"]
@@ -34,7 +34,7 @@ def test_every_step_status_event_is_kept_with_the_contract_columns(batched: bool
     texts = [frame(step(START + i, "r1", status, retries=i, error="boom" if status == "failed" else None), i + 1)
              for i, status in enumerate(["running", "failed", "up_for_retry", "success"])]
     if batched:  # the Arrow path of frequent events
-        store.ingest_frames(texts, [int((START + 10 + i) * 1e9) for i in range(len(texts))])
+        bulk.ingest_frames(store, texts, [int((START + 10 + i) * 1e9) for i in range(len(texts))])
     else:  # the per-frame path
         for text in texts:
             store.ingest_frame(text, pd.Timestamp(START + 10, unit="s", tz="UTC"))

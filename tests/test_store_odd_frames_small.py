@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from store_samples import ODD_FRAMES, sample_frames
 
-from aios_notebook.store import TABLES, EventStore
+from aios_notebook.store import TABLES, EventStore, bulk
 
 
 def _ingest_one_by_one(frames: list[str | bytes], batch_size: int) -> tuple[EventStore, EventStore]:
@@ -22,7 +22,7 @@ def _ingest_one_by_one(frames: list[str | bytes], batch_size: int) -> tuple[Even
 
 def _assert_same_tables(fast: EventStore, slow: EventStore, frames: list[str | bytes]) -> None:
     assert fast.frames == slow.frames == len(frames)
-    assert fast.fast_frames > 0.8 * len(frames)
+    assert bulk.fast_frames(fast) > 0.8 * len(frames)
     for name in TABLES:
         pd.testing.assert_frame_equal(fast.table(name), slow.table(name), obj=name)
 
@@ -56,20 +56,20 @@ def test_odd_frames_in_one_large_batch_match_frame_by_frame(spacing):
     large = EventStore(background=False)
     slow = EventStore(background=False, fast_path=False)
     for store in (large, slow):
-        store.ingest_frames(frames, times)
+        bulk.ingest_frames(store, frames, times)
     _assert_same_tables(large, slow, frames)
 
 
 @pytest.mark.parametrize("batch_size", [1500, 5000])
 @pytest.mark.usefixtures("store_engine")
 def test_odd_frames_among_sealed_chunks_match_frame_by_frame(batch_size):
-    """Batches larger than EventStore.SEAL: frames waiting become Arrow arrays SEAL at a time
+    """Batches larger than EventStore._SEAL: frames waiting become Arrow arrays _SEAL at a time
     in ingest_frame; a chunk holding a binary or unencodable frame stays a list. Either way the
     tables are those of decoding every frame one by one."""
     frames: list[str | bytes] = list(sample_frames(4.0, seed=3))
-    assert len(frames) > 2 * batch_size > 2 * EventStore.SEAL
-    for index, odd in enumerate(ODD_FRAMES):  # all within one chunk of SEAL frames
-        frames.insert(EventStore.SEAL + 3 * index, odd)
+    assert len(frames) > 2 * batch_size > 2 * EventStore._SEAL
+    for index, odd in enumerate(ODD_FRAMES):  # all within one chunk of _SEAL frames
+        frames.insert(EventStore._SEAL + 3 * index, odd)
     sealed, slow = _ingest_one_by_one(frames, batch_size)
     _assert_same_tables(sealed, slow, frames)
     assert len(sealed.errors) >= 10

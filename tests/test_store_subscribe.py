@@ -71,10 +71,10 @@ def test_a_subscriber_may_read_the_store_it_is_told_about():
     assert seen and seen[-1] == len(store.jobs) > 0
 
 
-@pytest.mark.parametrize("batch_size", [300, 4096])  # 4096: frames are sealed (SEAL) by all three threads
+@pytest.mark.parametrize("batch_size", [300, 4096])  # 4096: frames are sealed (_SEAL) by all three threads
 def test_several_threads_may_ingest_at_once(batch_size):
     frames = sample_frames(3.0)
-    assert len(frames) > 4 * EventStore.SEAL
+    assert len(frames) > 4 * EventStore._SEAL
     store = EventStore(batch_size=batch_size)
     threads = [threading.Thread(target=lambda part=frames[i::3]: [store.ingest_frame(f) for f in part])
                for i in range(3)]
@@ -167,13 +167,13 @@ def test_the_background_thread_ends_when_idle_and_restarts():
 
 def test_frames_waiting_are_bounded_when_the_worker_cannot_keep_up():
     """A worker that never gets to parse: ``ingest_frame`` parses itself once
-    INLINE_BATCHES batches wait, so the frames held stay bounded, and none is lost."""
+    _INLINE_BATCHES batches wait, so the frames held stay bounded, and none is lost."""
     store = EventStore(batch_size=16)
     store.ingest_frame(encode("heartbeat", {"timestamp": "2026-01-05T00:00:00Z"}, 1))  # starts the worker
     store._worker._flush = lambda: None  # stands for a worker that never keeps up
     store.flush()
     frames = sample_frames(1.0)
-    bound = EventStore.INLINE_BATCHES * 16
+    bound = EventStore._INLINE_BATCHES * 16
     assert len(frames) > 3 * bound
     most = 0
     for frame in frames:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from store_samples import KEYS, LATEST_SOURCES, expected_latest, sample_events, sample_frames, ts
 
-from aios_notebook.store import TABLES, EventStore
+from aios_notebook.store import TABLES, EventStore, bulk
 
 HOURS = 3.0
 
@@ -54,7 +54,7 @@ def test_event_tables_hold_one_row_per_event(store, events):
     assert store.frames == len(events)
     # everything the reference server sends is well-formed: the batched paths took it all but
     # the error events, which are decoded one by one
-    assert store.fast_frames == len(events) - sent["error"]
+    assert bulk.fast_frames(store) == len(events) - sent["error"]
 
 
 def test_event_tables_keep_arrival_order_and_values(store, events):
@@ -149,8 +149,8 @@ def test_batched_path_matches_frame_by_frame_decoding():
     for frame in frames:
         for store in (fast, small, slow):
             store.ingest_frame(frame, received_at=1_700_000_000.0)
-    assert fast.fast_frames > 0.9 * len(frames) and small.fast_frames > 0.9 * len(frames)
-    assert slow.fast_frames == 0
+    assert bulk.fast_frames(fast) > 0.9 * len(frames) and bulk.fast_frames(small) > 0.9 * len(frames)
+    assert bulk.fast_frames(slow) == 0
     for name in TABLES:
         pd.testing.assert_frame_equal(fast.table(name), slow.table(name), obj=name)
         pd.testing.assert_frame_equal(small.table(name), slow.table(name), obj=name)

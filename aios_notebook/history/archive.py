@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..exceptions import ConfigurationError
+from ..store import bulk
 from ..store.archive import (
     ARCHIVE_TABLES,
     ArchiveError,
@@ -255,7 +256,7 @@ class Archive:
         scratch = EventStore(retention={name: 0 for name in ARCHIVE_TABLES}, background=False)
         events = None if every_event else _feeding(tables)
         for texts, received in self._frames_ns(start, end, events):
-            scratch.ingest_frames(texts, received)
+            bulk.ingest_frames(scratch, texts, received)
         return scratch
 
     def _frames_ns(self, start: int | None, end: int | None, events: list[str] | None) -> Iterator[tuple[pa.Array, np.ndarray]]:

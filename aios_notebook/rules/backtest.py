@@ -230,9 +230,10 @@ def _store(retention: dict[str, Any] | None) -> Any:
 
 def _ingest(store: Any, frames: list[Any], times: np.ndarray) -> None:
     """Feed frames in one batch; in a backtest a frame is received at its event time."""
-    bulk = getattr(store, "ingest_frames", None)
-    if bulk is not None:
-        bulk(frames, times)
+    from ..store import EventStore, bulk
+
+    if isinstance(store, EventStore):
+        bulk.ingest_frames(store, frames, times)
     else:
         store.ingest(frames)
 

@@ -53,6 +53,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..exceptions import AIOSWarning, ConfigurationError, RecordingError
+from . import bulk
 from .parquet import arrow_frame, frame_arrow, json_columns
 from .schema import APPEND_TABLES, TABLES
 
@@ -796,7 +797,7 @@ class LiveArchiver:
             from .store import EventStore
 
             store = EventStore(retention={name: None for name in ARCHIVE_TABLES}, background=False)
-            store.ingest_frames([f for f, _ in batch], np.fromiter((t for _, t in batch), np.int64, count))
+            bulk.ingest_frames(store, [f for f, _ in batch], np.fromiter((t for _, t in batch), np.int64, count))
             written = self._writer.write({name: store.table(name) for name in ARCHIVE_TABLES})
             if self.compact_days:
                 self._writer.compact()

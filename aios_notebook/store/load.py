@@ -39,6 +39,7 @@ from ..protocol.dialects import AUTO, DIALECTS, Dialect, Translated, detect_dial
 from ..protocol.models import SUBSCRIPTION_TYPES
 from ..protocol.session import ClientSession, Duplicate, GapDetected, Translation
 from ..recording.reader import FrameBatch, OnError, RecordingReader
+from . import bulk
 
 __all__ = ["load_into", "load_store"]
 
@@ -172,7 +173,7 @@ class _Check:
         self.frames += len(frames)
 
     def parsed(self, names: Any, seqs: np.ndarray) -> None:
-        """``batch`` for frames the store has parsed (``EventStore.ingest_frames``' check): the
+        """``batch`` for frames the store has parsed (``bulk.ingest_frames``' check): the
         same decisions from the event names and seqs the store read, before it applies them."""
         if not isinstance(names, pa.Array):
             names = pa.array(names, pa.string())
@@ -276,7 +277,7 @@ def _parsed(store: Any, chunks: Iterator[tuple[bool, Any, np.ndarray]]) -> Itera
         if isinstance(frames, list):
             yield fresh, frames, times
         else:
-            yield fresh, None, store.parse_frames(frames, times)
+            yield fresh, None, bulk.parse_frames(store, frames, times)
 
 
 def _load_fast(store: Any, reader: RecordingReader) -> None:
@@ -287,9 +288,9 @@ def _load_fast(store: Any, reader: RecordingReader) -> None:
             check.start_recording()
         if frames is not None:
             check.batch(frames)
-            store.ingest_frames(frames, item)
+            bulk.ingest_frames(store, frames, item)
         else:
-            store.ingest_parsed(item, check=check.parsed)
+            bulk.ingest_parsed(store, item, check=check.parsed)
 
 
 def _recorded_dialect(reader: RecordingReader, batch: FrameBatch) -> Dialect | str:
@@ -328,7 +329,7 @@ def _load_exact(store: Any, reader: RecordingReader) -> None:
 
     def flush() -> None:
         if pending:
-            store.ingest_frames(pending, np.array(times, np.int64))
+            bulk.ingest_frames(store, pending, np.array(times, np.int64))
             pending.clear()
             times.clear()
 

@@ -100,11 +100,11 @@ class EventStore:
     #: Not fewer: while the worker parses, Arrow releases the GIL and the receiving thread goes
     #: on; parsing in ``ingest_frame`` stops the receiving instead (at 4, ingest.py measured the
     #: store at 83,000 frames/s against 93,000 at 16, medians of five alternating runs).
-    INLINE_BATCHES = 16
+    _INLINE_BATCHES = 16
     #: frames waiting that ``ingest_frame`` turns into one Arrow array at once (0: never). The
     #: frames are then still in the CPU's cache, and the worker, whose every Python step holds
     #: the GIL the receiving thread needs, finds large batches ready for Arrow.
-    SEAL = 1024
+    _SEAL = 1024
 
     def __init__(self, retention: Mapping[str, Any] | None = None, clock: Clock | None = None, *,
                  notify_interval: float = 0.05, batch_size: int = 8192, max_delay: float = 0.1,
@@ -129,7 +129,7 @@ class EventStore:
                 table.limit_rows(limit.rows)
         self._lock = threading.RLock()
         self._waiting: list[tuple[Any, int]] = []  # (frame, received_at ns) not parsed yet
-        # older frames not parsed yet, SEAL at a time: (Arrow strings, or the list when a frame
+        # older frames not parsed yet, _SEAL at a time: (Arrow strings, or the list when a frame
         # is binary or not encodable, receive times); _sealing guards it and the moves into it
         self._sealed: list[tuple[pa.Array | list[Any], np.ndarray]] = []
         self._sealed_count = 0
@@ -176,7 +176,7 @@ class EventStore:
                 moment = self._time_ns()
         self._waiting.append((text, moment))  # one append: atomic, whatever the threads
         waiting = len(self._waiting)
-        if waiting >= self.SEAL > 0:
+        if waiting >= self._SEAL > 0:
             self._seal()
             waiting = 0
         waiting += self._sealed_count
@@ -186,7 +186,7 @@ class EventStore:
                 worker.ensure()
             elif waiting >= self._batch_size:
                 worker.wake()
-                if waiting < self.INLINE_BATCHES * self._batch_size:
+                if waiting < self._INLINE_BATCHES * self._batch_size:
                     return
             else:
                 return
@@ -207,31 +207,18 @@ class EventStore:
         self.flush()
         return count
 
-    def ingest_frames(self, texts: list[str | bytes] | pa.Array, received_ns: Any, *,
-                      check: Callable[[Any, np.ndarray], Any] | None = None) -> int:
-        """Bulk ingest: frames with their receive times (int64 ns since the epoch, one each).
-
-        ``texts`` may also be an Arrow string array (no Python string is made per frame then).
-        ``check`` (for loaders) sees each frame's event name and seq (-1: none) once the batch
-        is parsed, before anything is applied: an exception from it leaves the store unchanged.
-
-        The path of ``EventStore.load``: the parsing of ``ingest_frame``, in one large batch
-        (frames already waiting go first). Returns how many frames were taken.
-        """
-        return self.ingest_parsed(self.parse_frames(texts, received_ns), check=check)
-
-    def parse_frames(self, texts: list[str | bytes] | pa.Array, received_ns: Any) -> Parsed:
-        """The first half of ``ingest_frames``: parse, touching nothing of the store, so a loader
-        can parse the next batch on another thread while ``ingest_parsed`` applies this one."""
+    # -- the bulk entry points' mechanics (called through :mod:`.bulk`, not by analysts) -----
+    def _parse_frames(self, texts: list[str | bytes] | pa.Array, received_ns: Any) -> Parsed:
+        """``bulk.parse_frames``: parse, touching nothing of the store."""
         times = np.asarray(received_ns, np.int64)
         if len(times) != len(texts):
             raise ConfigurationError(f"{len(texts)} frames but {len(times)} receive times")
         frames = texts if isinstance(texts, pa.Array) else list(texts)
         return parse_frames(frames, times, fast=self._fast_path)
 
-    def ingest_parsed(self, parsed: Parsed, *, check: Callable[[Any, np.ndarray], Any] | None = None) -> int:
-        """The second half of ``ingest_frames``: apply what ``parse_frames`` made (after the
-        frames already waiting); returns how many frames it held."""
+    def _ingest_parsed(self, parsed: Parsed, *, check: Callable[[Any, np.ndarray], Any] | None = None) -> int:
+        """``bulk.ingest_parsed``: apply what ``_parse_frames`` made (after the frames already
+        waiting); returns how many frames it held."""
         count = len(parsed.raw) if parsed.raw is not None else 0
         if not count:
             return 0
@@ -580,15 +567,14 @@ class EventStore:
 
     @property
     def frames(self) -> int:
-        """Frames ingested so far (``fast_frames`` of them took the batched path)."""
+        """Frames ingested so far (``bulk.fast_frames`` of them took a batched path)."""
         with self._lock:
             self._flush_locked()
             return self._frames
 
     @property
-    def fast_frames(self) -> int:
-        """Frames parsed in groups (Arrow, or msgspec with checks per field over a group);
-        the rest, frames with problems and error events, were decoded one by one."""
+    def _fast_frames(self) -> int:
+        """``bulk.fast_frames``: frames parsed in groups."""
         with self._lock:
             self._flush_locked()
             return self._fast
