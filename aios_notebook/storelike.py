@@ -55,6 +55,9 @@ class StoreLike(StreamSink, Protocol):
     @property
     def counts(self) -> dict[str, int]: ...
 
+    @property
+    def gaps(self) -> pd.DataFrame: ...
+
 
 @runtime_checkable
 class HasStore(Protocol):

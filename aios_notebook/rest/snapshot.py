@@ -22,13 +22,14 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 from ..exceptions import APIError, AuthError
 from ..protocol.codec import parse_timestamp
 from ..protocol.dialects import Dialect
 from ..protocol.models import PROTOCOL_NAME
+from ..storelike import StoreLike
 from .http import RestClient
 from .routes import PUBLISHED_ROUTES, published_dialect
 
@@ -59,10 +60,6 @@ _PART_ROUTES = {"metrics": "dashboard", "agents": "agents", "dag_runs": "dag_run
 
 class SnapshotUnavailable(APIError):
     """The server has no REST API (every endpoint 404 / 426 / refused ...): WebSocket alone."""
-
-
-class _Store(Protocol):
-    def merge_snapshot(self, kind: str, records: list[dict[str, Any]], at: datetime, source: str = "rest") -> Any: ...
 
 
 @dataclass
@@ -436,22 +433,19 @@ def _not_none(row: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in row.items() if value is not None}
 
 
-def _newer_metrics(store: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _newer_metrics(store: StoreLike, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The KPI records newer than the store's latest metrics row.
 
     The metrics table is a history, not a latest-state table: a snapshot's KPIs that the stream
     already delivered (or superseded) would only add a duplicate or a step back in time.
     """
-    try:
-        latest = store.metrics["timestamp"].max()
-    except Exception:  # a store without a metrics table: keep them all
-        return records
+    latest = store.table("metrics")["timestamp"].max()
     if latest is None or latest != latest:  # empty table (NaT)
         return records
     return [r for r in records if (t := parse_timestamp(r.get("timestamp"))) is None or t > latest]
 
 
-def merge_into(store: _Store, snapshot: Snapshot, source: str = "rest") -> dict[str, int]:
+def merge_into(store: StoreLike, snapshot: Snapshot, source: str = "rest") -> dict[str, int]:
     """Merge every part of ``snapshot`` into ``store``; returns kind -> records merged."""
     merged = {}
     for kind in SNAPSHOT_KINDS:

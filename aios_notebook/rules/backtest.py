@@ -24,19 +24,21 @@ import runpy
 import types
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 import pandas as pd
 
 from ..exceptions import ConfigurationError, RuleError
 from ..protocol.codec import Decoded, Message, encode
+from ..storelike import StoreLike
 from .api import Rule
 from .engine import RuleEngine
 from .evaluation import as_ns
 from .windows import EVENT_TABLES, Snapshot
 
 if TYPE_CHECKING:
+    from ..store import EventStore
     from .chunks import Part
 
 __all__ = ["backtest", "collect_rules", "load_rules", "run_backtest"]
@@ -91,7 +93,8 @@ def load_rules(path: str | Path) -> list[Rule]:
     return rules
 
 
-def _is_store(source: Any) -> bool:
+def _is_store(source: Any) -> TypeGuard[StoreLike]:
+    # hasattr, not isinstance(source, StoreLike): a protocol's isinstance reads every property
     return hasattr(source, "ingest") and hasattr(source, "job_events") and hasattr(source, "gaps")
 
 
@@ -158,7 +161,7 @@ def _times(given: list[Any], frames: list[Any]) -> np.ndarray:
 def _frames(source: Any) -> tuple[list[Any], list[Any]]:
     """(the time given with each item or None, frames) of a source, in the source's order."""
     if _is_store(source):
-        frames = source.raw["text"].tolist()
+        frames = source.table("raw")["text"].tolist()
         return [None] * len(frames), frames
     if isinstance(source, (str, Path)):
         from ..recording import RecordingReader
@@ -206,7 +209,7 @@ def _event_name(frame: Any) -> str | None:
     return match.group(1) if match else None
 
 
-def _as_of_store(rules: list[Rule]) -> Any:
+def _as_of_store(rules: list[Rule]) -> EventStore:
     """The store that rules over latest-state tables read, fed in time order up to each
     evaluation, with an age limit of their longest window on each such table (so every read
     stays small)."""
@@ -222,20 +225,17 @@ def _as_of_store(rules: list[Rule]) -> Any:
     return _store(retention)
 
 
-def _store(retention: dict[str, Any] | None) -> Any:
+def _store(retention: dict[str, Any] | None) -> EventStore:
     from ..store import EventStore
 
     return EventStore(retention=retention, background=False)
 
 
-def _ingest(store: Any, frames: list[Any], times: np.ndarray) -> None:
+def _ingest(store: EventStore, frames: list[Any], times: np.ndarray) -> None:
     """Feed frames in one batch; in a backtest a frame is received at its event time."""
-    from ..store import EventStore, bulk
+    from ..store import bulk
 
-    if isinstance(store, EventStore):
-        bulk.ingest_frames(store, frames, times)
-    else:
-        store.ingest(frames)
+    bulk.ingest_frames(store, frames, times)
 
 
 def backtest(
@@ -322,8 +322,11 @@ def run_backtest(rule_list: list[Rule], source: Any, *, start: Any = None, end: 
     frames: list[Any] | None = None
     if slow or not (_is_store(source) or isinstance(source, (str, Path))):
         given, frames = _frames(source)
+    # the engine's store when this backtest feeds it in time order (None: filled at once, or the source)
+    own: EventStore | None = None
+    store: StoreLike
     if shared or not fast:
-        store = _store(raw_limit)  # filled in time order below, or read by no rule
+        store = own = _store(raw_limit)  # filled in time order below, or read by no rule
         if _is_store(source):  # gaps are the client's own rows, not frames: carry them over
             for gap in source.gaps.itertuples(index=False):
                 store.add_gap(gap.start, gap.end, gap.reason)
@@ -341,11 +344,11 @@ def run_backtest(rule_list: list[Rule], source: Any, *, start: Any = None, end: 
     # store, else only the frames that fill their tables, fed to a store of their own
     feed_times: np.ndarray = np.empty(0, np.int64)
     feed: list[Any] = []
-    as_of = store
+    as_of = own  # slow rules always have one: a store of their own, or the engine's they share
     if slow and given is not None and frames is not None:
         wanted = None if shared else _feeds({t for r in slow for t in r.tables})
         feed_times, feed = _in_time_order(given, frames, wanted)
-        as_of = store if shared else _as_of_store(slow)
+        as_of = own if shared else _as_of_store(slow)
 
     engine = RuleEngine(store, rule_list, enforce_timeouts=False, publish=publish)
     fast_tables = [t for r in fast for t in r.tables]
@@ -370,6 +373,7 @@ def run_backtest(rule_list: list[Rule], source: Any, *, start: Any = None, end: 
         position = 0
         names = [r.name for r in slow]
         slow_tables = [t for r in slow for t in r.tables]
+        assert as_of is not None
         for t in _due_times(slow, begin, finish):
             if checkpoint is not None and t >= checkpoint and part is not None and part.states is None:
                 part.mark(engine, names, checkpoint)
@@ -382,7 +386,8 @@ def run_backtest(rule_list: list[Rule], source: Any, *, start: Any = None, end: 
         if part is not None and part.states is None:
             part.mark(engine, names, checkpoint or finish + 1)
         if shared:
-            _ingest(store, feed[position:], feed_times[position:])
+            assert own is not None
+            _ingest(own, feed[position:], feed_times[position:])
             snapshot = _snapshot(store, fast_tables, part)
     if fast and finish >= begin:
         assert snapshot is not None
@@ -396,7 +401,7 @@ def run_backtest(rule_list: list[Rule], source: Any, *, start: Any = None, end: 
     return _result(engine, rule_list, begin, finish, events)
 
 
-def _snapshot(store: Any, tables: list[str], part: Part | None) -> Snapshot:
+def _snapshot(store: StoreLike, tables: list[str], part: Part | None) -> Snapshot:
     if part is None:
         return Snapshot(store, tables)
     return _Anchored(store, tables, part.firsts)
@@ -406,7 +411,7 @@ class _Anchored(Snapshot):
     """A chunk's tables, whose first rows are those of the whole history (``full_window``
     then decides as it would over the whole history)."""
 
-    def __init__(self, store: Any, tables: Iterable[str], firsts: Mapping[str, int]) -> None:
+    def __init__(self, store: StoreLike, tables: Iterable[str], firsts: Mapping[str, int]) -> None:
         super().__init__(store, tables)
         self._firsts = firsts
 

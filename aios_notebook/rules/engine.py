@@ -38,6 +38,7 @@ import pandas as pd
 
 from ..clock import Clock, WallClock
 from ..exceptions import RuleError
+from ..storelike import StoreLike
 from .api import Rule
 from .evaluation import RuleRunner, State, as_ns, frame_of, iso
 from .windows import Snapshot
@@ -70,7 +71,7 @@ class RuleEngine:
 
     def __init__(
         self,
-        store: Any,
+        store: StoreLike,
         rules: Rule | Iterable[Rule] = (),
         *,
         clock: Clock | None = None,
@@ -139,7 +140,7 @@ class RuleEngine:
         """The engine's "now": the clock when one was given, else ``store.now``."""
         if self.clock is not None:
             return as_ns(self.clock.time())
-        return as_ns(getattr(self.store, "now", None))
+        return as_ns(self.store.now)
 
     def run_due(
         self,
@@ -216,8 +217,8 @@ class RuleEngine:
             runner.next_due = -(-start // every) * every
 
     def _gaps(self) -> tuple[np.ndarray, np.ndarray]:
-        gaps = getattr(self.store, "gaps", None)
-        if gaps is None or len(gaps) == 0:
+        gaps = self.store.gaps
+        if len(gaps) == 0:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         starts = np.array([as_ns(v) for v in gaps["start"]], dtype=object)
         ends = np.array([as_ns(v) for v in gaps["end"]], dtype=object)
@@ -317,10 +318,8 @@ class RuleEngine:
             if self._thread is not None and self._thread.is_alive():
                 return self
             self._stop.clear()
-            subscribe = getattr(self.store, "subscribe", None)
-            if subscribe is not None:
-                # a change batch wakes the loop early; the poll interval bounds the wait anyway
-                self._subscription = subscribe(lambda _batch: self._wake.set())
+            # a change batch wakes the loop early; the poll interval bounds the wait anyway
+            self._subscription = self.store.subscribe(lambda _batch: self._wake.set())
             self._thread = threading.Thread(target=self._loop, name="aios-rule-engine", daemon=True)
             self._thread.start()
         return self

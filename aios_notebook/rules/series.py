@@ -39,12 +39,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import pandas as pd
 
 from ..exceptions import RuleError
+from ..storelike import StoreLike, StoreSource
 from .api import RuleContext, format_duration, parse_duration
 from .evaluation import as_ns, iso_many
 from .windows import Rows, TableSnapshot
@@ -116,13 +117,14 @@ class Series:
         times = np.arange(first, ctx.now_ns + 1, self.every_ns, dtype=np.int64)
         return times, np.array([self.value_at(ctx.rows, int(t)) for t in times], dtype=float)
 
-    def frame(self, store: Any, start: Any = None, end: Any = None) -> pd.DataFrame:
+    def frame(self, store: StoreSource, start: Any = None, end: Any = None) -> pd.DataFrame:
         """The series over a store (or a client): ``time`` (interval ends, UTC) and ``value``.
 
         Intervals end on multiples of ``every`` (as a rule's evaluations do) from the first one
         with a whole lookback of data to the last full one before ``end``.
         """
-        source = store if hasattr(store, "table") else getattr(store, "store", store)  # a client: its store
+        # a client: its store (hasattr, not isinstance: a protocol's isinstance reads every property)
+        source = cast(StoreLike, store if hasattr(store, "table") else getattr(store, "store", store))
         snapshot = TableSnapshot(self.table, source.table(self.table))
         if not len(snapshot):
             return pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]"), "value": []})

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import RuleError
+from ..storelike import StoreLike
 
 __all__ = [
     "EVENT_TABLES",
@@ -204,12 +205,12 @@ class Rows:
 class Snapshot:
     """The tables some rules read, each read once from the store and sorted by time."""
 
-    def __init__(self, store: Any, tables: Iterable[str]) -> None:
+    def __init__(self, store: StoreLike, tables: Iterable[str]) -> None:
         self._tables: dict[str, TableSnapshot] = {}
         for name in dict.fromkeys(tables):
-            frame = getattr(store, name)
+            frame = store.table(name)
             if not isinstance(frame, pd.DataFrame):
-                raise RuleError(f"store.{name} is a {type(frame).__name__}, not a DataFrame")
+                raise RuleError(f"store.table({name!r}) is a {type(frame).__name__}, not a DataFrame")
             self._tables[name] = TableSnapshot(name, frame)
 
     def table(self, name: str) -> TableSnapshot:

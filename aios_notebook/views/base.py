@@ -120,7 +120,7 @@ class View:
 
     # ------------------------------------------------------------ public
     @property
-    def store(self) -> Any:
+    def store(self) -> StoreLike:
         """The EventStore the view reads."""
         return self._store
 

@@ -20,6 +20,7 @@ import ipywidgets as widgets
 import pandas as pd
 
 from ..exceptions import ConfigurationError
+from ..storelike import StoreSource
 from .base import Rendered, View
 from .frames import Frames
 from .markup import bar, chip, empty, esc, pill, text_of
@@ -206,7 +207,7 @@ class InsightsFeed(View):
     tables: ClassVar[tuple[str, ...]] = ("insights",)
     slots: ClassVar[tuple[str, ...]] = ("summary", "figure", "feed")
 
-    def __init__(self, store: Any, *, type: str | None = None, source: str | None = None,
+    def __init__(self, store: StoreSource, *, type: str | None = None, source: str | None = None,
                  min_confidence: float = 0.0, max_items: int = 30, **kwargs: Any) -> None:
         super().__init__(store, **kwargs)
         self._filters_lock = threading.Lock()
@@ -340,7 +341,7 @@ class InsightsFeed(View):
         """The evidence of a rule insight (default: the newest one with a series) as a Plotly figure."""
         import plotly.graph_objects as go
 
-        insights = self.store.insights
+        insights = self.store.table("insights")
         if insight_id is not None:
             chosen = insights[insights["insight_id"].astype("string") == insight_id]
             if chosen.empty:
