@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+
+from ..clock import Clock, WallClock
 
 __all__ = ["ChangeBatch", "Notifier", "Subscription", "Worker"]
 
@@ -152,6 +153,11 @@ class Worker:
     starts with the first frame or subscription and ends by itself after ``idle_exit`` seconds
     with nothing to do, so stores that are only read never hold a thread.
 
+    Those seconds are the store's clock's (``clock.monotonic()``), as every time the store
+    reads: on a ``ManualClock`` the thread still looks every tick, but waiting frames age,
+    deliveries fall due and the idle thread ends only as the clock is advanced (reads and
+    ``flush()`` still parse and deliver at once).
+
     Args:
         pending: how many frames wait.
         flush: parse the waiting frames.
@@ -160,11 +166,14 @@ class Worker:
         max_delay: parse frames that have waited this long (seconds).
         notify_interval: seconds between deliveries to subscribers.
         idle_exit: end the thread after this long with nothing to do.
+        clock: what those durations are measured on (the wall clock if None).
     """
 
     def __init__(self, pending: Callable[[], int], flush: Callable[[], None], notifier: Notifier, *,
-                 batch_size: int, max_delay: float, notify_interval: float, idle_exit: float = 2.0) -> None:
+                 batch_size: int, max_delay: float, notify_interval: float, idle_exit: float = 2.0,
+                 clock: Clock | None = None) -> None:
         self._pending = pending
+        self._clock: Clock = clock if clock is not None else WallClock()
         self._flush = flush
         self._notifier = notifier
         self.batch_size = batch_size
@@ -209,7 +218,7 @@ class Worker:
 
     def _run(self, stop: threading.Event) -> None:
         tick = max(0.001, min(0.02, self.max_delay, self.notify_interval or 0.02))
-        clock = time.monotonic
+        clock = self._clock.monotonic
         waiting_since: float | None = None
         seen = 0  # frames waiting at the previous tick
         last_delivery = idle_since = clock()

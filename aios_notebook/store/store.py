@@ -82,7 +82,9 @@ class EventStore:
     Args:
         retention: per-table limits merged over the defaults, e.g.
             ``{"job_events": "7d", "raw": 1_000_000}`` (see :mod:`.retention`).
-        clock: where ``received_at`` and ages of raw/errors rows come from (wall clock if None).
+        clock: where ``received_at`` and ages of raw/errors rows come from, and what the
+            background thread's ``max_delay``, ``notify_interval`` and idle time are measured
+            on (wall clock if None).
         notify_interval: seconds between change deliveries to subscribers (at least); while
             anyone is subscribed, waiting frames are parsed at least this often.
         batch_size: parse waiting frames once this many have arrived.
@@ -150,7 +152,7 @@ class EventStore:
         if background:
             self._worker = Worker(
                 self._pending_count, self._tick, self._notifier,
-                batch_size=batch_size, max_delay=max_delay, notify_interval=notify_interval,
+                batch_size=batch_size, max_delay=max_delay, notify_interval=notify_interval, clock=clock,
             )
             self._notifier.on_subscribe = self._worker.ensure
 
