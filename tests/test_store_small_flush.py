@@ -6,6 +6,7 @@ the same tables, dtypes, categories, change batches and versions."""
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 
@@ -207,6 +208,42 @@ def test_frames_of_append_only_tables_share_rows_read_only_and_stay_the_callers(
     pd.testing.assert_frame_equal(store.job_events, before)
     assert store.job_events.groupby("status", observed=True)["progress"].mean().notna().any()
     assert len(store.job_events.merge(store.jobs[["job_id", "type"]], on="job_id")) == len(before)
+
+
+@pytest.mark.parametrize("moved_on", ["next version read", "compacted"])
+def test_a_frame_read_earlier_can_be_written_after_the_store_moved_on(moved_on: str) -> None:
+    """A frame is the caller's to write to, also once the store's own cached frame is gone
+    (a later version was read, or retention compacted the table): pandas copies first, as for
+    any shared frame. It raised "assignment destination is read-only" into the shared view."""
+    frames = sample_frames(1.0, seed=8)
+    retention = {"job_events": 200} if moved_on == "compacted" else None
+    store = EventStore(retention=retention, background=False)
+    store._tables["job_events"].COMPACT_ROWS = 64  # compacted every few hundred rows here
+    half = len(frames) // 2
+    for frame in frames[:half]:
+        store.ingest_frame(frame, received_at=1_700_000_000.0)
+    mine = store.job_events
+    held = mine.copy(deep=True)
+    for frame in frames[half:]:
+        store.ingest_frame(frame, received_at=1_700_000_001.0)
+    after = store.job_events  # the cache is now this version's
+    if moved_on == "compacted":
+        assert store.dropped["job_events"] > 3 * 64  # compactions made new buffers
+    gc.collect()
+    stamp = pd.Timestamp("2000-01-01", tz="UTC")
+    status = mine.loc[1, "status"]
+    mine.loc[0, "progress"] = 123.0
+    mine.at[0, "seq"] = -5
+    mine.loc[0, "timestamp"] = stamp
+    mine.iloc[0, mine.columns.get_loc("status")] = status
+    mine.loc[0, "can_retry"] = True
+    mine.loc[0, "retry_count"] = 9
+    written = mine.loc[0, ["progress", "seq", "timestamp", "status", "can_retry", "retry_count"]].tolist()
+    assert written == [123.0, -5, stamp, status, True, 9]
+    pd.testing.assert_frame_equal(mine.iloc[1:], held.iloc[1:])  # the other rows as read
+    pd.testing.assert_frame_equal(store.job_events, after)  # the store untouched
+    if moved_on == "next version read":
+        pd.testing.assert_frame_equal(store.job_events.iloc[: len(held)], held, check_categorical=False)
 
 
 def test_frames_read_earlier_do_not_change_as_rows_arrive():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -169,7 +170,7 @@ class Dictionary:
 
     def __init__(self, values: list[str] | None = None) -> None:
         self.values: list[str] = values if values is not None else []
-        self.index: dict[str, int] = {value: code for code, value in enumerate(self.values)}
+        self.index: dict[str, int] = dict(zip(self.values, _codes(0, len(self.values)), strict=True))
         self._chunks: list[pa.Array] = []
         self._built = 0
         self._dtype: pd.CategoricalDtype | None = None
@@ -181,7 +182,7 @@ class Dictionary:
         """The code of one value (added when new)."""
         code = self.index.get(value)
         if code is None:
-            code = self.index[value] = len(self.values)
+            code = self.index[value] = _codes(len(self.values), len(self.values) + 1)[0]
             self.values.append(value)
         return code
 
@@ -217,7 +218,7 @@ class Dictionary:
             start = len(self.values)
             fresh = [distinct[i] for i in new.tolist()]
             self.values.extend(fresh)
-            self.index.update(zip(fresh, range(start, start + len(fresh)), strict=True))
+            self.index.update(zip(fresh, _codes(start, start + len(fresh)), strict=True))
             mapping[new] = np.arange(start, start + len(fresh), dtype=np.int32)
         indices = encoded.indices
         if indices.null_count:
@@ -296,6 +297,10 @@ class Column:
     def extend_empty(self, count: int) -> None:
         """Add ``count`` empty rows (new keys of a latest-state table)."""
         raise NotImplementedError
+
+    def release(self, start: int) -> None:
+        """Rows before ``start`` were dropped by retention and are never read again: a column
+        may let their memory go before the table's next :meth:`keep` (by default it waits)."""
 
 
 class _NumpyColumn(Column):
@@ -382,8 +387,12 @@ class CategoryColumn(_NumpyColumn):
     Codes are held in the integer type pandas itself gives them for the dictionary's size (int8
     up to 126 values): most columns have a handful of values and then take a byte a row. The
     buffer is widened, in a new buffer, when the dictionary outgrows it. When retention leaves
-    most of the dictionary unused (ids of jobs long gone), it is rebuilt with the values still
-    in use: a store that keeps a bounded number of rows keeps a bounded dictionary too.
+    an eighth of the dictionary unused (ids of jobs long gone), it is rebuilt with the values
+    still in use: a store that keeps a bounded number of rows keeps a bounded dictionary too.
+    A value costs the dictionary about 150 bytes of Python objects (its string, its slot in the
+    index, its code), against the 20 bytes pandas counts for a category: at half unused, as
+    this was before, the dictionaries of the default limits held 130,000 values (20 MB) for
+    nothing (benchmarks/soak.py).
     """
 
     kind = "cat"
@@ -422,7 +431,7 @@ class CategoryColumn(_NumpyColumn):
         if size < _DICTIONARY_KEPT:
             return
         used = np.flatnonzero(np.bincount(self.buf[: self.n].astype(np.intp) + 1, minlength=size + 1)[1:])
-        if 2 * len(used) > size:  # most values still in use: rebuilding would save little
+        if len(used) * _DICTIONARY_SLACK > size * (_DICTIONARY_SLACK - 1):  # nearly all in use
             return
         values = self.dictionary.values
         self.dictionary = Dictionary([values[i] for i in used.tolist()])
@@ -445,7 +454,11 @@ class CategoryColumn(_NumpyColumn):
 
     def to_pandas(self, start: int, stop: int, frozen: bool = False) -> pd.Categorical:
         dtype = self.dictionary.dtype()
-        codes: np.ndarray = self.buf[start:stop].astype(_code_dtype(len(dtype.categories)))
+        wanted = _code_dtype(len(dtype.categories))
+        if self.buf.dtype == wanted:  # the usual case: no copy of rows that never change
+            codes = _rows(self.buf, start, stop, frozen)
+        else:
+            codes = self.buf[start:stop].astype(wanted)
         return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
 
 
@@ -561,7 +574,13 @@ class MaskedColumn(_NumpyColumn):
 
 
 class ObjectColumn(_NumpyColumn):
-    """Python objects (lists, dicts), or free text in latest-state tables (``text``)."""
+    """Python objects (lists, dicts), or free text in latest-state tables (``text``).
+
+    The short strings inside lists and dicts are held once each: parsing makes a new string
+    for every value of every event, and most repeat (the metrics' ``changes`` are a few dozen
+    values such as "+0" in 80,000 dicts, knowledge tags a few dozen words): at the default
+    limits they were 30 MB of copies, more than the dicts themselves (benchmarks/soak.py).
+    """
 
     fill = None
     dtype = object
@@ -569,14 +588,33 @@ class ObjectColumn(_NumpyColumn):
     def __init__(self, kind: str = "obj") -> None:
         self.kind = kind
         super().__init__()
+        self._strings: dict[str, str] = {}  # the one copy of each short string seen
 
     def encode(self, values: pa.Array | list) -> Encoded:
         if isinstance(values, pa.Array):
             if values.null_count == len(values):
                 return np.full(len(values), None, dtype=object), None
             values = values.to_pylist()
+        if self.kind == "obj":
+            values = [value if value is None else self._share(value) for value in values]
         # never np.array(values): a list of lists would become a 2-D array
         return np.fromiter(values, dtype=object, count=len(values)), None
+
+    def _share(self, value: Any) -> Any:
+        """``value``, with the short strings of its lists and dicts (one level deep) replaced by
+        the copy seen first; values are only ever replaced by equal ones."""
+        if len(self._strings) > _SHARED_STRINGS:  # bounded: a column of ever new strings
+            self._strings = {}
+        strings = self._strings
+        if type(value) is dict:
+            for key, item in value.items():
+                if type(item) is str and len(item) <= _SHORT:
+                    value[key] = strings.setdefault(item, item)
+        elif type(value) is list:
+            for i, item in enumerate(value):
+                if type(item) is str and len(item) <= _SHORT:
+                    value[i] = strings.setdefault(item, item)
+        return value
 
     def _value_missing(self, values: np.ndarray) -> np.ndarray:
         return np.fromiter((v is None for v in values), bool, len(values))
@@ -584,24 +622,35 @@ class ObjectColumn(_NumpyColumn):
     def to_pandas(self, start: int, stop: int, frozen: bool = False) -> Any:
         values = self.buf[start:stop]
         if self.kind == "text":  # through Arrow: several times faster than from objects
-            return pd.array(pa.array(values, pa.string(), from_pandas=True), dtype=STR_DTYPE)
+            return pd.array(pa.array(values, pa.large_string(), from_pandas=True), dtype=STR_DTYPE)
         return _rows(self.buf, start, stop, frozen)
 
 
 class ArrowTextColumn(Column):
-    """Free text in an append-only table: immutable Arrow chunks, handed out without a copy."""
+    """Free text in an append-only table: immutable Arrow chunks, handed out without a copy.
+
+    Held as ``large_string``, the type pandas' ``str`` arrays hold: a read then casts nothing
+    (from ``string``, pandas made new 8-byte offsets for every row of every read, 8 MB for
+    raw's million frames, held by the cached frame beside the store's own 4-byte ones).
+
+    The text of rows retention dropped goes as soon as its chunk is all or half dead
+    (:meth:`release`), not at the table's next compaction: raw's frames are the bulk of a
+    store's memory, and at a compaction every eighth of the rows the dead text held before it
+    was up to an eighth of the table (45 MB at raw's million frames).
+    """
 
     kind = "text"
 
     def __init__(self) -> None:
         super().__init__()
         self.chunks: list[pa.Array] = []
+        self.released = 0  # leading rows whose chunks are gone: the chunks hold [released, n)
 
     def encode(self, values: pa.Array | list) -> Encoded:
         if not isinstance(values, pa.Array):
-            values = pa.array(values, pa.string(), memory_pool=BULK_POOL)
-        elif values.type != pa.string():
-            values = values.cast(pa.string())
+            values = pa.array(values, pa.large_string(), memory_pool=BULK_POOL)
+        elif values.type != pa.large_string():
+            values = values.cast(pa.large_string(), memory_pool=BULK_POOL)  # the text itself is not copied
         return values, None  # type: ignore[return-value]
 
     def append(self, encoded: Encoded) -> None:
@@ -613,21 +662,40 @@ class ArrowTextColumn(Column):
             self.chunks = _compact(self.chunks)
 
     def extend_empty(self, count: int) -> None:
-        self.append((pa.nulls(count, pa.string()), None))  # type: ignore[arg-type]
+        self.append((pa.nulls(count, pa.large_string()), None))  # type: ignore[arg-type]
 
     def to_pandas(self, start: int, stop: int, frozen: bool = False) -> Any:
-        data = pa.chunked_array(self.chunks, pa.string()).slice(start, stop - start)
+        data = pa.chunked_array(self.chunks, pa.large_string()).slice(start - self.released, stop - start)
         return pd.array(data, dtype=STR_DTYPE)
 
+    def release(self, start: int) -> None:
+        """Drop the chunks of rows before ``start``, and copy what is still live of a chunk
+        once at least half of it is dead (each row is copied at most once per halving: the
+        copies of a chunk add up to less than the chunk)."""
+        dead = start - self.released
+        while self.chunks and dead >= len(self.chunks[0]):
+            gone = len(self.chunks.pop(0))
+            self.released += gone
+            dead -= gone
+        if self.chunks and dead > 0 and 2 * dead >= len(self.chunks[0]):
+            self.chunks[0] = _copy(self.chunks[0].slice(dead))
+            self.released += dead
+
     def keep(self, selector: slice | np.ndarray, room: int = 0) -> None:
-        data = pa.chunked_array(self.chunks, pa.string())
         if isinstance(selector, slice):
             start, stop, _ = selector.indices(self.n)
-            kept = data.slice(start, stop - start)
-        else:
-            kept = data.filter(pa.array(selector))
-        self.chunks = [c for c in kept.chunks if len(c)]
+            self.release(start)
+            data = pa.chunked_array(self.chunks, pa.large_string())
+            kept = data.slice(start - self.released, stop - start)
+        else:  # a mask of the rows [0, n): those before ``released`` are gone already
+            data = pa.chunked_array(self.chunks, pa.large_string())
+            kept = data.filter(pa.array(selector[self.released :]))
+        chunks = [c for c in kept.chunks if len(c)]
+        if chunks and chunks[0].offset:  # the dropped rows' text would stay held by the first
+            chunks[0] = _copy(chunks[0])
+        self.chunks = chunks
         self.n = len(kept)
+        self.released = 0
 
     def put(self, rows: np.ndarray, encoded: Encoded, take: np.ndarray) -> None:
         raise TypeError("Arrow text columns are append-only")
@@ -639,9 +707,33 @@ class ArrowTextColumn(Column):
         return encoded[0].is_null().to_numpy(zero_copy_only=False)  # type: ignore[attr-defined]
 
 
+def _copy(chunk: pa.Array) -> pa.Array:
+    """A slice of a chunk in buffers of its own (a slice alone keeps the whole chunk's)."""
+    return pa.concat_arrays([chunk], memory_pool=BULK_POOL)
+
+
 _MAX_CHUNKS = 32
-#: dictionaries smaller than this are never rebuilt by retention (see CategoryColumn)
+#: strings up to this long inside objects are held once (see ObjectColumn), at most this many
+_SHORT = 64
+_SHARED_STRINGS = 65536
+#: dictionaries smaller than this are never rebuilt by retention (see CategoryColumn), nor
+#: those with less than one value in this many unused
 _DICTIONARY_KEPT = 4096
+_DICTIONARY_SLACK = 8
+#: the int objects of codes, shared by every dictionary (see _codes)
+_CODES: list[int] = []
+_CODES_LOCK = threading.Lock()
+
+
+def _codes(start: int, stop: int) -> list[int]:
+    """The codes ``start`` to ``stop`` as int objects shared by every dictionary. Python makes
+    a new 32-byte object for each int above 256 it computes; a dictionary's index holds one per
+    value, so that the 500,000 values of a store's dictionaries held 16 MB of equal ints."""
+    if stop > len(_CODES):
+        with _CODES_LOCK:
+            if stop > len(_CODES):
+                _CODES.extend(range(len(_CODES), max(stop, 2 * len(_CODES))))
+    return _CODES[start:stop]
 _BIG_CHUNK = 8192
 
 
@@ -680,6 +772,9 @@ def release_freed_memory() -> None:
     """
     if _TRIM is not None:
         _TRIM(0)
+    # pyarrow's default pool (mimalloc) keeps the pages of parsing's freed buffers for this
+    # thread's next allocations: tens of MB after a large batch; returning them takes 1 ms
+    pa.default_memory_pool().release_unused()
 
 
 def make_column(kind: str, latest: bool) -> Column:

@@ -19,6 +19,7 @@ event) only fills columns that are still empty. A column an event does not carry
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from itertools import chain, compress
 from typing import Any, cast
@@ -174,8 +175,9 @@ class Table:
         """The table as a DataFrame (built once per version; callers get a shallow copy)."""
         if self._cache is None or self._cache[0] != self.version:
             self._cache = (self.version, self._build())
-        # a shallow copy: pandas' copy-on-write keeps the cached frame intact if the caller writes
-        return self._cache[1].copy(deep=False)
+        # a shallow copy: pandas' copy-on-write keeps the cached frame intact if the caller
+        # writes (a pandas without it writes in place: a deep copy then)
+        return self._cache[1].copy(deep=not _VIEWS)
 
     def _build(self) -> pd.DataFrame:
         raise NotImplementedError
@@ -259,6 +261,8 @@ class AppendTable(Table):
             return 0
         self.settle()
         self.start += count
+        for column in self._columns.values():
+            column.release(self.start)
         stop = self._stop
         # compact once the dead prefix is an eighth of what is live: it is held in memory until
         # then, and copying the live rows every eighth of them costs each row about 8 copies in
@@ -308,13 +312,46 @@ class AppendTable(Table):
         self.settle()
         start, stop = self.start, self._stop
         # appended rows never change: views, not copies (see Column.to_pandas)
-        data = {name: column.to_pandas(start, stop, frozen=True) for name, column in self.columns.items()}
-        return pd.DataFrame(data, copy=False)
+        data = {name: column.to_pandas(start, stop, frozen=_VIEWS) for name, column in self.columns.items()}
+        return _shared(pd.DataFrame(data, copy=False))
 
     def time_values(self) -> np.ndarray:
         self.settle()
         column = self._columns[self.spec.time]
         return column.buf[self.start : self._stop]  # type: ignore[attr-defined]
+
+
+#: pandas copies a frame's values before writing to them while another frame shares them
+#: (copy-on-write: always from pandas 3, an option before): then the rows of append-only
+#: tables are handed out as read-only views of the store's buffers; without it, as copies
+_VIEWS = int(pd.__version__.split(".")[0]) >= 3 or bool(getattr(pd.options.mode, "copy_on_write", False))
+
+
+def _shared(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame``, its read-only views of the store's buffers known to pandas as shared.
+
+    pandas writes in place to values that no other frame shares, and it learns of sharing
+    from the frames it made itself only. While the store's cached frame lived, a frame read
+    from it shared its values; once the cache went (the next version read, or a compaction),
+    ``df.loc[0, "seq"] = 1`` wrote into the read-only view: "assignment destination is
+    read-only". So each block also counts the buffer its view looks into (a weak reference,
+    alive as long as any view of it): pandas copies first, as for any shared frame. Blocks
+    holding copies need nothing; pandas without these internals gets copies (``_VIEWS``).
+    """
+    for block in frame._mgr.blocks:
+        buffer = _viewed(block.values)
+        if buffer is not None:
+            block.refs.referenced_blocks.append(weakref.ref(buffer))
+    return frame
+
+
+def _viewed(values: Any) -> np.ndarray | None:
+    """The store buffer a block's values are a read-only view of (None: they are a copy)."""
+    for array in (values, getattr(values, "_ndarray", None), getattr(values, "_data", None),
+                  getattr(values, "_codes", None)):
+        if isinstance(array, np.ndarray) and not array.flags.writeable and isinstance(array.base, np.ndarray):
+            return array.base
+    return None
 
 
 def _chain(batches: list[Batch]) -> Batch:
