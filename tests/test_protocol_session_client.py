@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+from itertools import islice
 
 from aios_notebook.protocol import encode
 from aios_notebook.protocol.session import (
@@ -10,8 +12,10 @@ from aios_notebook.protocol.session import (
     Delivered,
     Duplicate,
     GapDetected,
+    Malformed,
     ResyncFinished,
 )
+from aios_notebook.server.workload import generate
 
 
 def _connected() -> str:
@@ -104,3 +108,73 @@ def test_a_server_that_restarts_its_numbering_is_not_taken_for_duplicates() -> N
     session.connection_opened("t")
     session.receive(_connected())
     assert _resync_since(session) == 6
+
+
+def _spaced(frame: str) -> str:
+    """The same message written with spaces: the session's envelope reader leaves it to the full
+    decode, so it takes the reference path (``_accept``) and never the live fast path."""
+    return json.dumps(json.loads(frame), indent=1)
+
+
+_VALID = list(islice(generate(seed=3, hours=0.5), 300))
+
+
+def _script(rng: random.Random) -> list[tuple[str, object]]:
+    steps: list[tuple[str, object]] = []
+    for _ in range(rng.randrange(20, 120)):
+        roll = rng.random()
+        if roll < 0.70:
+            _, name, data = rng.choice(_VALID)  # valid frames: the full decode has nothing to report
+            seq = rng.choice([None, rng.randrange(1, 40), rng.randrange(1, 40), rng.randrange(30, 90)])
+            steps.append(("frame", encode(name, data, seq=seq)))
+        elif roll < 0.80:
+            caps = rng.choice([["seq", "resync"], ["seq"], []])
+            data = {"client_id": "c", "capabilities": caps}
+            if rng.random() < 0.5:
+                data["stream_id"] = rng.choice(["s1", "s2"])
+            steps.append(("frame", encode("connected", data)))
+        elif roll < 0.88:
+            first = rng.randrange(1, 40)
+            steps.append(("frame", encode("resync_complete", {
+                "from_seq": first, "to_seq": first + rng.randrange(0, 20),
+                "replayed": rng.randrange(0, 20), "complete": rng.random() < 0.7})))
+        else:
+            steps.append(("reconnect", None))
+    return steps
+
+
+def _outcome(event: object) -> tuple[object, ...]:
+    if isinstance(event, (Delivered, Duplicate)):
+        return (type(event).__name__, event.event, event.seq, event.replayed)
+    if isinstance(event, GapDetected):
+        return ("GapDetected", event.start, event.end, event.reason, event.since_seq, event.until_seq)
+    if isinstance(event, Malformed):  # its text is written differently on each side, nothing else
+        return ("Malformed", event.decoded.message, event.decoded.problems)
+    return (type(event).__name__, repr(event))
+
+
+def _run(steps: list[tuple[str, object]], spaced: bool) -> list[tuple[object, ...]]:
+    session = ClientSession()
+    session.subscribe(["agents", "jobs", "dags"])
+    session.connection_opened("t")
+    seen: list[tuple[object, ...]] = []
+    for kind, frame in steps:
+        if kind == "reconnect":
+            session.connection_closed(1006)
+            session.connection_opened("t")
+            seen.append(("sent", tuple(session.data_to_send())))
+            continue
+        assert isinstance(frame, str)
+        text = _spaced(frame) if spaced else frame
+        seen.extend(_outcome(event) for event in session.receive(text))
+        seen.append(("state", session.last_seq, str(session.resync)))
+    seen.append(("last_event_time", session.last_event_time))
+    return seen
+
+
+def test_the_live_fast_path_delivers_exactly_what_the_reference_path_does() -> None:
+    """Held to _accept on random scripts of events, duplicates, greetings, replays and reconnects:
+    every outcome, the seq bookkeeping, the resync state and what is sent on reconnect agree."""
+    for seed in range(300):
+        steps = _script(random.Random(seed))
+        assert _run(steps, spaced=False) == _run(steps, spaced=True), f"seed {seed}"
