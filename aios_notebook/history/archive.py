@@ -29,11 +29,10 @@ from ..store.archive import (
     place_ns,
     read_manifest,
     read_part,
-    store_from_frames,
 )
 from ..store.parquet import arrow_frame
 from ..store.schema import EVENT_ROUTES, LATEST_TABLES, TABLES
-from ..store.store import EventStore
+from ..store.store import EventStore, store_from_frames
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -317,7 +316,7 @@ class Archive:
             now = int(max(known).value) if known else None
         options.setdefault("retention", {name: None for name in TABLES})
         options.setdefault("background", False)
-        return store_from_frames(frames, now=now, **options)
+        return store_from_frames(frames, {"now": now}, factory=lambda: EventStore(**options))
 
     # -- SQL and Dask ------------------------------------------------------------------------------
     def connect(self, query: str | None = None) -> duckdb.DuckDBPyConnection:

@@ -53,6 +53,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..exceptions import AIOSWarning, ConfigurationError, RecordingError
+from ..storelike import StoreSource
 from . import bulk
 from .parquet import arrow_frame, frame_arrow, json_columns
 from .schema import APPEND_TABLES, TABLES
@@ -78,7 +79,6 @@ __all__ = [
     "read_part",
     "remove_tree",
     "source_id",
-    "store_from_frames",
     "write_part",
     "write_store",
 ]
@@ -700,21 +700,11 @@ def _loose(kind: pa.DataType) -> str:
 
 
 # -- whole stores, live clients ------------------------------------------------------------------
-def write_store(store: Any, root: str | Path, *, source: str | None = None) -> int:
+def write_store(store: StoreSource, root: str | Path, *, source: str | None = None) -> int:
     """Append what ``store`` holds (its append-only tables) to the archive at ``root``."""
     frames = {name: store.table(name) for name in ARCHIVE_TABLES}
     with ArchiveWriter(root, source=source) as writer:
         return writer.write(frames, tail=False)
-
-
-def store_from_frames(frames: Mapping[str, pd.DataFrame], *, now: int | None = None, **options: Any) -> Any:
-    """A new EventStore holding these tables as they are (the archive's windows, derived
-    latest-state tables). ``options`` go to ``EventStore(...)``; retention applies as usual."""
-    from .store import EventStore
-
-    store = EventStore(**options)
-    store._load_frames(frames, {"now": now})  # the store package's own loader (from_parquet's)
-    return store
 
 
 def public_url(url: str | None) -> str | None:

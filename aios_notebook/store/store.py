@@ -33,16 +33,18 @@ from ..clock import Clock
 from ..exceptions import ConfigurationError
 from ..protocol.codec import Decoded, Message, encode, format_timestamp
 from ..protocol.dialects import Translated
+from .archive import write_store
 from .columns import NAT
 from .load import load_store
 from .notify import ChangeBatch, Notifier, Subscription, Worker
+from .parquet import frame_batch, read_tables, write_tables
 from .parse import SMALL_BATCH, Parsed, arrow_texts, owned_columns, parse_frames
 from .retention import FINISHED_STATUSES, Limit, parse_retention
 from .schema import TABLES, timestamp_ns
 from .snapshots import SNAPSHOT_KINDS, insight_rows, snapshot_rows
 from .tables import AppendTable, Batch, LatestTable, merge_batches
 
-__all__ = ["ERROR_KINDS", "EventStore"]
+__all__ = ["ERROR_KINDS", "EventStore", "store_from_frames"]
 
 log = logging.getLogger("aios_notebook.store")
 
@@ -611,8 +613,6 @@ class EventStore:
     # -- files ----------------------------------------------------------------------------
     def to_parquet(self, folder: str | Path) -> list[Path]:
         """Write every table to ``folder/<table>.parquet`` (see :mod:`.parquet`)."""
-        from .parquet import write_tables
-
         with self._lock:
             self._flush_locked()
             frames = {name: table.frame() for name, table in self._tables.items()}
@@ -622,19 +622,13 @@ class EventStore:
     def to_archive(self, path: str | Path, *, source: str | None = None) -> int:
         """Append what the store holds to the Parquet archive at ``path`` (made when missing;
         see :mod:`.archive`); returns the rows written. Read it with ``history.Archive``."""
-        from .archive import write_store
-
         return write_store(self, path, source=source)
 
     @classmethod
     def from_parquet(cls, folder: str | Path, **options: Any) -> EventStore:
         """A store holding the tables written by :meth:`to_parquet`."""
-        from .parquet import read_tables
-
         frames, meta = read_tables(folder)
-        store = cls(**options)
-        store._load_frames(frames, meta)
-        return store
+        return store_from_frames(frames, meta, factory=lambda: cls(**options))
 
     @classmethod
     def load(cls, path_or_glob: str | Path | Iterable[str | Path], on_error: Literal["raise", "skip"] = "raise",
@@ -651,8 +645,6 @@ class EventStore:
         return load_store(path_or_glob, on_error, factory=lambda: cls(**options))
 
     def _load_frames(self, frames: Mapping[str, pd.DataFrame], meta: Mapping[str, Any]) -> None:
-        from .parquet import frame_batch
-
         with self._lock:
             for name, frame in frames.items():
                 table = self._tables[name]
@@ -681,6 +673,16 @@ class EventStore:
             held = ", ".join(f"{name}={len(t)}" for name, t in self._tables.items() if len(t))
             now = "-" if self._now is None else pd.Timestamp(self._now, tz="UTC").isoformat()
         return f"<EventStore v{self._version} now={now} {held or 'empty'}{f' waiting={waiting}' if waiting else ''}>"
+
+
+def store_from_frames(frames: Mapping[str, pd.DataFrame], meta: Mapping[str, Any] | None = None, *,
+                      factory: Callable[[], EventStore] = EventStore) -> EventStore:
+    """A new store (``factory()``) holding these tables as they are: ``to_parquet``'s files, an
+    archive's window with its derived latest-state tables. ``meta`` may give the store's ``now``
+    and its ``dropped`` counts; retention applies as usual."""
+    store = factory()
+    store._load_frames(frames, meta or {})
+    return store
 
 
 _FRAME, _MOMENT = itemgetter(0), itemgetter(1)
