@@ -53,7 +53,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..exceptions import AIOSWarning, ConfigurationError, RecordingError
-from ..storelike import StoreSource
+from ..storelike import StoreLike
 from . import bulk
 from .parquet import arrow_frame, frame_arrow, json_columns
 from .schema import APPEND_TABLES, TABLES
@@ -700,7 +700,7 @@ def _loose(kind: pa.DataType) -> str:
 
 
 # -- whole stores, live clients ------------------------------------------------------------------
-def write_store(store: StoreSource, root: str | Path, *, source: str | None = None) -> int:
+def write_store(store: StoreLike, root: str | Path, *, source: str | None = None) -> int:
     """Append what ``store`` holds (its append-only tables) to the archive at ``root``."""
     frames = {name: store.table(name) for name in ARCHIVE_TABLES}
     with ArchiveWriter(root, source=source) as writer:
