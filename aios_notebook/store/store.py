@@ -354,7 +354,7 @@ class EventStore:
                         old = (times < cutoff) & (times != NAT)
                         if old.any():
                             dropped += table.keep_rows(~old)
-            if limit.rows is not None and len(table) > limit.rows:
+            if limit.rows is not None and table.rows_at_most() > limit.rows and len(table) > limit.rows:
                 if isinstance(table, AppendTable):
                     dropped += table.drop_front(len(table) - limit.rows)
                 else:  # keep the most recently updated entities
@@ -372,12 +372,16 @@ class EventStore:
         checked when event time has moved on by 1/64 of the age, or the table has grown by 1/16
         of the row limit, since the last check, so a trickle of batches scans rarely."""
         checked_at, checked_rows = self._finished_checked.get(name, (None, 0))
-        rows = len(table)
         age, most = limit.finished_age_ns, limit.finished_rows
         by_age = age is not None and now is not None and (checked_at is None or now - checked_at >= age // 64)
-        by_rows = most is not None and rows > most and rows >= checked_rows + max(1, most // 16)
-        if not (by_age or by_rows):
+
+        def by_rows(rows: int) -> bool:
+            return most is not None and rows > most and rows >= checked_rows + max(1, most // 16)
+
+        # the bound first: counting the rows exactly applies the updates waiting
+        if not (by_age or (by_rows(table.rows_at_most()) and by_rows(len(table)))):
             return 0
+        rows = len(table)
         finished = table.finished(FINISHED_STATUSES)
         times = table.time_values()
         drop = np.zeros(rows, bool)

@@ -171,6 +171,11 @@ class Table:
     def __len__(self) -> int:
         raise NotImplementedError
 
+    def rows_at_most(self) -> int:
+        """An upper bound of ``len(self)`` that applies nothing waiting (retention's checks run
+        after every flush: settling there would undo the batching of small updates)."""
+        return len(self)
+
     def frame(self) -> pd.DataFrame:
         """The table as a DataFrame (built once per version; callers get a shallow copy)."""
         if self._cache is None or self._cache[0] != self.version:
@@ -460,6 +465,9 @@ class LatestTable(Table):
     def __len__(self) -> int:
         self.settle()
         return self.n
+
+    def rows_at_most(self) -> int:
+        return self.n + self._pending_rows  # each waiting event adds a row at most
 
     # -- keys -----------------------------------------------------------------------------
     def _rows(self, batch: Batch) -> np.ndarray:
