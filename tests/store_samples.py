@@ -151,4 +151,9 @@ ODD_FRAMES = [
     '{"tasks_completed":9223372036854775808},"timestamp":"2026-01-01T00:00:00Z"},"seq":900025}',  # beyond int64, nested
     '{"event":"agent_status_update","data":{"agent_id":"a-3","name":"A","type":"t","status":"busy","progress":-4e38,'
     '"timestamp":"2026-01-01T00:00:00Z"},"seq":900026}',  # beyond float32, negative
+    # pretty-printed: raw newlines between the tokens of a well-formed frame (Arrow reads it)
+    '{\n  "event": "processing_job_status",\n  "data": {\n    ' + _JOB.replace(',', ',\n    ') + '\n  },\n  "seq": 900027\n}',
+    # two objects in one frame: read back to back with other frames, Arrow finds a row too many
+    '{"event":"processing_job_status","data":{' + _JOB + '},"seq":900028}'
+    '{"event":"processing_job_status","data":{' + _JOB + '},"seq":900029}',
 ]

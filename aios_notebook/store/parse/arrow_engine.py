@@ -36,6 +36,7 @@ _ARROW_OF_KIND = {spec: arrow_type(kind) or pa.list_(pa.string()) for spec, kind
 _FIXED_OBJECTS = {"changes": {name: "str" for name in METRIC_NAMES}}
 _MAX_DEPTH = 100  # nesting of an undeclared field past which the reference engine judges the frame
 _MIN_SPLIT = 16  # a failing group this small goes to the next engine without more halving
+_MAX_BLOCK = 1 << 30  # bytes of frames Arrow reads in one call at most (its block size is an int32)
 USE_THREADS = True  # Arrow's JSON reader releases the GIL: the I/O thread keeps receiving
 
 
@@ -96,44 +97,50 @@ def _union_type(path: str) -> pa.DataType | None:
     return kind
 
 
-def _read(lines: pa.Array, event: str) -> pa.Table | None:
-    """Parse frames of one event with Arrow, one a line (each element of ``lines`` is a frame
-    and its newline; a frame with a raw newline makes the call fail or count wrong); None when
-    anything at all goes wrong."""
+def _read(group: pa.Array, event: str) -> pa.Table | None:
+    """Parse frames of one event with Arrow: their text back to back (Arrow reads one object
+    after another, newline or not), as one block; None when anything at all goes wrong.
+
+    No newline is added between frames: that was a copy of every frame's text per batch, and
+    changes nothing Arrow accepts (a newline between objects is whitespace, as in a frame).
+    One block: the frames cannot be split at newlines, and Arrow's output is then one chunk.
+    """
     try:
-        offsets = np.frombuffer(lines.buffers()[1], np.int32, len(lines) + 1, lines.offset * 4)
-        data = lines.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
-        longest = int(np.diff(offsets).max()) if len(lines) else 0
-        options = pj.ReadOptions(use_threads=USE_THREADS, block_size=max(1 << 20, 2 * longest + 2))
+        offsets = np.frombuffer(group.buffers()[1], np.int32, len(group) + 1, group.offset * 4)
+        size = int(offsets[-1] - offsets[0])
+        if size >= _MAX_BLOCK:  # beyond a block's size: halved by _read_split
+            return None
+        data = group.buffers()[2].slice(int(offsets[0]), size)
+        options = pj.ReadOptions(use_threads=USE_THREADS, block_size=max(1 << 20, size + 1))
         table = pj.read_json(pa.BufferReader(data), read_options=options, parse_options=_PARSE[event],
                              memory_pool=BULK_POOL)
     except (pa.ArrowException, ValueError, TypeError, OverflowError):
         return None
-    if table.num_rows != len(lines):  # two objects in one frame, or an empty one
+    if table.num_rows != len(group):  # two objects in one frame (and so a frame with none)
         return None
     return table
 
 
-def _read_split(lines: pa.Array, event: str, offset: int, out: list[tuple[int, pa.Table]]) -> None:
+def _read_split(group: pa.Array, event: str, offset: int, out: list[tuple[int, pa.Table]]) -> None:
     """Parse frames of one event, halving the group around frames Arrow rejects (those are
     left out, and so go to the next engine)."""
-    table = _read(lines, event)
+    table = _read(group, event)
     if table is not None:
         out.append((offset, table))
         return
-    if len(lines) <= _MIN_SPLIT:
+    if len(group) <= _MIN_SPLIT:
         return
-    half = len(lines) // 2
-    _read_split(lines.slice(0, half), event, offset, out)
-    _read_split(lines.slice(half), event, offset + half, out)
+    half = len(group) // 2
+    _read_split(group.slice(0, half), event, offset, out)
+    _read_split(group.slice(half), event, offset + half, out)
 
 
 def _parse_fast(frames: pa.Array, names: pa.Array, rows: np.ndarray) -> list[tuple[str, np.ndarray, pa.Table]]:
     """Parse the frames at ``rows``, event by event: a table per event (per piece when a group
     had to be halved), with the positions of its rows (the store merges tables' rows by them).
 
-    The frames are put in event order and given their newlines in one pass each (one ``take``,
-    one join), so that each event's group is a zero-copy slice of the result."""
+    The frames are put in event order in one pass (one ``take``), so that each event's group
+    is a zero-copy slice of the result."""
     encoded = pc.dictionary_encode(names.take(pa.array(rows)))
     events = encoded.dictionary.to_pylist()
     indices = encoded.indices.to_numpy(zero_copy_only=False)
@@ -144,13 +151,12 @@ def _parse_fast(frames: pa.Array, names: pa.Array, rows: np.ndarray) -> list[tup
         ordered = rows[order]
     bounds = np.concatenate([[0], np.cumsum(np.bincount(indices, minlength=len(events)))]).tolist()
     grouped = pc.take(frames, pa.array(ordered), memory_pool=BULK_POOL)
-    lines = pc.binary_join_element_wise(grouped, "", "\n", memory_pool=BULK_POOL)  # each frame + "\n"
     pieces: list[tuple[str, np.ndarray, pa.Table]] = []
     for code, event in enumerate(events):
         start, stop = bounds[code], bounds[code + 1]
         group = ordered[start:stop]
         parsed: list[tuple[int, pa.Table]] = []
-        _read_split(lines.slice(start, stop - start), event, 0, parsed)
+        _read_split(grouped.slice(start, stop - start), event, 0, parsed)
         pieces += [(event, group[offset : offset + table.num_rows], table) for offset, table in parsed]
     return pieces
 
@@ -285,8 +291,7 @@ class ArrowEngine:
     def parse(self, frames: Frames, rows: np.ndarray) -> np.ndarray:
         if frames.names is None:
             frames.names = pc.struct_field(pc.extract_regex(frames.arrow, _EVENT_NAME), [0])
-        # a frame with a raw newline (pretty-printed JSON) breaks Arrow's line-delimited reader:
-        # its group fails or counts wrong, and is halved until that frame goes to the next engine
+        # a pretty-printed frame (raw newlines) is read as any other: each group is one block
         names = frames.names if len(rows) == frames.count else frames.names.take(pa.array(rows))
         hot_rows = rows[pc.fill_null(pc.is_in(names, _FAST_NAMES), False).to_numpy(zero_copy_only=False)]
         handled = []
