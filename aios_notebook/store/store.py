@@ -34,7 +34,7 @@ from ..exceptions import ConfigurationError
 from ..protocol.codec import Decoded, Message, encode, format_timestamp
 from ..protocol.dialects import Translated
 from .archive import write_store
-from .columns import NAT
+from .columns import NAT, release_freed_memory
 from .load import load_store
 from .notify import ChangeBatch, Notifier, Subscription, Worker
 from .parquet import frame_batch, read_tables, write_tables
@@ -308,8 +308,20 @@ class EventStore:
         texts, times = self._take()
         if not len(texts):
             return {}
-        parsed = parse_frames(texts, times, fast=self._fast_path)
-        return self._apply(parsed)
+        count = len(texts)
+        changes = self._apply(parse_frames(texts, times, fast=self._fast_path))
+        del texts, times  # the batch's frames and parse buffers are garbage from here on
+        # a thread that parsed many frames gives the memory they took back once it caught up
+        # (see release_freed_memory): a batch's parse buffers are freed into the C heap and
+        # Arrow's pool, which keep them for reuse; a live client (benchmarks/soak.py, speed
+        # 3600) held 40-80 MB of them at any time. At most once per _RELEASE_FRAMES frames it
+        # parsed (a few ms; the other threads allocate meanwhile)
+        parsed_here = getattr(_THREAD, "parsed", 0) + count
+        if parsed_here >= _RELEASE_FRAMES and not self._pending_count():
+            release_freed_memory()
+            parsed_here = 0
+        _THREAD.parsed = parsed_here
+        return changes
 
     def _apply(self, parsed: Parsed, snapshot: bool = False) -> dict[str, int]:
         changes: dict[str, int] = {}
@@ -690,6 +702,9 @@ def store_from_frames(frames: Mapping[str, pd.DataFrame], meta: Mapping[str, Any
 
 
 _FRAME, _MOMENT = itemgetter(0), itemgetter(1)
+#: frames a thread parses between two returns of freed memory to the system, at most
+_RELEASE_FRAMES = 65536
+_THREAD = threading.local()  # per thread: frames it parsed since its last return
 
 
 def _chunk(texts: list[Any]) -> pa.Array | list[Any]:
