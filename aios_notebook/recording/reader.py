@@ -87,15 +87,16 @@ class FrameBatch:
     """Consecutive frames of one file, as columns (what the bulk loader and replay consume).
 
     A batch read by the columnar path (see :meth:`_FileReader._columns`) holds Arrow arrays
-    (``time_array``, ``frame_array``) and makes the Python lists only when asked: the bulk
+    (``time_array``, ``frame_chunks``) and makes the Python lists only when asked: the bulk
     loader never asks, so no Python string is made per frame.
     """
 
-    __slots__ = ("_frames", "_received_at", "first_line", "frame_array", "path", "starts_recording", "time_array")
+    __slots__ = ("_frame_array", "_frames", "_received_at", "first_line", "frame_chunks", "path", "starts_recording",
+                 "time_array")
 
     def __init__(self, path: Path, first_line: int, received_at: list[str] | None, frames: list[str | bytes] | None,
                  starts_recording: bool = False, *, time_array: pa.Array | None = None,
-                 frame_array: pa.Array | None = None) -> None:
+                 frame_chunks: list[pa.Array] | None = None) -> None:
         self.path = path
         self.first_line = first_line
         self._received_at = received_at
@@ -104,7 +105,19 @@ class FrameBatch:
         #: the recording client connected afresh here
         self.starts_recording = starts_recording
         self.time_array = time_array  # receive times in the writer's one ISO form (Arrow strings)
-        self.frame_array = frame_array  # text frames (Arrow strings); None when read line by line
+        #: text frames (Arrow strings) in the pieces Arrow's reader made of them (a megabyte of
+        #: lines each); None when read line by line. The loader joins several batches' pieces into
+        #: its own batch in one copy, which joining each batch's pieces first would double.
+        self.frame_chunks = frame_chunks
+        self._frame_array: pa.Array | None = None
+
+    @property
+    def frame_array(self) -> pa.Array | None:
+        """The text frames as one Arrow string array (None when read line by line)."""
+        if self._frame_array is None and self.frame_chunks is not None:
+            chunks = self.frame_chunks
+            self._frame_array = chunks[0] if len(chunks) == 1 else pa.concat_arrays(chunks, memory_pool=BULK_POOL)
+        return self._frame_array
 
     @property
     def received_at(self) -> list[str]:
@@ -117,11 +130,13 @@ class FrameBatch:
     def frames(self) -> list[str | bytes]:
         """The frames: text as ``str``, binary frames as ``bytes``."""
         if self._frames is None:  # then the batch was made from arrays: it has them
-            self._frames = cast("pa.Array", self.frame_array).to_pylist()
+            self._frames = pa.chunked_array(cast("list[pa.Array]", self.frame_chunks), pa.string()).to_pylist()
         return self._frames
 
     def __len__(self) -> int:
-        return len(cast("pa.Array", self.frame_array)) if self._frames is None else len(self._frames)
+        if self._frames is None:
+            return sum(map(len, cast("list[pa.Array]", self.frame_chunks)))
+        return len(self._frames)
 
 
 def resolve_paths(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -314,22 +329,31 @@ class _FileReader:
         for chunk, problem in self._chunks():
             block = carry + chunk
             cut = block.rfind(b"\n") + 1
-            complete, carry = block[:cut], block[cut:]
-            ascii_only = complete.isascii()
-            if not ascii_only:
-                try:
-                    complete.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    # keep the lines before the bad byte; the line it is in is torn there
-                    good = complete[: exc.start]
-                    cut = good.rfind(b"\n") + 1
-                    complete, carry = good[:cut], good[cut:]
-                    problem = f"not UTF-8 text ({exc.reason}): a binary or damaged file"
+            carry = block[cut:]
+            complete: bytes | memoryview
+            ascii_only = block.isascii()
+            if ascii_only:
+                # a view of the complete lines: the columnar path hands them to Arrow as they lie
+                # (slicing them off the block was a copy of every byte of the file)
+                complete = memoryview(block)[:cut]
+            else:
+                lines = block[:cut]
+                ascii_only = lines.isascii()  # else only the torn line after them was not
+                if not ascii_only:
+                    try:
+                        lines.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        # keep the lines before the bad byte; the line it is in is torn there
+                        good = lines[: exc.start]
+                        cut = good.rfind(b"\n") + 1
+                        lines, carry = good[:cut], good[cut:]
+                        problem = f"not UTF-8 text ({exc.reason}): a binary or damaged file"
+                complete = lines
             if complete and not started:
                 started = True
-                first, _, rest = complete.partition(b"\n")
-                if self._first_line(first.decode("utf-8")):
-                    complete = rest
+                end = block.find(b"\n")  # within complete: it ends with one
+                if self._first_line(str(complete[:end], "utf-8")):
+                    complete = complete[end + 1 :]
             if complete:
                 yield from self._parse_block(complete, ascii_only)
                 if self.damaged:
@@ -355,18 +379,18 @@ class _FileReader:
                 return
             yield from self._parse([text], last=True)
 
-    def _parse_block(self, data: bytes, ascii_only: bool) -> Iterator[FrameBatch]:
+    def _parse_block(self, data: bytes | memoryview, ascii_only: bool) -> Iterator[FrameBatch]:
         """Complete lines (``data`` ends with a newline, valid UTF-8): in columns when every
         line is the writer's own, else line by line."""
         batch = self._columns(data) if ascii_only and len(data) >= _MIN_COLUMNS else None
         if batch is not None:
             yield batch
             return
-        lines = data.decode("utf-8").split("\n")
+        lines = str(data, "utf-8").split("\n")
         lines.pop()  # the empty string after the last newline
         yield from self._parse(lines)
 
-    def _columns(self, data: bytes) -> FrameBatch | None:
+    def _columns(self, data: bytes | memoryview) -> FrameBatch | None:
         """The lines (ASCII) as Arrow columns, or None unless every one is a plain frame line
         exactly as the writer makes it; the line loop then reads them (and names any damage by
         its line).
@@ -385,12 +409,13 @@ class _FileReader:
         if table.num_rows != count:
             return None
         times = table.column("t").combine_chunks()
-        frames = table.column("frame").combine_chunks()
+        frames = table.column("frame")  # left in Arrow's pieces: see FrameBatch.frame_chunks
         if times.null_count or frames.null_count or not _writer_times(times):
             return None
         first_line = self.line + 1
         self.line += count
-        return FrameBatch(self.path, first_line, None, None, self._take_fresh(), time_array=times, frame_array=frames)
+        return FrameBatch(self.path, first_line, None, None, self._take_fresh(), time_array=times,
+                          frame_chunks=frames.chunks)
 
     # -- low level ------------------------------------------------------------------------
     def _report(self, line: int, reason: str) -> None:

@@ -194,30 +194,29 @@ def _chunks(reader: RecordingReader) -> Iterator[tuple[bool, Any, np.ndarray]]:
     batches (a few thousand frames each) are joined up to ``_CHUNK`` frames, as the store's
     batched parsing costs milliseconds per call whatever the batch's size; batches read line by
     line (Python lists) go as they are."""
-    waiting: list[tuple[pa.Array, np.ndarray]] = []
+    waiting: list[tuple[list[pa.Array], np.ndarray]] = []
     size = 0
     fresh = False
 
     def joined() -> tuple[bool, Any, np.ndarray]:
-        if len(waiting) == 1:
-            frames = waiting[0][0]
-        else:  # the frames of a chunk go on to be the raw table's text: a bulk buffer
-            frames = pa.concat_arrays([f for f, _ in waiting], memory_pool=BULK_POOL)
+        pieces = [piece for chunks, _ in waiting for piece in chunks]  # as Arrow's reader made them
+        # one copy: the frames of a chunk go on to be the raw table's text, a bulk buffer
+        frames = pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces, memory_pool=BULK_POOL)
         return fresh, frames, np.concatenate([t for _, t in waiting])
 
     for batch in reader.batches():
         if batch.starts_recording and _foreign(reader, batch) is not None:
             raise _NeedsSession  # another dialect: each frame is translated by the session
-        if waiting and (batch.starts_recording or batch.frame_array is None):
+        if waiting and (batch.starts_recording or batch.frame_chunks is None):
             yield joined()  # the frames waiting belong to the recording before
             waiting, size = [], 0
         times = _receive_ns(batch, reader)
-        if batch.frame_array is None:
+        if batch.frame_chunks is None:
             yield batch.starts_recording, batch.frames, times
             continue
         if not waiting:
             fresh = batch.starts_recording
-        waiting.append((batch.frame_array, times))
+        waiting.append((batch.frame_chunks, times))
         size += len(batch)
         if size >= _CHUNK:
             yield joined()
@@ -308,7 +307,7 @@ def _foreign(reader: RecordingReader, batch: FrameBatch) -> Dialect | None:
     published protocol (the fast path's)."""
     dialect = _recorded_dialect(reader, batch)
     if dialect == AUTO and len(batch):
-        first = batch.frame_array[0].as_py() if batch.frame_array is not None else batch.frames[0]
+        first = batch.frames[0] if batch.frame_chunks is None else next(c for c in batch.frame_chunks if len(c))[0].as_py()
         dialect = detect_dialect(first) or AUTO
     return dialect if isinstance(dialect, Dialect) and not dialect.native else None
 
