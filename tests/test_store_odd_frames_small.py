@@ -60,6 +60,22 @@ def test_odd_frames_in_one_large_batch_match_frame_by_frame(spacing):
     _assert_same_tables(large, slow, frames)
 
 
+def test_a_group_beyond_what_arrow_reads_at_once_is_read_in_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One event's frames beyond what the Arrow engine reads in one call (64 MB; here 40 kB, a
+    few hundred frames) are halved until each piece fits: the same tables, still parsed by Arrow."""
+    from aios_notebook.store.parse import arrow_engine
+
+    monkeypatch.setattr(arrow_engine, "_MAX_BLOCK", 40_000)
+    frames: list[str | bytes] = list(sample_frames(1.0, seed=3))
+    assert sum(map(len, frames)) > 20 * 40_000  # the frequent events' groups are many pieces
+    times = [1_700_000_000_000_000_000] * len(frames)
+    large = EventStore(background=False)
+    slow = EventStore(background=False, fast_path=False)
+    for store in (large, slow):
+        bulk.ingest_frames(store, frames, times)
+    _assert_same_tables(large, slow, frames)
+
+
 @pytest.mark.parametrize("batch_size", [1500, 5000])
 @pytest.mark.usefixtures("store_engine")
 def test_odd_frames_among_sealed_chunks_match_frame_by_frame(batch_size):

@@ -36,7 +36,10 @@ _ARROW_OF_KIND = {spec: arrow_type(kind) or pa.list_(pa.string()) for spec, kind
 _FIXED_OBJECTS = {"changes": {name: "str" for name in METRIC_NAMES}}
 _MAX_DEPTH = 100  # nesting of an undeclared field past which the reference engine judges the frame
 _MIN_SPLIT = 16  # a failing group this small goes to the next engine without more halving
-_MAX_BLOCK = 1 << 30  # bytes of frames Arrow reads in one call at most (its block size is an int32)
+#: bytes of frames Arrow reads in one call at most (a larger group is halved): it holds a block's
+#: parsed values until it has built the columns, and one event's frames of a backtest's whole
+#: history in one batch would be hundreds of MB
+_MAX_BLOCK = 64 << 20
 USE_THREADS = True  # Arrow's JSON reader releases the GIL: the I/O thread keeps receiving
 
 
@@ -108,7 +111,7 @@ def _read(group: pa.Array, event: str) -> pa.Table | None:
     try:
         offsets = np.frombuffer(group.buffers()[1], np.int32, len(group) + 1, group.offset * 4)
         size = int(offsets[-1] - offsets[0])
-        if size >= _MAX_BLOCK:  # beyond a block's size: halved by _read_split
+        if size > _MAX_BLOCK:  # halved by _read_split
             return None
         data = group.buffers()[2].slice(int(offsets[0]), size)
         options = pj.ReadOptions(use_threads=USE_THREADS, block_size=max(1 << 20, size + 1))
