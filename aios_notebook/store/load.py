@@ -27,7 +27,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from queue import Empty, Full, Queue
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +40,11 @@ from ..protocol.models import SUBSCRIPTION_TYPES
 from ..protocol.session import ClientSession, Duplicate, GapDetected, Translation
 from ..recording.reader import FrameBatch, OnError, RecordingReader
 from . import bulk
+
+if TYPE_CHECKING:  # store.py imports this module: the name only, for the checker
+    from .store import EventStore
+
+_Store = TypeVar("_Store", bound="EventStore")
 
 __all__ = ["load_into", "load_store"]
 
@@ -54,7 +59,7 @@ class _NeedsSession(Exception):
 
 
 def load_store(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-               on_error: OnError = "raise", *, factory: Callable[[], Any]) -> Any:
+               on_error: OnError = "raise", *, factory: Callable[[], _Store]) -> _Store:
     """A new store holding a recording (what ``EventStore.load`` returns).
 
     Args:
@@ -81,8 +86,8 @@ def load_store(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
     return store
 
 
-def load_into(store: Any, source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-              on_error: OnError = "raise") -> Any:
+def load_into(store: _Store, source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+              on_error: OnError = "raise") -> _Store:
     """Add a recording to an existing store, frame by frame through the session; returns it."""
     reader = RecordingReader(source, on_error, quiet=True)
     _load_exact(store, reader)
@@ -270,7 +275,7 @@ def _ahead(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
         thread.join()
 
 
-def _parsed(store: Any, chunks: Iterator[tuple[bool, Any, np.ndarray]]) -> Iterator[tuple[bool, Any, Any]]:
+def _parsed(store: EventStore, chunks: Iterator[tuple[bool, Any, np.ndarray]]) -> Iterator[tuple[bool, Any, Any]]:
     """The columnar chunks parsed by the store (``(fresh, None, Parsed)``); lists as they are."""
     for fresh, frames, times in chunks:
         if isinstance(frames, list):
@@ -279,7 +284,7 @@ def _parsed(store: Any, chunks: Iterator[tuple[bool, Any, np.ndarray]]) -> Itera
             yield fresh, None, bulk.parse_frames(store, frames, times)
 
 
-def _load_fast(store: Any, reader: RecordingReader) -> None:
+def _load_fast(store: EventStore, reader: RecordingReader) -> None:
     check = _Check()
     # three stages on three threads: read, parse, apply (Arrow's reading and parsing release the GIL)
     for fresh, frames, item in _ahead(_parsed(store, _ahead(_chunks(reader)))):
@@ -320,7 +325,7 @@ def _greets(frame: str | bytes, session: ClientSession) -> bool:
     return dialect.greets(_top_level(frame))
 
 
-def _load_exact(store: Any, reader: RecordingReader) -> None:
+def _load_exact(store: EventStore, reader: RecordingReader) -> None:
     session: ClientSession | None = None
     first = True
     pending: list[str | bytes | Translated] = []
