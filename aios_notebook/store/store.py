@@ -197,6 +197,7 @@ class EventStore:
         if waiting >= self._batch_size:  # no worker, or it cannot keep up: parse here
             with self._lock:
                 self._flush_locked()
+            self._release_parsed()
 
     def ingest(self, messages: Iterable[Any]) -> int:
         """Ingest messages and parse them at once; returns how many were taken.
@@ -260,12 +261,14 @@ class EventStore:
         with self._lock:
             changes = self._flush_locked()
             version = self._version
+        self._release_parsed()
         self._notifier.deliver()
         return ChangeBatch(version, changes) if changes else None
 
     def _tick(self) -> None:
         with self._lock:
             self._flush_locked()
+        self._release_parsed()
 
     def _pending_count(self) -> int:
         """Frames not parsed yet."""
@@ -310,18 +313,21 @@ class EventStore:
             return {}
         count = len(texts)
         changes = self._apply(parse_frames(texts, times, fast=self._fast_path))
-        del texts, times  # the batch's frames and parse buffers are garbage from here on
-        # a thread that parsed many frames gives the memory they took back once it caught up
-        # (see release_freed_memory): a batch's parse buffers are freed into the C heap and
-        # Arrow's pool, which keep them for reuse; a live client (benchmarks/soak.py, speed
-        # 3600) held 40-80 MB of them at any time. At most once per _RELEASE_FRAMES frames it
-        # parsed (a few ms; the other threads allocate meanwhile)
-        parsed_here = getattr(_THREAD, "parsed", 0) + count
-        if parsed_here >= _RELEASE_FRAMES and not self._pending_count():
+        _THREAD.parsed = getattr(_THREAD, "parsed", 0) + count
+        return changes  # the batch's frames and parse buffers are garbage from here on
+
+    def _release_parsed(self) -> None:
+        """Once this thread parsed ``_RELEASE_FRAMES`` frames and it is not behind (less than a
+        batch waits), give the memory their parsing freed back (see release_freed_memory).
+
+        A batch's parse buffers are freed into the C heap and Arrow's pool, which keep them for
+        reuse: trimming a live client every 10 s (benchmarks/soak.py, speed 3600) returned 40 to
+        80 MB each time. Called without the store's lock, so that reads never wait for it (a
+        return takes 2 to 16 ms there).
+        """
+        if getattr(_THREAD, "parsed", 0) >= _RELEASE_FRAMES and self._pending_count() < self._batch_size:
+            _THREAD.parsed = 0
             release_freed_memory()
-            parsed_here = 0
-        _THREAD.parsed = parsed_here
-        return changes
 
     def _apply(self, parsed: Parsed, snapshot: bool = False) -> dict[str, int]:
         changes: dict[str, int] = {}
