@@ -20,11 +20,13 @@ event time passes 1/64 of it, and a row limit of N once N/16 more rows are held,
 Ages are measured on event time (``store.now``) for tables of events, and on the store's clock
 for ``raw`` and ``errors``, whose time is when a frame was received.
 
-What the defaults cost (benchmarks/soak.py, measured once, not a promise): 3.5M events of the
-reference workload left raw, agent, job and DAG step events at their limits, tables of 529 MB
-(``memory_usage(deep=True)``) in a process of 998 MB (157 MB of it the imports). ``raw``, about
-365 MB at its 1,000,000 frames, is most of it; lower it (``{"raw": 100_000}``) for a smaller
-client.
+What the defaults cost (benchmarks/soak.py, measured here, not a promise): 3.5M events of the
+reference workload left raw, agent, job and DAG step events at their limits, tables of 526 MB
+(``memory_usage(deep=True)``) in a process of 850-880 MB (130 MB of it the imports), which
+peaked at about 1,010 MB while the frames came as fast as the store parses them; a live client
+(reference server at speed 3600, every table read every 2 s) levelled off between 700 and 830
+MB. ``raw``, about 350 MB at its 1,000,000 frames, is most of it; lower it (``{"raw": 100_000}``)
+for a smaller client: at 500,000 frames the same run ended at 670-740 MB, peaking at 770-850.
 """
 
 from __future__ import annotations
