@@ -24,8 +24,8 @@ What the defaults cost (benchmarks/soak.py, measured here, not a promise): 3.5M 
 reference workload left raw, agent, job and DAG step events at their limits, tables of 526 MB
 (``memory_usage(deep=True)``) in a process of 850-880 MB (130 MB of it the imports), which
 peaked at about 1,010 MB while the frames came as fast as the store parses them; a live client
-(reference server at speed 3600, every table read every 2 s) levelled off between 700 and 830
-MB. ``raw``, about 350 MB at its 1,000,000 frames, is most of it; lower it (``{"raw": 100_000}``)
+(reference server at speed 3600, every table read every 2 s, 600 s) swung between 860 and 940 MB
+once raw and the event tables were at their limits. ``raw``, about 350 MB at its 1,000,000 frames, is most of it; lower it (``{"raw": 100_000}``)
 for a smaller client: at 500,000 frames the same run ended at 670-740 MB, peaking at 770-850.
 """
 
