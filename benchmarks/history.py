@@ -75,13 +75,25 @@ def _machine() -> str:
             f"load average {os.getloadavg()[0]:.1f}")
 
 
+def _peak_rss_gib() -> float:
+    """This process's own peak RSS (VmHWM: its memory map's high-water mark, new at exec).
+
+    Not ``getrusage``'s ``ru_maxrss``: Linux carries that over fork and exec, so a child started
+    by this script (holding a loaded store) reported the parent's size as its own.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20  # kB -> GiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # not Linux: the best there is
+
+
 def _query_child(archive: str) -> None:
     """In a child process: the DuckDB query; its time, result size and peak memory on stdout."""
     from aios_notebook.history import Archive
 
     began = time.perf_counter()
     result = Archive(archive).sql(QUERY)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB -> GiB, this process alone
+    peak = _peak_rss_gib()
     print(f"{time.perf_counter() - began:.3f} {len(result)} {int(result['jobs'].sum())} {peak:.3f}")
 
 
