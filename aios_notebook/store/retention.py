@@ -25,8 +25,9 @@ reference workload left raw, agent, job and DAG step events at their limits, tab
 (``memory_usage(deep=True)``) in a process of 850-880 MB (130 MB of it the imports), which
 peaked at about 1,010 MB while the frames came as fast as the store parses them; a live client
 (reference server at speed 3600, every table read every 2 s, 600 s) swung between 860 and 940 MB
-once raw and the event tables were at their limits. ``raw``, about 350 MB at its 1,000,000 frames, is most of it; lower it (``{"raw": 100_000}``)
-for a smaller client: at 500,000 frames the same run ended at 670-740 MB, peaking at 770-850.
+once raw and the event tables were at their limits. ``raw``, about 350 MB at its 1,000,000
+frames, is most of it; lower it (``{"raw": 100_000}``) for a smaller client: at 500,000 frames
+the same run ended at 670-740 MB, peaking at 770-850.
 """
 
 from __future__ import annotations

@@ -397,9 +397,11 @@ class EventStore:
             return most is not None and rows > most and rows >= checked_rows + max(1, most // 16)
 
         # the bound first: counting the rows exactly applies the updates waiting
-        if not (by_age or (by_rows(table.rows_at_most()) and by_rows(len(table)))):
+        if not (by_age or by_rows(table.rows_at_most())):
             return 0
         rows = len(table)
+        if not (by_age or by_rows(rows)):
+            return 0
         finished = table.finished(FINISHED_STATUSES)
         times = table.time_values()
         drop = np.zeros(rows, bool)
