@@ -6,11 +6,13 @@ from datetime import timedelta
 
 import pandas as pd
 import pytest
+from store_samples import sample_frames
 
 from aios_notebook.clock import ManualClock
 from aios_notebook.exceptions import ConfigurationError
 from aios_notebook.protocol.codec import encode
 from aios_notebook.store import DEFAULT_RETENTION, EventStore
+from aios_notebook.store.schema import TABLES
 
 
 def _job(seq: int, minute: float, job: str | None = None) -> str:
@@ -100,3 +102,23 @@ def test_defaults_bound_every_event_table():
 def test_bad_retention_is_named(retention, message):
     with pytest.raises(ConfigurationError, match=message):
         EventStore(retention=retention)
+
+
+def test_a_table_limited_to_no_rows_is_not_built_and_the_rest_are_untouched():
+    frames = sample_frames(hours=1.0, seed=11)
+    off = {"jobs": 0, "agents": 0, "dag_runs": 0, "dag_steps": 0, "knowledge": 0, "raw": 0}
+    full = EventStore(retention={name: None for name in TABLES}, background=False, clock=ManualClock(start=1e9))
+    lean = EventStore(retention=off, background=False, clock=ManualClock(start=1e9))
+    for store in (full, lean):  # the bulk path and the per-frame one
+        store.ingest(frames[: len(frames) // 2])
+        for frame in frames[len(frames) // 2 :]:
+            store.ingest_frame(frame)
+    for name in TABLES:
+        if name in off:
+            assert len(lean.table(name)) == 0, name
+        else:
+            pd.testing.assert_frame_equal(lean.table(name), full.table(name), check_like=False, obj=name)
+    assert lean.frames == full.frames == len(frames)  # frames are counted without raw
+    dropped = lean.dropped
+    assert dropped["raw"] == len(frames)
+    assert dropped["jobs"] == int(full.job_events["job_id"].notna().sum()) > 0  # events offered, not entities

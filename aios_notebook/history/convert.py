@@ -33,6 +33,7 @@ from ..store.archive import (
     source_id,
     write_part,
 )
+from ..store.schema import TABLES
 
 __all__ = ["ConvertResult", "convert", "expand_sources"]
 
@@ -79,8 +80,10 @@ def _stage(path: str, staging: str, on_error: str) -> tuple[list[tuple[str, dict
     """In a helper process: load one recording, write its tables into ``staging``."""
     from ..store import EventStore
 
+    # every append-only row kept; the latest-state tables, derived at query time, not built (0 rows)
+    retention = {name: (None if name in ARCHIVE_TABLES else 0) for name in TABLES}
     store = EventStore.load(path, on_error=on_error,  # type: ignore[arg-type]
-                            retention={name: None for name in ARCHIVE_TABLES}, background=False)
+                            retention=retention, background=False)
     staged = []
     for name in ARCHIVE_TABLES:
         frame = store.table(name)

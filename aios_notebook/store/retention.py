@@ -4,7 +4,9 @@
 duration (``"7d"``, ``"12h"``, ``"30m"``, ``"90s"``, a ``timedelta``) an age limit, and
 ``{"rows": N, "age": "7d"}`` (or a ``(rows, age)`` pair) both. ``None`` lifts the limit.
 Append-only tables drop their oldest rows (by arrival). Latest-state tables given ``rows`` or
-``age`` keep the most recently updated entities, running or not.
+``age`` keep the most recently updated entities, running or not. A table limited to 0 rows is not
+built at all (``{"raw": 0}`` for a client that never reads frames): what it would receive is
+counted in ``store.dropped`` (rows offered; events for a latest-state table) and applied nowhere.
 
 Finished entities age out: ``{"finished": ...}`` (jobs, dag_runs, dag_steps), in any of the forms
 above, limits only the entities whose status is finished (:data:`FINISHED_STATUSES`: completed,
