@@ -158,10 +158,12 @@ def test_live_tail_files_are_compacted_into_day_files(live, tmp_path):
             writer.write({"raw": frames["raw"].iloc[lo:hi]})
         first_day = [p for p, e in writer.manifest["files"].items() if e["date"] == "2026-01-05"]
         assert len(first_day) >= 2 and all(e["tail"] for e in writer.manifest["files"].values())
+        assert writer.write({"raw": frames["raw"].iloc[:10]}) == 0  # rows it holds: not again
         # the day still being written (the newest) stays as it is; a finished day becomes one file
         assert writer.compact() == len(first_day)
         assert [e["tail"] for e in writer.manifest["files"].values() if e["date"] == "2026-01-05"] == [False]
         writer.compact(before="2026-01-07")
+        assert writer.write({"raw": frames["raw"]}) == 0  # the day files hold them now
     archive = Archive(path)
     assert len(archive.files("raw")) == 2  # one per day
     assert len(Archive(path).files("raw", end="2026-01-06")) == 1

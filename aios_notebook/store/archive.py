@@ -41,7 +41,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -395,6 +395,10 @@ class ArchiveWriter:
             raise
         self._mutex = threading.Lock()
         self.rows_written = 0
+        # per table, the (seq, time) ranges of its files as rows of an int64 array: what the
+        # duplicate checks compare against, without a Python loop over every file of the archive
+        # for every file added (quadratic: 10^9 events are some 60,000 files)
+        self._spans: dict[str, np.ndarray] = {}
 
     def _clean(self) -> None:
         """Remove what a crashed writer left: temporary files and files not in the manifest."""
@@ -423,19 +427,29 @@ class ArchiveWriter:
         _summarise(self.manifest)
         _write_json(self.root / MANIFEST_NAME, self.manifest)
 
+    def _file_spans(self, name: str) -> np.ndarray:
+        """Table ``name``'s files with both ranges: rows of (seq lo, seq hi, time lo, time hi)."""
+        spans = self._spans.get(name)
+        if spans is None:
+            rows = [entry["seq"] + entry["time"] for entry in self.manifest["files"].values()
+                    if entry["table"] == name and entry.get("seq") and entry.get("time")]
+            spans = self._spans[name] = np.array(rows, np.int64).reshape(-1, 4)
+        return spans
+
+    def _add_files(self, entries: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        for relative, entry in entries:
+            self.manifest["files"][relative] = entry
+            self._spans.pop(entry["table"], None)
+
     def _duplicates(self, name: str, seqs: np.ndarray, places: np.ndarray) -> np.ndarray:
         """Rows whose (seq, time) fall inside a file of ``name`` already written."""
         dup = np.zeros(len(seqs), bool)
         has_seq = seqs != _NAT
         if not has_seq.any():
             return dup
-        lo_t, hi_t = places.min(), places.max()
-        for entry in self.manifest["files"].values():
-            if entry["table"] != name or not entry.get("seq") or not entry.get("time"):
-                continue
-            (s0, s1), (t0, t1) = entry["seq"], entry["time"]
-            if t1 < lo_t or t0 > hi_t:
-                continue
+        spans = self._file_spans(name)
+        spans = spans[(spans[:, 3] >= places.min()) & (spans[:, 2] <= places.max())]
+        for s0, s1, t0, t1 in spans.tolist():
             dup |= has_seq & (seqs >= s0) & (seqs <= s1) & (places >= t0) & (places <= t1)
         return dup
 
@@ -452,9 +466,8 @@ class ArchiveWriter:
                 if frame is None or not len(frame):
                     continue
                 entries += self._write_table(name, frame, tail)
-            for relative, entry in entries:
-                self.manifest["files"][relative] = entry
-                written += entry["rows"]
+            self._add_files(entries)
+            written += sum(entry["rows"] for _, entry in entries)
             if entries and save:
                 self._save()
         self.rows_written += written
@@ -462,19 +475,14 @@ class ArchiveWriter:
 
     def _write_table(self, name: str, frame: pd.DataFrame, tail: bool) -> list[tuple[str, dict[str, Any]]]:
         places = place_ns(name, frame)
-        seqs = frame["seq"].to_numpy(dtype=np.int64, na_value=_NAT) if "seq" in frame.columns else np.full(len(frame), _NAT)
+        seqs = _seqs(frame)
         keep = ~self._duplicates(name, seqs, places)
         if not keep.all():
             frame, places, seqs = frame.loc[keep], places[keep], seqs[keep]
         if not len(frame):
             return []
-        days = np.where(places == _NAT, _NAT, places - places % _DAY_NS)
-        out = []
-        for day in pd.unique(days):
-            mask = days == day
-            part = frame.loc[mask] if not mask.all() else frame
-            out.append(self._write_part(name, _day(int(day)), part, places[mask], seqs[mask], tail))
-        return out
+        return [self._write_part(name, day, part, part_places, part_seqs, tail)
+                for day, part, part_places, part_seqs in _split_days(frame, places, seqs)]
 
     def _write_part(self, name: str, day: str, frame: pd.DataFrame, places: np.ndarray, seqs: np.ndarray,
                     tail: bool) -> tuple[str, dict[str, Any]]:
@@ -492,7 +500,7 @@ class ArchiveWriter:
                     frame = arrow_frame_of(_read_part(source, name))
                     source.unlink()
                     places = place_ns(name, frame)
-                    seqs = frame["seq"].to_numpy(dtype=np.int64, na_value=_NAT)
+                    seqs = _seqs(frame)
                     keep = ~self._duplicates(name, seqs, places)
                     if not keep.any():
                         continue
@@ -502,7 +510,7 @@ class ArchiveWriter:
                     target = self.root / relative
                     target.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(source, target)
-                self.manifest["files"][relative] = entry
+                self._add_files([(relative, entry)])
                 added += entry["rows"]
             self._save()
         self.rows_written += added
@@ -510,12 +518,8 @@ class ArchiveWriter:
 
     def _overlaps(self, name: str, new: Mapping[str, Any]) -> bool:
         (s0, s1), (t0, t1) = new["seq"], new["time"] or (_NAT, _NAT)
-        for entry in self.manifest["files"].values():
-            if entry["table"] == name and entry.get("seq") and entry.get("time"):
-                (a0, a1), (b0, b1) = entry["seq"], entry["time"]
-                if a0 <= s1 and s0 <= a1 and b0 <= t1 and t0 <= b1:
-                    return True
-        return False
+        spans = self._file_spans(name)
+        return bool(((spans[:, 0] <= s1) & (s0 <= spans[:, 1]) & (spans[:, 2] <= t1) & (t0 <= spans[:, 3])).any())
 
     def compact(self, *, before: Any = None, min_files: int = 2) -> int:
         """Merge each day's small files of the live tail into one day file.
@@ -550,6 +554,7 @@ class ArchiveWriter:
                 items.insert(min(position, len(items)), (relative, entry))
                 files.clear()
                 files.update(items)
+                self._spans.pop(name, None)
                 replaced += members
                 merged += len(members)
             if replaced:
@@ -691,8 +696,17 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
 
 def day_parts(name: str, frame: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, np.ndarray]]:
     """Table ``name``'s rows day by day: ``(day, rows, their placing times, their seqs)``."""
-    places = place_ns(name, frame)
-    seqs = frame["seq"].to_numpy(dtype=np.int64, na_value=_NAT) if "seq" in frame.columns else np.full(len(frame), _NAT)
+    return _split_days(frame, place_ns(name, frame), _seqs(frame))
+
+
+def _seqs(frame: pd.DataFrame) -> np.ndarray:
+    """The rows' seqs as int64 (NaT's value where none)."""
+    return frame["seq"].to_numpy(dtype=np.int64, na_value=_NAT) if "seq" in frame.columns else np.full(len(frame), _NAT)
+
+
+def _split_days(frame: pd.DataFrame, places: np.ndarray,
+               seqs: np.ndarray) -> Iterator[tuple[str, pd.DataFrame, np.ndarray, np.ndarray]]:
+    """``frame``'s rows, placed at ``places``, day by day (rows without a time: ``"unknown"``)."""
     days = np.where(places == _NAT, _NAT, places - places % _DAY_NS)
     if len(days) and bool((days[1:] >= days[:-1]).all()):  # in time order, the usual case: slices copy nothing
         bounds = [0, *(np.flatnonzero(np.diff(days)) + 1).tolist(), len(days)]
