@@ -47,7 +47,8 @@ QUERY = (
 
 
 def _write_part(index: int, events: int, folder: str) -> tuple[str, int]:
-    """One recording part: ``events`` events of its own stretch of simulated time."""
+    """One recording part: ``events`` events of its own stretch of simulated time, with job and
+    knowledge-item ids of its own (parts numbered alike would be one job across the history)."""
     from aios_notebook.protocol.codec import encode
     from aios_notebook.recording import RecordingWriter
     from aios_notebook.server.workload import DEFAULT_START, generate
@@ -57,7 +58,8 @@ def _write_part(index: int, events: int, folder: str) -> tuple[str, int]:
     path = Path(folder) / f"part{index:04d}.jsonl.gz"
     count = 0
     with RecordingWriter(path, flush_interval=None) as writer:
-        for moment, event, data in generate(seed=7 + index, scenario="steady", hours=hours, start=start.isoformat()):
+        for moment, event, data in generate(seed=7 + index, scenario="steady", hours=hours, start=start.isoformat(),
+                                          first_id=index * 10 * PART_EVENTS):
             count += 1
             writer.write(encode(event, data, index * PART_EVENTS + count), moment)
             if count >= events:

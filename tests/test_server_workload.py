@@ -9,6 +9,7 @@ from functools import cache
 
 import pytest
 
+from aios_notebook.exceptions import ConfigurationError
 from aios_notebook.protocol.codec import decode, encode, format_timestamp, parse_timestamp
 from aios_notebook.protocol.models import SERVER_EVENTS, STREAM_EVENTS, SUBSCRIPTION_TYPES
 from aios_notebook.server.content import clean_filename
@@ -260,3 +261,21 @@ def test_every_stream_event_comes_within_two_simulated_hours_even_on_a_quiet_nig
     saturday_2am = DEFAULT_START + 5 * 86_400 + 2 * 3600  # the quietest hour of the week
     seen = {name for _, name, _ in generate(seed, "steady", 2.0, start=saturday_2am)}
     assert seen == set(STREAM_EVENTS)
+
+
+def test_first_id_moves_job_and_item_numbers_and_nothing_else() -> None:
+    plain = list(generate(seed=5, hours=2.0))
+    moved = list(generate(seed=5, hours=2.0, first_id=3_000_000))
+    assert len(plain) == len(moved)
+    ids = re.compile(r'"(?:job|kb-item)-(\d+)"')
+    shifted = 0
+    for (t1, e1, d1), (t2, e2, d2) in zip(plain, moved, strict=True):
+        assert (t1, e1) == (t2, e2)
+        a, b = encode(e1, d1), encode(e2, d2)
+        numbers_a, numbers_b = ids.findall(a), ids.findall(b)
+        assert [int(n) + 3_000_000 for n in numbers_a] == [int(n) for n in numbers_b]
+        assert ids.sub('"#"', a) == ids.sub('"#"', b)
+        shifted += len(numbers_a)
+    assert shifted > 100
+    with pytest.raises(ConfigurationError, match="first_id"):
+        Workload(first_id=-1)

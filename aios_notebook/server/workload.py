@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
+from ..exceptions import ConfigurationError
 from .agents import AgentPool
 from .analytics import Analytics
 from .catalog import JOB_TYPE_WEIGHTS, STEP_ERRORS, WORKFLOWS
@@ -84,6 +85,8 @@ class Workload:
         arrivals_per_hour: mean job arrival rate before the daily and weekly cycles.
         keep_runs: finished runs kept for REST look-ups (the oldest are forgotten first).
         keep_items: knowledge items kept for REST look-ups.
+        first_id: where job and knowledge-item numbers start counting (job-10001 and kb-item-1
+            by default): stretches of one long history simulated apart need ids of their own.
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class Workload:
         arrivals_per_hour: float = ARRIVALS_PER_HOUR,
         keep_runs: int = 20_000,
         keep_items: int = 20_000,
+        first_id: int = 0,
     ) -> None:
         self.seed = seed
         self.scenario: Scenario = get_scenario(scenario).reshape(scenario_params)
@@ -123,8 +127,10 @@ class Workload:
         self.metrics: dict[str, Any] | None = None
         self.recent_activity: deque[dict[str, Any]] = deque(maxlen=20)
         self.window: Window | None = None
-        self._job_seq = 10_000
-        self._item_seq = 0
+        if isinstance(first_id, bool) or not isinstance(first_id, int) or first_id < 0:
+            raise ConfigurationError(f"first_id must be a whole number >= 0, got {first_id!r}")
+        self._job_seq = 10_000 + first_id
+        self._item_seq = first_id
         self._last_run_us = 0
         self._first_failure_due: int | None = None  # see _start
         self._prepare_workflows()
@@ -578,14 +584,15 @@ def generate(
     hours: float = 10.0,
     start: float | datetime | str | None = None,
     scenario_params: Mapping[str, Any] | None = None,
+    first_id: int = 0,
 ) -> Iterator[Event]:
     """The events of ``hours`` simulated hours, offline: ``(epoch_seconds, event, data)``.
 
     Exactly what a live server with the same seed, scenario, ``scenario_params`` and start sends
     (without seq). ``start`` defaults to :data:`DEFAULT_START` so that the output is the same on
-    every run.
+    every run. ``first_id``: see :class:`Workload`.
     """
-    workload = Workload(seed, scenario, start, scenario_params=scenario_params)
+    workload = Workload(seed, scenario, start, scenario_params=scenario_params, first_id=first_id)
     end = workload.origin_ms + int(hours * HOUR_MS)
     t = workload.origin_ms
     yield from workload.flush()
