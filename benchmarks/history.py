@@ -3,7 +3,7 @@ and backtested, against the in-memory ways, in one run.
 
 1. Recordings: the reference workload (offline ``generate``, steady, a seq each as the server
    sends them) written as gzip JSONL parts of up to 1,000,000 events, generated in parallel
-   processes (each part a later stretch of simulated time with its own seed).
+   processes (each part a later stretch of simulated time with its own seed and ids).
 2. Conversion: ``history.convert`` of every part on every core, events/s, against
    ``EventStore.load`` of one part (events/s, one process).
 3. Query: success rate per job type per hour over the whole range, DuckDB over the archive
@@ -12,6 +12,8 @@ and backtested, against the in-memory ways, in one run.
 4. Backtest of the nine built-ins: Dask on 1 and 2 worker processes against the in-memory
    backtest (firings compared; the in-memory side skipped with ``--big``).
 5. Archive bytes per event against gzip JSONL.
+6. The weekly report over the archive (``aios-notebook report``, as a user runs it) for its first
+   30 days and for the whole history: seconds, peak memory of its processes, its KPIs.
 
 Run: ``.venv/bin/python benchmarks/history.py [--events N] [--big] [--keep DIR]``. Figures are
 ratios measured in this one run; the machine is printed with them.
@@ -37,6 +39,7 @@ import contextlib
 import pandas as pd
 
 PART_EVENTS = 1_000_000
+NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "04_weekly_report.ipynb"
 EVENTS_PER_HOUR = 5_000  # the steady workload, about
 QUERY = (
     "SELECT type, date_trunc('hour', timestamp) AS hour, "
@@ -97,6 +100,32 @@ def _query_child(archive: str) -> None:
     result = Archive(archive).sql(QUERY)
     peak = _peak_rss_gib()
     print(f"{time.perf_counter() - began:.3f} {len(result)} {int(result['jobs'].sum())} {peak:.3f}")
+
+
+def _report(archive_dir: Path, period: str, output: Path) -> tuple[float, float, dict[str, str]]:
+    """The weekly report over ``period`` of the archive, through the CLI as a user runs it: its
+    seconds, the peak of its processes' memory together (the kernel's included; sampled every
+    0.2 s) in GiB, and the report's KPI tiles."""
+    import re
+
+    import psutil
+
+    command = [sys.executable, "-m", "aios_notebook", "report", str(NOTEBOOK), "-o", str(output),
+               "-p", f"source={archive_dir}", "-p", f"period={period}", "--no-progress"]
+    began = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    root, peak = psutil.Process(process.pid), 0
+    while process.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            tree = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree))
+        time.sleep(0.2)
+    seconds = time.perf_counter() - began
+    if process.returncode:
+        raise SystemExit(f"the report failed: {process.stderr.read() if process.stderr else ''}")
+    html = output.read_text()
+    tiles = dict(re.findall(r'color:#666">([^<]+)</div><div style="font-size:1.5em;font-weight:600">([^<]+)<', html))
+    return seconds, peak / 2**30, tiles
 
 
 def _size(folder: Path, pattern: str) -> int:
@@ -211,6 +240,14 @@ def main() -> None:
             "identical" if firings.equals(memory_firings) else "DIFFERENT")
         print(f"  {f'Dask, {workers} worker(s)':<28} {seconds:>8.1f} s {total / seconds:>12,.0f} events/s "
               f"{len(firings):>6} firings {same} ({firings.attrs['chunks']} chunks, {firings.attrs['reruns']} reruns)")
+    # 6. the weekly report over the archive: its first 30 days, and the whole history
+    first, last = (pd.Timestamp(t) for t in archive.manifest["time_range"])
+    month = f"{first.isoformat()}/{(first + pd.Timedelta(days=30)).isoformat()}"
+    print("\nweekly report over the archive (aios-notebook report notebooks/04_weekly_report.ipynb -p source=...)")
+    for label, period in (("30 days", month), ("whole history", f"{first.isoformat()}/{last.isoformat()}")):
+        seconds, peak, tiles = _report(archive_dir, period, folder / f"report-{label.replace(' ', '-')}.html")
+        shown = ", ".join(f"{k} {tiles.get(k, '?')}" for k in ("Jobs ended", "Success rate", "Median processing"))
+        print(f"  {label:<14} {seconds:>7.1f} s, peak memory {peak:.2f} GiB (its processes together); {shown}")
     print(f"\nmachine after: load average {os.getloadavg()[0]:.1f}; files in {folder}")
 
 
