@@ -10,12 +10,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from chromium import launch
 from test_views_evidence import report_html
 
 from aios_notebook.rules import RuleEngine, library
-from aios_notebook.rules.aggregates import binomial_sf, poisson_sf
+from aios_notebook.rules.aggregates import binomial_sf, median, poisson_sf
 from aios_notebook.server.simulate import write_scenario_recording
 from aios_notebook.store import EventStore
 from aios_notebook.views import InsightsFeed
@@ -170,3 +171,19 @@ def test_a_report_shows_every_built_ins_evidence(stores: dict[str, Any], folder:
     assert len(tags) == len(RULES) and all('class="aios-evidence-figure"' in tag for tag in tags)  # one per feed
     shown = {re.search(r'aria-label="evidence: ([^"(]+) \(', tag).group(1) for tag in tags}  # type: ignore[union-attr]
     assert shown == {engine.firings["evidence"].iloc[-1]["series"] for _, engine in stores.values()}
+
+
+def test_median_is_numpy_s_median_exactly() -> None:
+    rng = np.random.default_rng(29)
+    for n in (0, 1, 2, 3, 4, 7, 10, 51, 400):
+        for _ in range(50):
+            values = rng.lognormal(size=n) * rng.choice([1e-6, 1.0, 1e9])
+            if n and rng.random() < 0.2:
+                values[rng.integers(n)] = np.nan
+            expected = float(np.median(values)) if n else math.nan
+            got = median(values)
+            assert got == expected or (math.isnan(got) and math.isnan(expected)), values
+    assert median([3, 1, 2, 10]) == 2.5 and median(np.array([4], np.int64)) == 4.0
+    assert median([1.0, np.inf, 2.0]) == 2.0 and math.isnan(median([]))
+    with np.errstate(invalid="ignore"):  # inf - inf, as numpy's own median warns
+        assert math.isnan(median([-np.inf, np.inf]))

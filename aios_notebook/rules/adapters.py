@@ -33,9 +33,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-import numpy as np
-
 from ..exceptions import RuleError
+from .aggregates import median
 from .api import Insight, Rule, RuleContext, format_duration
 from .evaluation import iso
 from .series import Series
@@ -139,7 +138,7 @@ def from_river(
         if not fires:
             return None
         learned = [v for _, v, _, fired in history if not fired and v == v]
-        baseline = float(np.median(learned)) if learned else math.nan
+        baseline = median(learned)
         return Insight(
             title=label,
             description=(f"{series.name} was {value:g} {series.unit} in the "

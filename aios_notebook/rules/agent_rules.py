@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from .aggregates import BinnedCounts, BinnedValues, LatestByKey, span_ends
+from .aggregates import BinnedCounts, BinnedValues, LatestByKey, median, span_ends
 from .api import IncrementalRule, Insight, Rule, RuleContext, format_duration, parse_duration
 from .declare import NS, declare, two_spans
 from .series import evidence_of
@@ -56,18 +56,18 @@ class _SlowProcessing(IncrementalRule):
             usual = before.get(task_type)
             if usual is None or len(usual) < 5:
                 continue
-            median = float(np.median(usual))
-            if median <= 0:
+            usual_median = median(usual)
+            if usual_median <= 0:
                 continue
-            medians[task_type] = median
-            ratios.append(values / median)
-            per_type[task_type] = round(float(np.median(values)) / median, 2)
+            medians[task_type] = usual_median
+            ratios.append(values / usual_median)
+            per_type[task_type] = round(median(values) / usual_median, 2)
         if not ratios:
             return None
         all_ratios = np.concatenate(ratios)
         if len(all_ratios) < self.min_tasks:
             return None
-        ratio = float(np.median(all_ratios))
+        ratio = median(all_ratios)
         if ratio < self.factor:
             return None
         # the same median ratio over every period of the window, against today's usual durations
@@ -75,7 +75,7 @@ class _SlowProcessing(IncrementalRule):
         series = []
         for end in ends.tolist():
             parts = [v / medians[k] for k, v in self.durations.values(end - self.period, end).items() if k in medians]
-            series.append(float(np.median(np.concatenate(parts))) if parts else math.nan)
+            series.append(median(np.concatenate(parts)) if parts else math.nan)
         return Insight(
             title="Slow Processing Detected",
             description=(f"agent tasks finished in the last {format_duration(self.period)} took {ratio:.1f}x "

@@ -46,6 +46,7 @@ import pandas as pd
 
 from ..exceptions import RuleError
 from ..storelike import StoreLike, StoreSource
+from .aggregates import median as median_of
 from .api import RuleContext, format_duration, parse_duration
 from .evaluation import as_ns, iso_many
 from .windows import Rows, TableSnapshot
@@ -202,7 +203,7 @@ def step_duration(task_type: str | None = None, every: Any = "5m") -> Series:
             mask &= rows.isin("task_type", (task,))
         values = rows.column("duration")[mask]
         values = values[~np.isnan(values)]
-        return float(np.median(values)) if len(values) else math.nan
+        return median_of(values)
 
     e = _interval(every)
     return Series(_label("step_duration", task), "agent_events", e, e, "", "seconds", median)
