@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["HasStore", "StoreLike", "StoreSource", "StreamSink"]
+__all__ = ["HasStore", "StoreLike", "StoreSource", "StreamSink", "TableSource"]
 
 
 @runtime_checkable
@@ -31,7 +31,23 @@ class StreamSink(Protocol):
 
 
 @runtime_checkable
-class StoreLike(StreamSink, Protocol):
+class TableSource(Protocol):
+    """What views read: tables, the stream's time and gaps, and news of changes (a store, or a
+    static window of history such as ``history.ArchiveSource``, whose tables never change)."""
+
+    def table(self, name: str) -> pd.DataFrame: ...
+
+    def subscribe(self, callback: Callable[[Any], Any], tables: Iterable[str] | str | None = None) -> Any: ...
+
+    @property
+    def now(self) -> pd.Timestamp: ...
+
+    @property
+    def gaps(self) -> pd.DataFrame: ...
+
+
+@runtime_checkable
+class StoreLike(StreamSink, TableSource, Protocol):
     """A store of the stream's tables (see ``EventStore`` for what each method does)."""
 
     # fed by REST snapshots and rules
@@ -39,24 +55,14 @@ class StoreLike(StreamSink, Protocol):
 
     def add_insights(self, insights: Iterable[Any], source: str | None = None) -> int: ...
 
-    # read by views and rules
-    def table(self, name: str) -> pd.DataFrame: ...
-
-    def subscribe(self, callback: Callable[[Any], Any], tables: Iterable[str] | str | None = None) -> Any: ...
-
+    # read by rules (views read the TableSource part)
     def flush(self) -> Any: ...
 
     @property
     def version(self) -> int: ...
 
     @property
-    def now(self) -> pd.Timestamp: ...
-
-    @property
     def counts(self) -> dict[str, int]: ...
-
-    @property
-    def gaps(self) -> pd.DataFrame: ...
 
 
 @runtime_checkable
@@ -67,5 +73,5 @@ class HasStore(Protocol):
     def store(self) -> Any: ...
 
 
-#: what views are given: a store, or a client whose ``.store`` they read
-StoreSource = StoreLike | HasStore
+#: what views are given: a store (or another source of tables), or a client whose ``.store`` they read
+StoreSource = TableSource | HasStore

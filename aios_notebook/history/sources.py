@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..store.schema import LATEST_TABLES
 from ..store.store import EventStore
+from ..storelike import StoreSource
 from .archive import Archive, as_ns
 
 __all__ = ["ArchiveSource", "view_source"]
@@ -79,8 +80,8 @@ class ArchiveSource:
         return f"<ArchiveSource {self.archive.path} [{self.start} .. {self.end})>"
 
 
-def view_source(source: Any, *, columns: Mapping[str, list[str]] | None = None,
-                filters: Mapping[str, Any] | None = None) -> Any:
+def view_source(source: StoreSource | Archive, *, columns: Mapping[str, list[str]] | None = None,
+                filters: Mapping[str, Any] | None = None) -> StoreSource:
     """``source`` itself, or for an :class:`Archive` an :class:`ArchiveSource` of it reading
     only ``columns`` / ``filters``."""
     if isinstance(source, Archive):

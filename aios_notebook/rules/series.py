@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import RuleError
-from ..storelike import StoreLike, StoreSource
+from ..storelike import StoreSource, TableSource
 from .aggregates import median as median_of
 from .api import RuleContext, format_duration, parse_duration
 from .evaluation import as_ns, iso_many
@@ -125,7 +125,7 @@ class Series:
         with a whole lookback of data to the last full one before ``end``.
         """
         # a client: its store (hasattr, not isinstance: a protocol's isinstance reads every property)
-        source = cast(StoreLike, store if hasattr(store, "table") else getattr(store, "store", store))
+        source = cast(TableSource, store if hasattr(store, "table") else getattr(store, "store", store))
         snapshot = TableSnapshot(self.table, source.table(self.table))
         if not len(snapshot):
             return pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]"), "value": []})

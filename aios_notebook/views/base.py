@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from plotly.io.json import to_json_plotly
 
 from ..exceptions import ConfigurationError
-from ..storelike import StoreLike, StoreSource
+from ..storelike import StoreSource, TableSource
 from .figure_widget import PlotlyFigure
 from .frames import Frames, read_frames
 from .markup import esc
@@ -56,7 +56,7 @@ def _is_store(candidate: Any) -> bool:
     return candidate is not None and all(hasattr(candidate, name) for name in ("subscribe", "now", "table"))
 
 
-def resolve_store(source: StoreSource, view: str) -> StoreLike:
+def resolve_store(source: StoreSource, view: str) -> TableSource:
     """The EventStore behind ``source`` (a store, or anything with a ``.store`` such as a client)."""
     inner = getattr(source, "store", None)
     found: Any = inner if _is_store(inner) else source  # a client's subscribe() is about WebSocket types
@@ -64,7 +64,7 @@ def resolve_store(source: StoreSource, view: str) -> StoreLike:
         raise ConfigurationError(
             f"{view} needs an EventStore (or a client with a .store), not {type(source).__name__}"
         )
-    return cast(StoreLike, found)
+    return cast(TableSource, found)
 
 
 class View:
@@ -120,7 +120,7 @@ class View:
 
     # ------------------------------------------------------------ public
     @property
-    def store(self) -> StoreLike:
+    def store(self) -> TableSource:
         """The EventStore the view reads."""
         return self._store
 

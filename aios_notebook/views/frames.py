@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from ..store import TABLES
-from ..storelike import StoreLike
+from ..storelike import TableSource
 
 __all__ = ["Frames", "read_frames", "read_table"]
 
@@ -32,7 +32,7 @@ def _with_columns(frame: Any, columns: tuple[str, ...]) -> pd.DataFrame:
     return frame
 
 
-def read_table(store: StoreLike, name: str) -> pd.DataFrame:
+def read_table(store: TableSource, name: str) -> pd.DataFrame:
     """One table of the store (``store.<name>``) with at least the documented columns."""
     spec = TABLES.get(name)
     return _with_columns(getattr(store, name, None), spec.names if spec is not None else ())
@@ -63,7 +63,7 @@ class Frames:
         return self.tables[name]
 
 
-def read_frames(store: StoreLike, tables: tuple[str, ...], *, gaps: bool = False) -> Frames:
+def read_frames(store: TableSource, tables: tuple[str, ...], *, gaps: bool = False) -> Frames:
     """Read ``tables`` (and, with ``gaps``, ``store.gaps``) plus ``store.now``."""
     frames = Frames({name: read_table(store, name) for name in tables}, now=_utc(getattr(store, "now", None)))
     if gaps:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
@@ -21,6 +21,9 @@ from .theme import (
     status_buckets,
     status_color,
 )
+
+if TYPE_CHECKING:  # the name only: views import history when given an archive
+    from ..history import Archive
 
 __all__ = ["JobsView"]
 
@@ -83,7 +86,7 @@ class JobsView(View):
     tables: ClassVar[tuple[str, ...]] = ("jobs",)
     slots: ClassVar[tuple[str, ...]] = ("summary", "active", "figure", "failures")
 
-    def __init__(self, store: StoreSource, *, max_rows: int = 12, **kwargs: Any) -> None:
+    def __init__(self, store: StoreSource | Archive, *, max_rows: int = 12, **kwargs: Any) -> None:
         from ..history.sources import view_source
 
         super().__init__(view_source(store), **kwargs)  # an Archive: the jobs' state at its end

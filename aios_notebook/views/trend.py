@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import ipywidgets as widgets
 import numpy as np
@@ -23,6 +23,9 @@ from .theme import (
     format_number,
     to_naive_utc,
 )
+
+if TYPE_CHECKING:  # the name only: views import history when given an archive
+    from ..history import Archive
 
 __all__ = ["WINDOWS", "SuccessRateTrend", "rolling_success_rate"]
 
@@ -86,7 +89,7 @@ class SuccessRateTrend(View):
     reads_gaps: ClassVar[bool] = True
     slots: ClassVar[tuple[str, ...]] = ("summary", "figure")
 
-    def __init__(self, store: StoreSource, *, window: str | float = "30 min", **kwargs: Any) -> None:
+    def __init__(self, store: StoreSource | Archive, *, window: str | float = "30 min", **kwargs: Any) -> None:
         from ..history.sources import view_source
 
         # an Archive: only the outcomes and the server's rate are read from it (a static figure)
