@@ -12,7 +12,7 @@ and backtested, against the in-memory ways, in one run.
 4. Backtest of the nine built-ins: Dask on 1 and 2 worker processes against the in-memory
    backtest (firings compared; the in-memory side skipped with ``--big``).
 5. Archive bytes per event against gzip JSONL.
-6. The weekly report over the archive (``aios-notebook report``, as a user runs it) for its first
+6. The weekly report over the archive (``aios-notebook report``, as a user runs it) for its last
    30 days and for the whole history: seconds, peak memory of its processes, its KPIs.
 
 Run: ``.venv/bin/python benchmarks/history.py [--events N] [--big] [--keep DIR]``. Figures are
@@ -289,11 +289,12 @@ def main() -> None:
         print(f"  {f'Dask, {workers} worker(s)':<28} {seconds:>8.1f} s {total / seconds:>12,.0f} events/s "
               f"{len(firings):>6} firings {same} ({firings.attrs['chunks']} chunks, {firings.attrs['reruns']} reruns), "
               f"peak memory {memory.gib:.1f} GiB (this process and the workers)")
-    # 6. the weekly report over the archive: its first 30 days, and the whole history
+    # 6. the weekly report over the archive: its last 30 days (what a user reports on; the agents'
+    # state at the period's end is derived from every frame before it), and the whole history
     first, last = (pd.Timestamp(t) for t in archive.manifest["time_range"])
-    month = f"{first.isoformat()}/{(first + pd.Timedelta(days=30)).isoformat()}"
+    month = f"{(last - pd.Timedelta(days=30)).isoformat()}/{last.isoformat()}"
     print("\nweekly report over the archive (aios-notebook report notebooks/04_weekly_report.ipynb -p source=...)")
-    for label, period in (("30 days", month), ("whole history", f"{first.isoformat()}/{last.isoformat()}")):
+    for label, period in (("last 30 days", month), ("whole history", f"{first.isoformat()}/{last.isoformat()}")):
         seconds, peak, tiles = _report(archive_dir, period, folder / f"report-{label.replace(' ', '-')}.html")
         shown = ", ".join(f"{k} {tiles.get(k, '?')}" for k in ("Jobs ended", "Success rate", "Median processing"))
         print(f"  {label:<14} {seconds:>7.1f} s, peak memory {peak:.2f} GiB (its processes together); {shown}")
