@@ -107,24 +107,26 @@ def _query_child(archive: str) -> None:
 
 
 class _TreeMemory:
-    """The peak of this process's and its children's memory together (Dask's workers are its
-    children), sampled every 0.5 s on a thread while in the ``with``; in GiB."""
+    """The peak of a process's and its descendants' memory together (this process by default:
+    Dask's workers are its children), sampled every ``every`` seconds on a thread while in the
+    ``with``; in GiB."""
 
-    def __init__(self) -> None:
+    def __init__(self, pid: int | None = None, every: float = 0.5) -> None:
         import threading
 
         self.peak = 0
+        self._pid, self._every = pid, every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         import psutil
 
-        me = psutil.Process()
+        root = psutil.Process(self._pid)
         while not self._stop.is_set():
             with contextlib.suppress(psutil.Error):
-                self.peak = max(self.peak, sum(p.memory_info().rss for p in [me, *me.children(recursive=True)]))
-            self._stop.wait(0.5)
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]))
+            self._stop.wait(self._every)
 
     def __enter__(self) -> _TreeMemory:
         self._thread.start()
@@ -151,24 +153,18 @@ def _report(archive_dir: Path, period: str, output: Path) -> tuple[float, float,
     0.2 s) in GiB, and the report's KPI tiles."""
     import re
 
-    import psutil
-
     command = [sys.executable, "-m", "aios_notebook", "report", str(NOTEBOOK), "-o", str(output),
                "-p", f"source={archive_dir}", "-p", f"period={period}", "--no-progress"]
     began = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    root, peak = psutil.Process(process.pid), 0
-    while process.poll() is None:
-        with contextlib.suppress(psutil.Error):
-            tree = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree))
-        time.sleep(0.2)
+    with _TreeMemory(process.pid, every=0.2) as memory:
+        _, errors = process.communicate()  # reading stderr as it comes: a full pipe would stall it
     seconds = time.perf_counter() - began
     if process.returncode:
-        raise SystemExit(f"the report failed: {process.stderr.read() if process.stderr else ''}")
+        raise SystemExit(f"the report failed: {errors}")
     html = output.read_text()
     tiles = dict(re.findall(r'color:#666">([^<]+)</div><div style="font-size:1.5em;font-weight:600">([^<]+)<', html))
-    return seconds, peak / 2**30, tiles
+    return seconds, memory.gib, tiles
 
 
 def _size(folder: Path, pattern: str) -> int:
