@@ -34,7 +34,7 @@ from ..exceptions import ConfigurationError
 from ..protocol.codec import Decoded, Message, encode, format_timestamp
 from ..protocol.dialects import Translated
 from .archive import write_store
-from .columns import NAT, release_freed_memory
+from .columns import NAT, CategoryColumn, release_freed_memory
 from .load import load_store
 from .notify import ChangeBatch, Notifier, Subscription, Worker
 from .parquet import frame_batch, read_tables, write_tables
@@ -42,7 +42,7 @@ from .parse import SMALL_BATCH, Parsed, arrow_texts, owned_columns, parse_frames
 from .retention import FINISHED_STATUSES, Limit, parse_retention
 from .schema import TABLES, timestamp_ns
 from .snapshots import SNAPSHOT_KINDS, insight_rows, snapshot_rows
-from .tables import AppendTable, Batch, LatestTable, merge_batches
+from .tables import AppendTable, Batch, LatestTable, Table, merge_batches
 
 __all__ = ["ERROR_KINDS", "EventStore", "store_from_frames"]
 
@@ -683,6 +683,7 @@ class EventStore:
                 table = self._tables[name]
                 if not len(frame):
                     continue
+                _seed_categories(table, frame)
                 batch = frame_batch(table.spec, frame)
                 if isinstance(table, LatestTable):
                     table.update(batch, snapshot=False)
@@ -728,6 +729,17 @@ def _chunk(texts: list[Any]) -> pa.Array | list[Any]:
     """The frames as Arrow strings, or the list itself when one is binary or not encodable."""
     frames = arrow_texts(texts)
     return texts if frames is None else frames
+
+
+def _seed_categories(table: Table, frame: pd.DataFrame) -> None:
+    """Give the table's empty category columns the frame's categories, in their order: the
+    store that wrote the frame had them so (values of rows since dropped included), and codes,
+    categories and what follows from their order (groupby, value_counts) continue as there."""
+    for name, column in table.columns.items():
+        if isinstance(column, CategoryColumn) and not len(column.dictionary) and name in frame.columns:
+            dtype = frame[name].dtype
+            if isinstance(dtype, pd.CategoricalDtype) and len(dtype.categories):
+                column.dictionary.codes(pa.array(dtype.categories.astype(object).tolist(), pa.string()))
 
 
 def _keys(table: LatestTable, frame: pd.DataFrame) -> list[Any]:
