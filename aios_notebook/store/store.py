@@ -649,7 +649,10 @@ class EventStore:
         with self._lock:
             self._flush_locked()
             frames = {name: table.frame() for name, table in self._tables.items()}
-            meta = {"now": self._now, "dropped": dict(self._dropped), "version": self._version}
+            meta = {"now": self._now, "dropped": dict(self._dropped), "version": self._version,
+                    # when finished entities were last aged out: a store loaded from these files
+                    # checks when this one would have, so it goes on exactly as this one
+                    "finished_checked": {name: list(checked) for name, checked in self._finished_checked.items()}}
         return write_tables(folder, frames, meta)
 
     def to_archive(self, path: str | Path, *, source: str | None = None) -> int:
@@ -699,6 +702,9 @@ class EventStore:
             now = meta.get("now")
             self._now = int(now) if now is not None else self._now
             self._dropped.update(meta.get("dropped") or {})
+            for name, (checked_at, rows) in (meta.get("finished_checked") or {}).items():
+                if name in self._tables:
+                    self._finished_checked[name] = (None if checked_at is None else int(checked_at), int(rows))
             self._version += 1
 
     def __repr__(self) -> str:
