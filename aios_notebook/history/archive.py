@@ -33,6 +33,7 @@ from ..store.archive import (
 from ..store.parquet import arrow_frame
 from ..store.schema import EVENT_ROUTES, LATEST_TABLES, TABLES
 from ..store.store import EventStore, store_from_frames
+from .checkpoints import Checkpoints
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -97,16 +98,24 @@ class Archive:
         memory_limit: DuckDB's memory limit for :meth:`sql` (e.g. ``"1GB"``; DuckDB's default
             otherwise); DuckDB spills to disk beyond it.
         threads: DuckDB's threads (default: every core).
+        checkpoints: keep checkpoints of the derived latest-state tables in the archive's
+            ``_checkpoints`` folder, so that :meth:`latest` late in a long archive replays only
+            the days since the last one (see :mod:`.checkpoints`); False derives every time.
 
     Raises:
         ArchiveError: not an archive, a manifest of a newer format, or a file it lists is
             missing (the error names it).
     """
 
-    def __init__(self, path: str | Path, *, memory_limit: str | None = None, threads: int | None = None) -> None:
+    #: frames a derivation replays before it writes a checkpoint (a shorter replay is cheap)
+    _CHECKPOINT_FRAMES = 500_000
+
+    def __init__(self, path: str | Path, *, memory_limit: str | None = None, threads: int | None = None,
+                 checkpoints: bool = True) -> None:
         self.path = Path(path)
         self.memory_limit = memory_limit
         self.threads = threads
+        self.checkpoints = checkpoints
         self.manifest: dict[str, Any] = {}
         self.refresh()
 
@@ -193,11 +202,12 @@ class Archive:
         return read_part(path, name, columns, filter)
 
     def _tables(self, name: str, start: int | None, end: int | None, columns: list[str] | None,
-                filter: Any) -> Iterator[pa.Table]:
-        """The rows of ``[start, end)`` file by file (files inside the window are not filtered)."""
+                filter: Any, entries: list[tuple[str, dict[str, Any]]] | None = None) -> Iterator[pa.Table]:
+        """The rows of ``[start, end)`` file by file (files inside the window are not filtered);
+        of ``entries`` only, when given (some of ``_entries(name, start, end)``)."""
         expression = _filter_expression(filter)
         needed = None if columns is None else list(dict.fromkeys([*columns, *_place_columns(name)]))
-        for relative, entry in self._entries(name, start, end):
+        for relative, entry in self._entries(name, start, end) if entries is None else entries:
             span = entry.get("time")
             inside = (start is None or (span is not None and span[0] >= start)) and (
                 end is None or (span is not None and span[1] < end))
@@ -252,15 +262,23 @@ class Archive:
     def _feed(self, tables: set[str], start: int | None, end: int | None, every_event: bool = False) -> EventStore:
         """A store fed the raw frames of ``[start, end)`` that fill ``tables`` (all frames with
         ``every_event``), append-only tables kept empty: the latest-state rule of the store itself."""
-        scratch = EventStore(retention={name: 0 for name in ARCHIVE_TABLES}, background=False)
-        events = None if every_event else _feeding(tables)
-        for texts, received in self._frames_ns(start, end, events):
-            bulk.ingest_frames(scratch, texts, received)
+        scratch = _scratch()
+        self._feed_files(scratch, start, end, None if every_event else _feeding(tables))
         return scratch
 
-    def _frames_ns(self, start: int | None, end: int | None, events: list[str] | None) -> Iterator[tuple[pa.Array, np.ndarray]]:
+    def _feed_files(self, store: EventStore, start: int | None, end: int | None, events: list[str] | None,
+                    entries: list[tuple[str, dict[str, Any]]] | None = None) -> int:
+        """Feed ``store`` the raw frames of ``[start, end)`` (of ``events``; in ``entries``
+        only, when given); returns how many."""
+        fed = 0
+        for texts, received in self._frames_ns(start, end, events, entries):
+            fed += bulk.ingest_frames(store, texts, received)
+        return fed
+
+    def _frames_ns(self, start: int | None, end: int | None, events: list[str] | None,
+                   entries: list[tuple[str, dict[str, Any]]] | None = None) -> Iterator[tuple[pa.Array, np.ndarray]]:
         filter = None if events is None else pc.field("event").isin(events)
-        for table in self._tables("raw", start, end, ["received_at", "text"], filter):
+        for table in self._tables("raw", start, end, ["received_at", "text"], filter, entries):
             for batch in table.to_batches(_BATCH_ROWS):
                 if batch.num_rows:
                     texts = batch.column("text")
@@ -268,6 +286,25 @@ class Archive:
                         texts = texts.combine_chunks()
                     received = batch.column("received_at").cast(pa.int64()).fill_null(0)
                     yield texts.cast(pa.string()), received.to_numpy()
+
+    def _derive(self, name: str, end: int | None) -> EventStore:
+        """A store fed every frame before ``end`` that fills latest-state table ``name``: from
+        the newest checkpoint that still holds, writing one at the last day boundary when the
+        replay to it was long (see :mod:`.checkpoints`)."""
+        entries = self._entries("raw", None, end)
+        events = _feeding({name})
+        keys = dict(Checkpoints.keys(name, entries)) if self.checkpoints else {}
+        found = Checkpoints(self.path).find(name, keys, _restore) if keys else None
+        since, scratch = found if found else ("", _scratch())
+        todo = [item for item in entries if item[1]["date"] >= since]
+        boundary = max(keys, default="")
+        if boundary > since:  # the days before the last one: replayed once, kept
+            fed = self._feed_files(scratch, None, end, events, [e for e in todo if e[1]["date"] < boundary])
+            if fed >= self._CHECKPOINT_FRAMES:
+                Checkpoints(self.path).save(name, boundary, keys[boundary], scratch)
+            todo = [item for item in todo if item[1]["date"] >= boundary]
+        self._feed_files(scratch, None, end, events, todo)
+        return scratch
 
     def latest(self, name: str, at: Any = None) -> pd.DataFrame:
         """Latest-state table ``name`` (jobs, agents, knowledge, dag_runs, dag_steps) as of
@@ -281,7 +318,7 @@ class Archive:
         if name not in LATEST_TABLES:
             raise ConfigurationError(f"{name!r} is not a latest-state table (those are {', '.join(LATEST_TABLES)})")
         moment = as_ns(at, "at")
-        return self._feed({name}, None, None if moment is None else moment + 1).table(name)
+        return self._derive(name, None if moment is None else moment + 1).table(name)
 
     def store(self, start: Any = None, end: Any = None, *, tables: list[str] | None = None,
               **options: Any) -> EventStore:
@@ -390,6 +427,18 @@ class Archive:
         where = f"{span[0]} .. {span[1]}" if span else "empty"
         rows = sum(self.rows.values())
         return f"<Archive {self.path}: {rows:,} rows, {len(self.manifest['files'])} files, {where}>"
+
+
+#: the store latest-state tables are derived in: its append-only tables are not built
+_SCRATCH: dict[str, Any] = {"retention": dict.fromkeys(ARCHIVE_TABLES, 0), "background": False}
+
+
+def _scratch() -> EventStore:
+    return EventStore(**_SCRATCH)
+
+
+def _restore(folder: Path) -> EventStore:
+    return EventStore.from_parquet(folder, **_SCRATCH)
 
 
 def _ns_or_none(store: EventStore) -> int | None:
