@@ -400,7 +400,7 @@ class AIOSClient:
         ``interval`` (seconds between writes, 60), ``rows`` (write sooner at this many frames,
         100,000), ``compact`` (merge a finished day's small files, True).
         """
-        from ..store.archive import LiveArchiver  # the archive's writer (issue 17)
+        from ..store.live_archive import LiveArchiver  # the archive's writer (issue 17)
 
         return LiveArchiver(self.add_frame_listener, path, source=self.url, **options)
 
