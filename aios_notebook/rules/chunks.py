@@ -18,90 +18,25 @@ decided against the first rows of the whole archive, as the in-memory run decide
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ..history import Archive
+from ..history.cluster import dask_client, run_tasks
+from ..store.archive import ARCHIVE_TABLES
+from ..store.retention import parse_duration
 from .api import Rule
-from .engine import RuleEngine, firings_frame
-from .evaluation import FIRING, NORMAL, PENDING, as_ns
+from .engine import firings_frame
+from .evaluation import as_ns
+from .parts import Part
+from .replay import run_backtest
 from .windows import EVENT_TABLES
 
-__all__ = ["Part", "backtest_on_dask", "warmup_ns"]
+__all__ = ["Part", "backtest_on_dask", "warmup_ns"]  # Part is defined in .parts
 
 _MINUTE = 60_000_000_000
-
-
-@dataclass
-class Part:
-    """One chunk's run, as the in-memory backtest sees it, and what it reports back.
-
-    Attributes:
-        begin: the first moment evaluated (the warm-up's start, or the history's).
-        finish: the last moment evaluated (the chunk's end).
-        checkpoint: where the chunk's own evaluations start (its warm-up ends).
-        firsts: table -> the first row time of the whole archive.
-    """
-
-    begin: int
-    finish: int
-    checkpoint: int
-    firsts: dict[str, int]
-    states: dict[str, Any] | None = None
-    end_states: dict[str, Any] = field(default_factory=dict)
-    opened: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    open_at_end: list[tuple[str, str]] = field(default_factory=list)
-    firings: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    evaluations: int = 0
-
-    def mark(self, engine: RuleEngine, names: list[str], at: int) -> None:
-        """Take the states of ``names`` where the warm-up ends (before evaluating ``at``)."""
-        states = self.states if self.states is not None else {}
-        for name in names:
-            runner = engine._runners[name]
-            states[name] = rule_state(runner, at)
-            for key, state in runner.keys.items():
-                if state.state == FIRING and state.firing is not None:
-                    self.opened[(name, key)] = state.firing  # its resolution is read at the end
-        self.states = states
-
-    def close(self, engine: RuleEngine) -> None:
-        """Collect the chunk's own results once every evaluation ran."""
-        at = self.finish + 1
-        warm = sum(_due_count(r.rule.every_ns, self.begin, self.checkpoint - 1) for r in engine._runners.values())
-        self.evaluations = engine.evaluations - warm
-        self.firings = [dict(f) for f in engine._firings if f["time"] >= self.checkpoint]
-        self.errors = [e["message"] for e in engine._errors
-                       if e["window_end"] is None or e["window_end"] >= self.checkpoint]
-        for name, runner in engine._runners.items():
-            self.end_states[name] = rule_state(runner, at)
-            self.open_at_end += [(name, key) for key, s in runner.keys.items() if s.state == FIRING]
-        # the firings open where the warm-up ended: only when they resolved matters
-        self.opened = {k: {"resolved_at": f["resolved_at"]} for k, f in self.opened.items()}
-
-
-def _due_count(every: int, begin: int, last: int) -> int:
-    if last < begin:
-        return 0
-    first = -(-begin // every) * every
-    return 0 if first > last else (last - first) // every + 1
-
-
-def rule_state(runner: Any, at: int) -> tuple[Any, ...]:
-    """What decides a rule's firings from ``at`` on: per key its state, since when pending,
-    and its last firing while the cooldown still runs; keys with nothing to remember left out."""
-    cooldown = runner.rule.cooldown_ns
-    keys = []
-    for key, state in runner.keys.items():
-        last = state.last_fired if state.last_fired is not None and at - state.last_fired < cooldown else None
-        pending = state.pending_since if state.state == PENDING else None
-        if state.state == NORMAL and last is None:
-            continue
-        keys.append((str(key), state.state, pending, last))
-    return (runner.disabled, runner.nodata, runner.failures, tuple(sorted(keys)))
 
 
 def warmup_ns(rules: list[Rule]) -> int:
@@ -113,9 +48,6 @@ def warmup_ns(rules: list[Rule]) -> int:
 def _chunk_task(rules: list[Rule], root: str, load_from: int, load_to: int, part: Part, tables: list[str],
                 gaps: list[tuple[Any, Any, str]], publish: bool) -> Part:
     """On a worker: load the chunk's window, run the in-memory backtest over it."""
-    from ..history import Archive
-    from .backtest import run_backtest
-
     archive = Archive(root)
     store = archive.store(pd.Timestamp(load_from, tz="UTC"), pd.Timestamp(load_to, tz="UTC"), tables=tables)
     for start, end, reason in gaps:  # every gap of the history: evaluations near one are NoData
@@ -124,13 +56,10 @@ def _chunk_task(rules: list[Rule], root: str, load_from: int, load_to: int, part
     return part
 
 
-def backtest_on_dask(rules: list[Rule], archive: Any, *, start: Any = None, end: Any = None, publish: bool = True,
+def backtest_on_dask(rules: list[Rule], archive: Archive, *, start: Any = None, end: Any = None, publish: bool = True,
                      client: Any = None, workers: int | None = None, chunk: Any = None,
                      progress: bool = False) -> pd.DataFrame:
     """``backtest(rules, archive, engine="dask")`` (see :func:`.backtest.backtest`)."""
-    from ..history.cluster import dask_client, run_tasks
-    from ..store.archive import ARCHIVE_TABLES
-    from ..store.retention import parse_duration
 
     entries = list(archive.manifest["files"].values())
     firsts: dict[str, int] = {}
@@ -148,16 +77,12 @@ def backtest_on_dask(rules: list[Rule], archive: Any, *, start: Any = None, end:
     anchored = {t: firsts[t] for t in read if t in firsts}
     starts = [anchored[t] for t in read if t in anchored] + ([firsts["raw"]] if slow and "raw" in firsts else [])
     if not starts or not lasts:
-        from .backtest import run_backtest
-
         return run_backtest(rules, archive.store(), start=start, end=end, publish=publish)
     begin, finish = min(starts), max(lasts)
     lo, hi = as_ns(start), as_ns(end)
     begin = begin if lo is None else max(lo, begin)
     finish = finish if hi is None else min(hi, finish)
     if finish < begin:
-        from .backtest import run_backtest
-
         return run_backtest(rules, archive.store(), start=start, end=end, publish=publish)
     warm = warmup_ns(rules)
     longest = max(r.window_ns + r.every_ns for r in rules)
