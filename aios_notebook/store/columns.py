@@ -646,8 +646,8 @@ class ArrowTextColumn(Column):
         self.chunks: list[pa.Array] = []
         self.released = 0  # leading rows whose chunks are gone: the chunks hold [released, n)
 
-    def encode(self, values: pa.Array | list) -> Encoded:
-        if not isinstance(values, pa.Array):
+    def encode(self, values: pa.Array | pa.ChunkedArray | list) -> Encoded:
+        if not isinstance(values, (pa.Array, pa.ChunkedArray)):
             values = pa.array(values, pa.large_string(), memory_pool=BULK_POOL)
         elif values.type != pa.large_string():
             values = values.cast(pa.large_string(), memory_pool=BULK_POOL)  # the text itself is not copied
@@ -655,8 +655,8 @@ class ArrowTextColumn(Column):
 
     def append(self, encoded: Encoded) -> None:
         values = encoded[0]
-        if len(values):
-            self.chunks.append(values)  # type: ignore[arg-type]
+        if len(values):  # a chunked array (a table read back from files) adds its chunks as they are
+            self.chunks += values.chunks if isinstance(values, pa.ChunkedArray) else [values]  # type: ignore[list-item]
             self.n += len(values)
         if len(self.chunks) > _MAX_CHUNKS:  # bound the number of chunks (and so the cost of a read)
             self.chunks = _compact(self.chunks)

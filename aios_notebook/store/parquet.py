@@ -135,8 +135,8 @@ def frame_batch(spec: TableSpec, frame: pd.DataFrame) -> Batch:
             columns[column.name] = [None if v is None or v is pd.NA else v for v in series.tolist()]
             continue
         array = pa.Array.from_pandas(series)
-        if isinstance(array, pa.ChunkedArray):
-            array = array.combine_chunks()
+        if isinstance(array, pa.ChunkedArray) and column.kind != "text":
+            array = array.combine_chunks()  # free text keeps its chunks: joining them copies it all
         if pa.types.is_dictionary(array.type):
             array = array.cast(array.type.value_type)
         columns[column.name] = array
