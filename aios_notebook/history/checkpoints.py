@@ -11,14 +11,16 @@ feeds only the files from ``D`` on. Batches never span files, so the frames fed,
 and their batches are those of the whole replay.
 
 A checkpoint holds the digest of the raw files it was derived from (path, rows, time span,
-in feeding order) and of the table's columns; a file added to an earlier day, a compaction or
-a new schema changes it, and the checkpoint is ignored (and replaced once derived again).
+in feeding order), of the table's columns and of the package's version; a file added to an
+earlier day, a compaction, a new schema or release changes it, and the checkpoint is ignored
+(and replaced once derived again).
 A read-only archive just derives: writing one is an optimisation, never a requirement.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -44,6 +46,13 @@ _FORMAT = 1
 _KEY = "key.json"  # beside the tables: the digest they were derived from
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("aios-notebook")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree: no release to tell
+        return "source"
+
+
 class Checkpoints:
     """The checkpoints of one archive's latest-state tables (see the module docstring).
 
@@ -58,8 +67,9 @@ class Checkpoints:
     def keys(name: str, entries: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[tuple[str, str]]:
         """``(day, key)`` for every day of ``entries`` (raw files in feeding order, dated ones
         first) but the first: the key of the state just before that day's files."""
+        # the package's version too: a release may change how the store derives the table
         digest = hashlib.sha256(json.dumps(
-            [_FORMAT, name, [(c.name, c.kind) for c in TABLES[name].columns]]).encode())
+            [_FORMAT, _version(), name, [(c.name, c.kind) for c in TABLES[name].columns]]).encode())
         last: str | None = None
         for relative, entry in entries:
             day = entry["date"]
