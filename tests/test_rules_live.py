@@ -47,7 +47,9 @@ def test_an_engine_started_before_the_first_event_fires_what_backtest_fires() ->
         assert client.store.now > START + pd.Timedelta(days=30)  # before an event, now is the wall clock
         try:
             client.start()
-            client.wait_for(lambda s: s.now >= START + pd.Timedelta(hours=3.2), timeout=120)
+            # an event first: until one is in, now is the wall clock, long past the mark
+            client.wait_for(lambda s: s.counts["job_events"] and s.now >= START + pd.Timedelta(hours=3.2),
+                            timeout=120)
             client.stop()
             live = engine.firings  # what the thread found while the stream ran
         finally:
