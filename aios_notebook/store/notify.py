@@ -9,9 +9,7 @@ fast events arrive. ``store.flush()`` delivers at once, in the calling thread.
 from __future__ import annotations
 
 import logging
-import math
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -155,14 +153,6 @@ class Worker:
     starts with the first frame or subscription and ends by itself after ``idle_exit`` seconds
     with nothing to do, so stores that are only read never hold a thread.
 
-    While parsing has taken less than ``prompt_share`` of the last second, it also parses frames
-    that waited ``prompt_delay``: at the rates a live server sends, a read then finds its frames
-    parsed already (through AIOSClient at 10,000 frames/s, a notebook polling every 5 ms saw a
-    read take 3.4 to 4.3 ms instead of 5.0 to 6.8, and its rows 1.5 to 2.4 ms sooner, for 8 to
-    10 points more of a CPU; benchmarks/latency.py, alternating runs). Small batches cost more
-    per frame, so beyond that share, as at the rates only a replay sends, it keeps to large
-    batches, which Arrow parses fastest.
-
     Those seconds are the store's clock's (``clock.monotonic()``), as every time the store
     reads: on a ``ManualClock`` the thread still looks every tick, but waiting frames age,
     deliveries fall due and the idle thread ends only as the clock is advanced (reads and
@@ -177,14 +167,11 @@ class Worker:
         notify_interval: seconds between deliveries to subscribers.
         idle_exit: end the thread after this long with nothing to do.
         clock: what those durations are measured on (the wall clock if None).
-        prompt_delay: parse frames that waited this long while parsing is cheap (None: never).
-        prompt_share: the share of the time parsing may take for that.
     """
 
     def __init__(self, pending: Callable[[], int], flush: Callable[[], None], notifier: Notifier, *,
                  batch_size: int, max_delay: float, notify_interval: float, idle_exit: float = 2.0,
-                 clock: Clock | None = None, prompt_delay: float | None = 0.002,
-                 prompt_share: float = 1 / 3) -> None:
+                 clock: Clock | None = None) -> None:
         self._pending = pending
         self._clock: Clock = clock if clock is not None else WallClock()
         self._flush = flush
@@ -193,12 +180,6 @@ class Worker:
         self.max_delay = max_delay
         self.notify_interval = notify_interval
         self.idle_exit = idle_exit
-        self.prompt_delay = prompt_delay
-        self.prompt_share = prompt_share
-        #: CPU seconds spent parsing, decaying by e every second of the clock: the share of the
-        #: last second or so
-        self._busy = 0.0
-        self._busy_at = 0.0
         self.running = False
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -217,20 +198,6 @@ class Worker:
                 target=self._run, args=(self._stop,), name="aios-store-worker", daemon=True
             )
             self._thread.start()
-
-    @property
-    def prompt(self) -> bool:
-        """Whether frames are parsed ``prompt_delay`` after they came (parsing is cheap now)."""
-        return self.prompt_delay is not None and self._busy < self.prompt_share
-
-    def _parse(self, now: float) -> None:
-        # what parsing costs is this thread's CPU time, not the clock's: on a busy machine the
-        # wall time of a parse grows with what else runs, its cost does not
-        began = time.thread_time()
-        self._flush()
-        spent = time.thread_time() - began
-        self._busy = self._busy * math.exp(min(0.0, self._busy_at - now)) + spent
-        self._busy_at = now
 
     def wake(self) -> None:
         """Parse now (many frames wait)."""
@@ -252,13 +219,11 @@ class Worker:
     def _run(self, stop: threading.Event) -> None:
         tick = max(0.001, min(0.02, self.max_delay, self.notify_interval or 0.02))
         clock = self._clock.monotonic
-        self._busy_at = clock()
         waiting_since: float | None = None
         seen = 0  # frames waiting at the previous tick
         last_delivery = idle_since = clock()
         while not stop.is_set():
-            prompt = self.prompt
-            self._wake.wait(min(tick, self.prompt_delay) if prompt and seen else tick)  # type: ignore[type-var]
+            self._wake.wait(tick)
             self._wake.clear()
             if stop.is_set():
                 break
@@ -272,9 +237,8 @@ class Worker:
                 if waiting:
                     waiting_since = waiting_since or now
                     delivery_due = listening and now - last_delivery >= self.notify_interval
-                    due = self.prompt_delay if prompt else self.max_delay
-                    if waiting >= self.batch_size or now - waiting_since >= due or delivery_due:  # type: ignore[operator]
-                        self._parse(now)
+                    if waiting >= self.batch_size or now - waiting_since >= self.max_delay or delivery_due:
+                        self._flush()
                         waiting_since = None
                         seen = 0
                 if listening and now - last_delivery >= self.notify_interval:

@@ -90,9 +90,7 @@ class EventStore:
         notify_interval: seconds between change deliveries to subscribers (at least); while
             anyone is subscribed, waiting frames are parsed at least this often.
         batch_size: parse waiting frames once this many have arrived.
-        max_delay: parse waiting frames once they have waited this long (seconds); while
-            parsing takes little of the time (a live stream's rates), the background thread
-            parses them within a few milliseconds (see :class:`.notify.Worker`).
+        max_delay: parse waiting frames once they have waited this long (seconds).
         background: parse on a background thread (started with the first frame, ended when
             idle), so the thread that ingests only appends; False parses in ``ingest_frame``
             every ``batch_size`` frames and on reads.
@@ -198,8 +196,6 @@ class EventStore:
                 if waiting < self._INLINE_BATCHES * self._batch_size:
                     return
             else:
-                if waiting == 1 and worker.prompt:  # the first to wait: its delay starts now
-                    worker.wake()
                 return
         if waiting >= self._batch_size:  # no worker, or it cannot keep up: parse here
             with self._lock:
