@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # store.py imports this module: the name only, for the checke
 
 _Store = TypeVar("_Store", bound="EventStore")
 
-__all__ = ["load_into", "load_store"]
+__all__ = ["FrameTranslator", "foreign_dialect", "load_into", "load_store"]
 
 _SESSION_EVENTS = ("connected", "resync_complete")
 _CHUNK = 65_536  # frames per store batch on the exact path
@@ -325,9 +325,60 @@ def _greets(frame: str | bytes, session: ClientSession) -> bool:
     return dialect.greets(_top_level(frame))
 
 
+class FrameTranslator:
+    """Frames as received, in order, -> what live ingestion handed the store (the client's own
+    ``ClientSession``, the receive times standing in for its clock): a foreign dialect's frames
+    with their translation, duplicates of a resync replay left out, the gaps the session found.
+
+    Args:
+        dialect: the dialect the frames were received in (``"auto"``: the greeting says).
+        types: what the client subscribed to (a server that ignores subscriptions sends more,
+            and the session filters it as the client did).
+    """
+
+    def __init__(self, dialect: Dialect | str = AUTO, types: Iterable[str] = SUBSCRIPTION_TYPES) -> None:
+        self.session = ClientSession(dialect=dialect)
+        self.session.subscribe(list(types))
+        self.session.connection_opened(None)
+        self._first = True
+
+    def receive(self, frame: str | bytes, moment: int) -> tuple[str | bytes | Translated | None, list[GapDetected]]:
+        """One frame received at ``moment`` (ns): what the store takes of it (None: a duplicate),
+        and the gaps it revealed (the client adds them after the frame)."""
+        session = self.session
+        if not self._first and _greets(frame, session):
+            session.connection_opened(None)  # the socket the client saw reopen
+        self._first = False
+        events = session.receive(frame, moment / 1e9)
+        session.data_to_send()  # what the client would answer (auth, pong, resync): not needed
+        gaps = [event for event in events if isinstance(event, GapDetected)]
+        if any(isinstance(event, Duplicate) for event in events):
+            return None, gaps
+        # a foreign dialect's frame goes with its translation, as live
+        translated = events[0].translated if events and isinstance(events[0], Translation) else None
+        return (frame if translated is None else translated), gaps
+
+    def batch(self, frames: Iterable[str | bytes], moments: Iterable[int]) -> tuple[list[str | bytes | Translated], np.ndarray]:
+        """:meth:`receive` over frames that reveal no gap worth a row (an archive's, which keeps
+        its gaps as rows of its own): what the store takes, and when each was received."""
+        items: list[str | bytes | Translated] = []
+        kept: list[int] = []
+        for frame, moment in zip(frames, moments, strict=True):
+            item, _ = self.receive(frame, int(moment))
+            if item is not None:
+                items.append(item)
+                kept.append(int(moment))
+        return items, np.array(kept, np.int64)
+
+
+def foreign_dialect(frame: str | bytes | None) -> Dialect | None:
+    """The foreign dialect whose greeting ``frame`` is (None: the published protocol's, or no greeting)."""
+    dialect = detect_dialect(frame) if isinstance(frame, str) else None
+    return dialect if dialect is not None and not dialect.native else None
+
+
 def _load_exact(store: EventStore, reader: RecordingReader) -> None:
-    session: ClientSession | None = None
-    first = True
+    translator: FrameTranslator | None = None
     pending: list[str | bytes | Translated] = []
     times: list[int] = []
 
@@ -338,29 +389,19 @@ def _load_exact(store: EventStore, reader: RecordingReader) -> None:
             times.clear()
 
     for batch in reader.batches():
-        if batch.starts_recording or session is None:
+        if batch.starts_recording or translator is None:
             flush()
-            # a new recording: a new client, in the dialect it was made in
-            session = ClientSession(dialect=_recorded_dialect(reader, batch))
-            # what the recording client subscribed to: a server that ignores subscriptions sent
-            # more, and the session filters it as the client did
+            # a new recording: a new client, in the dialect it was made in, subscribed as it was
             header = reader.header_of(batch.path)
-            session.subscribe(header.types if header is not None and header.types is not None else SUBSCRIPTION_TYPES)
-            session.connection_opened(None)
-            first = True
+            translator = FrameTranslator(_recorded_dialect(reader, batch),
+                                         header.types if header is not None and header.types is not None
+                                         else SUBSCRIPTION_TYPES)
         for frame, moment in zip(batch.frames, _receive_ns(batch, reader), strict=True):
-            if not first and _greets(frame, session):
-                session.connection_opened(None)  # the socket the recorder saw reopen
-            first = False
-            events = session.receive(frame, moment / 1e9)
-            session.data_to_send()  # what the client would answer (auth, pong, resync): not needed
-            if any(isinstance(event, Duplicate) for event in events):
+            item, gaps = translator.receive(frame, int(moment))
+            if item is None:
                 continue
-            # a foreign dialect's frame goes with its translation, as live
-            translated = events[0].translated if events and isinstance(events[0], Translation) else None
-            pending.append(frame if translated is None else translated)
+            pending.append(item)
             times.append(int(moment))
-            gaps = [event for event in events if isinstance(event, GapDetected)]
             if gaps:
                 flush()  # the client ingests the frame first, then writes the gap row
                 for gap in gaps:
