@@ -143,7 +143,7 @@ def test_the_record_command_records_a_server_without_auth(tmp_path: Path) -> Non
 def test_the_record_command_feeds_a_sink_that_takes_every_frame_without_failing(tmp_path: Path) -> None:
     # the recorder's sink is a StreamSink, not a store: the client feeds it every frame (with the
     # receive time in ns) and no snapshot is asked of it
-    from aios_notebook.commands.recording import _DiscardStore
+    from aios_notebook.commands.streaming import DiscardStore as _DiscardStore
     from aios_notebook.storelike import StoreLike, StreamSink
 
     sink = _DiscardStore()
@@ -155,3 +155,22 @@ def test_the_record_command_feeds_a_sink_that_takes_every_frame_without_failing(
         server.create_sample_workflow()
         client.wait_for(lambda s: client.stats.events_received >= 1, 10)
         assert client.stats.store_errors == 0 and client.last_snapshot is None
+
+
+def test_an_archive_of_a_foreign_recording_derives_its_latest_state(tmp_path: Path) -> None:
+    # converted, the typed tables come from the translated frames; the latest-state tables are
+    # derived from the raw frames, which must be read in the recording's dialect too (they were
+    # read as the published protocol's: no job, no run). This recording starts after the greeting:
+    # its dialect comes from its header, into the archive's manifest.
+    from aios_notebook.history import Archive, convert
+
+    path, _ = _record(tmp_path)
+    loaded = _typed(EventStore.load(path))
+    convert(path, tmp_path / "archive", progress=False)
+    archive = Archive(tmp_path / "archive")
+    assert archive.manifest["dialect"] == "autopilot" and archive.dialect is not None
+    derived = _typed(archive.store())
+    for name in ("jobs", "dag_runs", "dag_steps"):
+        assert len(derived[name]) > 0, name
+        pd.testing.assert_frame_equal(derived[name], loaded[name], check_categorical=False, obj=name)
+    assert set(archive.latest("jobs")["job_id"]) == set(loaded["jobs"]["job_id"])

@@ -19,8 +19,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ..exceptions import ConfigurationError
+from ..protocol.dialects import DIALECTS, Dialect
 from ..store import bulk
 from ..store.archive import (
     ARCHIVE_TABLES,
@@ -30,6 +32,7 @@ from ..store.archive import (
     read_manifest,
     read_part,
 )
+from ..store.load import FrameTranslator, foreign_dialect
 from ..store.parquet import arrow_frame
 from ..store.schema import EVENT_ROUTES, LATEST_TABLES, TABLES
 from ..store.store import EventStore, store_from_frames
@@ -43,6 +46,7 @@ __all__ = ["Archive", "as_ns"]
 
 _NAT = np.iinfo(np.int64).min
 _BATCH_ROWS = 65_536
+_GREETING_WITHIN = 16  # the first frames of the archive among which a foreign server's greeting is
 # the columns place_ns reads, per table
 _PLACE_COLUMNS = {
     "raw": ("text", "received_at"),
@@ -117,6 +121,7 @@ class Archive:
         self.threads = threads
         self.checkpoints = checkpoints
         self.manifest: dict[str, Any] = {}
+        self._dialect: tuple[Dialect | None] | None = None  # the frames' foreign dialect, once looked at
         self.refresh()
 
     def refresh(self) -> Archive:
@@ -128,6 +133,7 @@ class Archive:
                 raise ArchiveError(f"{self.path / relative}: listed in {self.path}/_archive.json but missing "
                                    f"(a deleted or moved partition)")
         self.manifest = manifest
+        self._dialect = None
         return self
 
     # -- what is there -------------------------------------------------------------------------
@@ -269,11 +275,33 @@ class Archive:
     def _feed_files(self, store: EventStore, start: int | None, end: int | None, events: list[str] | None,
                     entries: list[tuple[str, dict[str, Any]]] | None = None) -> int:
         """Feed ``store`` the raw frames of ``[start, end)`` (of ``events``; in ``entries``
-        only, when given); returns how many."""
+        only, when given); returns how many. Frames of another dialect (an AIOS server's own)
+        go through the client's session, as live, and every one of them is read: their event
+        names are the server's."""
         fed = 0
-        for texts, received in self._frames_ns(start, end, events, entries):
-            fed += bulk.ingest_frames(store, texts, received)
+        dialect = self.dialect
+        translator = None if dialect is None else FrameTranslator(dialect)
+        for texts, received in self._frames_ns(start, end, events if translator is None else None, entries):
+            if translator is None:
+                fed += bulk.ingest_frames(store, texts, received)
+            else:
+                items, moments = translator.batch(texts.to_pylist(), received)
+                fed += bulk.ingest_frames(store, items, moments) if items else 0
         return fed
+
+    @property
+    def dialect(self) -> Dialect | None:
+        """The foreign dialect the archived frames were received in (the greeting among the first
+        frames says), or None for the published protocol's."""
+        if self._dialect is None:
+            named = DIALECTS.get(self.manifest.get("dialect") or "")  # conversion writes a foreign one
+            found = named if named is not None and not named.native else None
+            for relative, _ in self._entries("raw", None, None)[:1]:
+                first = pq.ParquetFile(self.path / relative).iter_batches(batch_size=_GREETING_WITHIN, columns=["text"])
+                for text in next(first, pa.record_batch([pa.array([], pa.string())], ["text"])).column(0).to_pylist():
+                    found = found or foreign_dialect(text)
+            self._dialect = (found,)
+        return self._dialect[0]
 
     def _frames_ns(self, start: int | None, end: int | None, events: list[str] | None,
                    entries: list[tuple[str, dict[str, Any]]] | None = None) -> Iterator[tuple[pa.Array, np.ndarray]]:

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import AIOSError, ConfigurationError
+from ..protocol.dialects import get_dialect
+from ..server.replay_dialect import recording_dialect
 from ..store.archive import (
     ARCHIVE_TABLES,
     ArchiveError,
@@ -76,8 +78,9 @@ def expand_sources(sources: str | os.PathLike[str] | Iterable[str | os.PathLike[
     return list(dict.fromkeys(found))
 
 
-def _stage(path: str, staging: str, on_error: str) -> tuple[list[tuple[str, dict[str, Any]]], int]:
-    """In a helper process: load one recording, write its tables into ``staging``."""
+def _stage(path: str, staging: str, on_error: str) -> tuple[list[tuple[str, dict[str, Any]]], int, str]:
+    """In a helper process: load one recording, write its tables into ``staging``; returns the
+    files, the frames and the dialect the recording was made in."""
     from ..store import EventStore
 
     # every append-only row kept; the latest-state tables, derived at query time, not built (0 rows)
@@ -90,7 +93,7 @@ def _stage(path: str, staging: str, on_error: str) -> tuple[list[tuple[str, dict
         if len(frame):
             for day, rows, places, seqs in day_parts(name, frame):
                 staged.append(write_part(Path(staging), name, day, rows, places, seqs, False))
-    return staged, store.frames
+    return staged, store.frames, recording_dialect(path, on_error).name  # type: ignore[arg-type]
 
 
 def convert(sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], archive: str | os.PathLike[str],
@@ -132,8 +135,8 @@ def convert(sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
             count = min(len(todo), workers or os.cpu_count() or 1)
             if count <= 1:
                 for path, identity in todo:
-                    staged, frames = _stage(str(path), str(staging), on_error)
-                    _adopt(writer, staging, path, identity, staged, frames, result, bar)
+                    staged, frames, dialect = _stage(str(path), str(staging), on_error)
+                    _adopt(writer, staging, path, identity, staged, frames, dialect, result, bar)
             elif todo:
                 with ProcessPoolExecutor(count) as pool:
                     futures: list[tuple[Path, str, Future]] = [
@@ -142,8 +145,8 @@ def convert(sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
                     ]
                     try:
                         for path, identity, future in futures:  # in order: the archive's write order
-                            staged, frames = future.result()
-                            _adopt(writer, staging, path, identity, staged, frames, result, bar)
+                            staged, frames, dialect = future.result()
+                            _adopt(writer, staging, path, identity, staged, frames, dialect, result, bar)
                     except BaseException:
                         for _, _, future in futures:
                             future.cancel()
@@ -162,9 +165,12 @@ def convert(sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
 
 
 def _adopt(writer: ArchiveWriter, staging: Path, path: Path, identity: str, staged: list[Any], frames: int,
-           result: ConvertResult, bar: Any) -> None:
+           dialect: str, result: ConvertResult, bar: Any) -> None:
     rows = writer.adopt(staging, staged)
-    writer.add_source(identity, {"path": str(path), "frames": frames, "rows": rows})
+    if dialect != writer.manifest.get("dialect") and not get_dialect(dialect).native:
+        # the frames' dialect, which Archive reads them in (an AIOS server's own); saved below
+        writer.manifest["dialect"] = dialect
+    writer.add_source(identity, {"path": str(path), "frames": frames, "rows": rows, "dialect": dialect})
     result.converted.append(str(path))
     result.events += frames
     result.rows += rows
