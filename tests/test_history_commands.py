@@ -127,3 +127,34 @@ def test_client_archive_alongside_the_store(tmp_path):
     got = archive.table("job_events").drop(columns=["received_at"])
     pd.testing.assert_frame_equal(got, live, check_categorical=False)
     assert os.listdir(out) and not (out / "_archive.lock").exists()
+
+
+def test_archive_a_server_without_auth_with_no_token_set(tmp_path, capsys, monkeypatch):
+    # the AIOS v2 backend's own app takes no token: with AIOS_TOKEN unset, archive connects
+    # without one, as record does (it used to refuse: "AIOS_TOKEN is not set"); its frames are
+    # another dialect's, translated into the typed tables and derived latest state
+    import threading
+
+    from autopilot_server import AutopilotServer
+
+    monkeypatch.delenv("AIOS_TOKEN", raising=False)
+    out = tmp_path / "autopilot"
+    with AutopilotServer(app="main", step_delay=0.03, email_steps=2) as server:
+        def workload() -> None:
+            server.wait_until(lambda: server.live_count() == 1, 20)
+            time.sleep(0.2)
+            server.create_sample_workflow()
+            server.run_email(outcome="completed")
+
+        feeding = threading.Thread(target=workload, daemon=True)
+        feeding.start()
+        code = main(["archive", server.url, "-o", str(out), "--duration", "3", "--interval", "0.5", "--quiet"])
+        feeding.join(timeout=30)
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "connecting without a token" in err
+    # the server's frames as it sent them, and the tables the client's store builds from them
+    archive = Archive(out)
+    assert archive.rows["raw"] > 0 and archive.rows["job_events"] > 0 and archive.rows["dag_step_events"] > 0
+    assert archive.dialect is not None and archive.dialect.name == "autopilot"
+    assert set(archive.latest("jobs")["type"]) == {"email"} and len(archive.latest("dag_runs")) == 1

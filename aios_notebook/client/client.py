@@ -402,7 +402,7 @@ class AIOSClient:
         """
         from ..store.live_archive import LiveArchiver  # the archive's writer (issue 17)
 
-        return LiveArchiver(self.add_frame_listener, path, source=self.url, **options)
+        return LiveArchiver(self.add_frame_listener, path, source=self.url, dialect=lambda: self.dialect, **options)
 
     # -- waiting --------------------------------------------------------------------------------
     def _notify(self) -> None:

@@ -7,12 +7,21 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import threading
 import time
 
+from ..client import AIOSClient
 from ..exceptions import AIOSError
+from ..history.convert import convert
+from .streaming import (
+    DiscardStore,
+    connection_options,
+    first_connection,
+    follow,
+    quiet_client_log,
+    stop_on_signals,
+)
 
 __all__ = ["run_archive", "run_convert"]
 
@@ -31,8 +40,6 @@ def run_archive(args: argparse.Namespace) -> int:
 
 def run_convert(args: argparse.Namespace) -> int:
     """``aios-notebook archive convert GLOB... -o DIR [--workers N]``."""
-    from ..history.convert import convert
-
     if not args.sources:
         print("aios-notebook archive convert: name the recordings, e.g. 'recordings/*.jsonl.gz'", file=sys.stderr)
         return 2
@@ -51,30 +58,13 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def _run_live(args: argparse.Namespace) -> int:
-    from ..client import AIOSClient
-    from ..protocol.models import SUBSCRIPTION_TYPES
-    from .recording import (
-        _DiscardStore,
-        _stop_on_signals,
-        first_connection,
-        quiet_client_log,
-        stream_problem,
-    )
-
-    token = os.environ.get(args.token_env) or None
-    if token is None:
-        print(f"aios-notebook archive: the environment variable {args.token_env} is not set "
-              f"(it must hold the token)", file=sys.stderr)
+    options = connection_options(args, "archive")
+    if options is None:
         return 2
-    types = list(args.types) if args.types else list(SUBSCRIPTION_TYPES)
-    unknown = sorted(set(types) - set(SUBSCRIPTION_TYPES))
-    if unknown:
-        print(f"aios-notebook archive: unknown type(s) {', '.join(unknown)}; known: {', '.join(SUBSCRIPTION_TYPES)}",
-              file=sys.stderr)
-        return 2
+    token, types = options
     try:
         # frames only, as a recording: REST snapshots are not frames
-        client = AIOSClient(args.target, token, types=types, store=_DiscardStore(),
+        client = AIOSClient(args.target, token, types=types, store=DiscardStore(),
                             max_reconnects=args.max_reconnects, snapshots=False)
         archiver = client.archive(args.output, interval=args.interval, rows=args.rows)
     except (AIOSError, OSError) as exc:
@@ -84,31 +74,25 @@ def _run_live(args: argparse.Namespace) -> int:
     code = 0
     print(f"archiving {client.url} ({', '.join(types)}) into {args.output}; Ctrl-C stops", file=sys.stderr)
     tty = sys.stderr.isatty()
-    with _stop_on_signals(stop), quiet_client_log():
+    shown = 0.0
+
+    def tick() -> None:
+        nonlocal shown
+        if not args.quiet and (tty or time.monotonic() - shown >= 10):  # a log gets a line every 10 s
+            shown = time.monotonic()
+            line = f"archived {archiver.frames:,} frames, {archiver.rows:,} rows written"
+            sys.stderr.write(("\r\x1b[K" if tty else "") + line + ("" if tty else "\n"))
+            sys.stderr.flush()
+
+    with stop_on_signals(stop), quiet_client_log():
         client.start()
         try:
             failed = first_connection(client, wait=args.wait, stop=stop)
             if failed is not None:
                 print(f"aios-notebook archive: {failed}; nothing archived", file=sys.stderr)
                 return 1
-            deadline = time.monotonic() + args.duration if args.duration else None
-            shown = 0.0
-            while not stop.is_set():
-                timeout = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
-                if stop.wait(timeout):
-                    break
-                if not args.quiet and (tty or time.monotonic() - shown >= 10):
-                    shown = time.monotonic()
-                    line = f"archived {archiver.frames:,} frames, {archiver.rows:,} rows written"
-                    sys.stderr.write(("\r\x1b[K" if tty else "") + line + ("" if tty else "\n"))
-                    sys.stderr.flush()
-                problem = stream_problem(client, archiver.error, args.token_env, token)
-                if problem is not None:
-                    print(f"\naios-notebook archive: {problem}", file=sys.stderr)
-                    code = 1
-                    break
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
+            code = follow(client, stop, duration=args.duration, tick=tick, written=lambda: archiver.error,
+                          token_env=args.token_env, token=token, command="archive")
         finally:
             client.stop()
             archiver.stop()

@@ -1,36 +1,33 @@
-"""The ``record`` and ``replay`` subcommands (their options are declared in ``aios_notebook.cli``).
-
-:func:`first_connection` is shared by every command that streams from a server (``record``,
-``archive``): the first connection must succeed within seconds, or the command says why and exits
-non-zero, instead of retrying in silence for its whole duration (``--wait`` keeps trying).
+"""The ``record`` and ``replay`` subcommands (their options are declared in ``aios_notebook.cli``);
+what ``record`` shares with ``archive URL`` is :mod:`.streaming`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
-import os
-import re
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
-from urllib.parse import urlsplit
+from typing import TextIO
 
+from ..client import AIOSClient
 from ..exceptions import AIOSError, ConfigurationError, CorruptLog
+from .streaming import (
+    FIRST_CONNECTION_TIMEOUT,
+    DiscardStore,
+    connection_options,
+    first_connection,
+    follow,
+    quiet_client_log,
+    stop_on_signals,
+    stream_problem,
+)
 
+# the streaming names stay importable from here, where they were first
 __all__ = ["FIRST_CONNECTION_TIMEOUT", "first_connection", "format_bytes", "quiet_client_log",
            "run_record", "run_replay", "stream_problem"]
-
-#: seconds the first connection may take before a command gives up (without --wait)
-FIRST_CONNECTION_TIMEOUT = 15.0
-#: the paths an AIOS server answers WebSockets on (the DAG app: /ws/dag-updates)
-_WS_PATHS = ("/ws", "/ws/dag-updates")
 
 
 def format_bytes(size: float) -> str:
@@ -40,36 +37,6 @@ def format_bytes(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     return f"{size:.1f} GB"  # pragma: no cover
-
-
-class _DiscardStore:
-    """The client wants a ``StreamSink`` to feed; a recording needs no store (and should not grow
-    in memory)."""
-
-    def ingest_frame(self, frame: Any, received_at: Any = None, *, received_ns: int | None = None) -> None:
-        pass
-
-    def add_gap(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def add_error(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM (and SIGINT) end the recording cleanly: flushed, gzip trailer written."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous[sig] = signal.signal(sig, lambda *_: stop.set())
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 class _Progress:
@@ -99,81 +66,6 @@ class _Progress:
         self.stream.flush()
 
 
-def _connection_hint(url: str, problem: str) -> str:
-    """What to try, in the terms of the command line."""
-    path = urlsplit(url).path.rstrip("/") or "/"
-    if "HTTP" in problem and path not in _WS_PATHS and "/ws" not in problem:
-        parts = urlsplit(url)
-        return f"AIOS servers take WebSockets on /ws: try {parts.scheme}://{parts.netloc}/ws"
-    if "ConnectionRefused" in problem or "Connect call failed" in problem:
-        return "nothing listens there: is the server running, on this host and port?"
-    return ""
-
-
-def first_connection(client: Any, *, wait: bool = False, timeout: float = FIRST_CONNECTION_TIMEOUT,
-                     stop: threading.Event | None = None,
-                     say: Callable[[str], None] | None = None) -> str | None:
-    """Wait for a started client's first connection; None once its WebSocket is open, else why not.
-
-    Without ``wait`` the first failed attempt (refused, handshake answered 403/404 or without an
-    upgrade, no handshake within ``timeout`` s) ends the wait, and the returned text names the
-    cause with a hint (the ``/ws`` path, a server that is not running). With ``wait`` it keeps
-    trying until connected, the token is refused, or ``stop`` is set, telling ``say`` what it is
-    waiting for at once and every 30 s.
-
-    Args:
-        client: an :class:`~aios_notebook.client.AIOSClient` after ``start()``.
-        wait: keep trying after failures (``--wait``).
-        timeout: seconds without a connection before giving up (without ``wait``).
-        stop: set to end the wait early (Ctrl-C); then the text says it was stopped.
-        say: where progress lines go (default: stderr).
-    """
-    say = say or (lambda text: print(text, file=sys.stderr, flush=True))
-    began = time.monotonic()
-    told = -1e9
-    while True:
-        stats = client.stats
-        state = client.state
-        if stats.connections > 0:  # the socket opened: what the server says next is the caller's
-            return None
-        # the client's note of its next try is not news to someone told it gave up
-        problem = re.sub(r"; reconnecting in [\d.]+ s$", "", stats.last_error or "")
-        if state in ("auth_failed", "closed") and stats.connections == 0:
-            problem = problem or f"the connection to {client.url} ended ({state})"
-            hint = _connection_hint(client.url, problem)
-            return f"{problem}{'; ' + hint if hint else ''}"
-        if stats.failed_attempts and not wait:
-            hint = _connection_hint(client.url, problem)
-            return f"{problem}{'; ' + hint if hint else ''} (--wait keeps trying)"
-        now = time.monotonic()
-        if not wait and now - began >= timeout:
-            return f"no connection to {client.url} within {timeout:g} s (--wait keeps trying)"
-        if wait and now - told >= 30.0:
-            told = now
-            why = f" (last attempt: {problem})" if problem else ""
-            say(f"waiting for {client.url} (--wait){why}; Ctrl-C stops")
-        if stop is not None:
-            if stop.wait(0.05):
-                return f"stopped before {client.url} could be reached"
-        else:
-            time.sleep(0.05)
-
-
-@contextmanager
-def quiet_client_log() -> Iterator[None]:
-    """The client's log lines off while a command reports the same failures in its own words."""
-    logger = logging.getLogger("aios_notebook.client")
-    handler = logging.NullHandler()
-    propagate = logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
-
-
 def _remove_empty(paths: list[Path]) -> None:
     """A recording that holds no event is not left behind to be mistaken for one."""
     for path in paths:
@@ -181,37 +73,12 @@ def _remove_empty(paths: list[Path]) -> None:
             path.unlink()
 
 
-def stream_problem(client: Any, written: BaseException | None, token_env: str, token: str | None) -> str | None:
-    """What ends a streaming command (``record``, ``archive``) early, in command-line terms: a
-    refusal, giving up on reconnecting, or a failed write; None while all is well."""
-    if client.state == "auth_failed":
-        return f"{client.url} refused the token in {token_env}" if token is not None else (
-            f"{client.url} wants a token: set {token_env}")
-    if client.state == "closed":
-        return f"gave up reconnecting to {client.url}"
-    if written is not None:
-        return f"writing failed: {written}"
-    return None
-
-
 def run_record(args: argparse.Namespace) -> int:
     """``aios-notebook record URL --token-env VAR -o FILE``: returns the exit code."""
-    from ..client import AIOSClient
-    from ..protocol.models import SUBSCRIPTION_TYPES
-
-    token = os.environ.get(args.token_env) or None
-    if token is None and args.token_env != "AIOS_TOKEN":
-        print(f"aios-notebook record: the environment variable {args.token_env} is not set "
-              f"(it must hold the token)", file=sys.stderr)
+    options = connection_options(args, "record")
+    if options is None:
         return 2
-    if token is None:  # a server without auth (the AIOS v2 backend's own app); one that wants a token says so
-        print("no AIOS_TOKEN set: connecting without a token", file=sys.stderr)
-    types = list(args.types) if args.types else list(SUBSCRIPTION_TYPES)
-    unknown = sorted(set(types) - set(SUBSCRIPTION_TYPES))
-    if unknown:
-        print(f"aios-notebook record: unknown type(s) {', '.join(unknown)}; "
-              f"known: {', '.join(SUBSCRIPTION_TYPES)}", file=sys.stderr)
-        return 2
+    token, types = options
     rotate = int(args.rotate_mb * 1_000_000) if args.rotate_mb else None
     output = Path(args.output)
     if output.exists() and not args.force:
@@ -220,7 +87,7 @@ def run_record(args: argparse.Namespace) -> int:
         return 2
     try:
         # no REST snapshots: they are not frames, and a recording holds frames only
-        client = AIOSClient(args.url, token, types=types, store=_DiscardStore(),
+        client = AIOSClient(args.url, token, types=types, store=DiscardStore(),
                             max_reconnects=args.max_reconnects, snapshots=False)
         # the recorder listens before the first connection, so not a frame is missed
         recorder = client.record(args.output, rotate_bytes=rotate, flush_interval=args.flush_interval,
@@ -233,7 +100,7 @@ def run_record(args: argparse.Namespace) -> int:
     code = 0
     print(f"recording {client.url} ({', '.join(types)}) into {recorder.path}; Ctrl-C stops",
           file=sys.stderr)
-    with _stop_on_signals(stop), quiet_client_log():
+    with stop_on_signals(stop), quiet_client_log():
         client.start()
         try:
             failed = first_connection(client, wait=args.wait, stop=stop)
@@ -243,20 +110,9 @@ def run_record(args: argparse.Namespace) -> int:
                 _remove_empty(recorder.paths)
                 print(f"aios-notebook record: {failed}; nothing recorded", file=sys.stderr)
                 return 1
-            # the duration counts from the first connection: waiting for a server is not recording
-            deadline = time.monotonic() + args.duration if args.duration else None
-            while not stop.is_set():
-                timeout = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
-                if stop.wait(timeout):
-                    break
-                progress.update(recorder.events, recorder.bytes)
-                problem = stream_problem(client, recorder.error, args.token_env, token)
-                if problem is not None:
-                    print(f"\naios-notebook record: {problem}", file=sys.stderr)
-                    code = 1
-                    break
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
+            code = follow(client, stop, duration=args.duration,
+                          tick=lambda: progress.update(recorder.events, recorder.bytes),
+                          written=lambda: recorder.error, token_env=args.token_env, token=token, command="record")
         finally:
             client.stop()
             recorder.stop()
@@ -288,7 +144,7 @@ def run_replay(args: argparse.Namespace) -> int:
         print(f"aios-notebook replay: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
-    with _stop_on_signals(stop):
+    with stop_on_signals(stop):
         try:
             server.start_in_thread()
         except (AIOSError, OSError, RuntimeError) as exc:

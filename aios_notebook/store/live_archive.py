@@ -18,8 +18,10 @@ import numpy as np
 import pyarrow as pa
 
 from ..exceptions import AIOSWarning, ConfigurationError
+from ..protocol.dialects import AUTO, DIALECTS
 from . import bulk
 from .archive import ARCHIVE_TABLES, ArchiveError, ArchiveWriter, public_url
+from .load import FrameTranslator, foreign_dialect
 from .store import EventStore
 
 __all__ = ["LiveArchiver"]
@@ -41,7 +43,7 @@ class LiveArchiver:
 
     def __init__(self, add_listener: Callable[[Callable[[Any, Any], None]], Any], path: str | os.PathLike[str], *,
                  interval: float = 60.0, rows: int = 100_000, source: str | None = None,
-                 compact: bool = True) -> None:
+                 compact: bool = True, dialect: Callable[[], str] | None = None) -> None:
         if not interval > 0:
             raise ConfigurationError(f"interval must be > 0 seconds, got {interval!r}")
         if not (isinstance(rows, int) and rows >= 1):
@@ -50,6 +52,10 @@ class LiveArchiver:
         self.interval = float(interval)
         self.limit = rows
         self.compact_days = compact
+        # the client's dialect once it is known (its greeting): another dialect's frames are
+        # translated, as the client's store takes them, by a session of the archiver's own
+        self._dialect = dialect
+        self._translator: FrameTranslator | None = None
         self._writer = ArchiveWriter(self.path, source=public_url(source))
         self._waiting: list[tuple[Any, int]] = []
         self._wake = threading.Event()
@@ -93,7 +99,12 @@ class LiveArchiver:
         del self._waiting[:count]
         try:
             store = EventStore(retention={name: None for name in ARCHIVE_TABLES}, background=False)
-            bulk.ingest_frames(store, [f for f, _ in batch], np.fromiter((t for _, t in batch), np.int64, count))
+            frames: list[Any] = [f for f, _ in batch]
+            moments = np.fromiter((t for _, t in batch), np.int64, count)
+            translator = self._translator_for(frames[0])
+            if translator is not None:
+                frames, moments = translator.batch(frames, moments)
+            bulk.ingest_frames(store, frames, moments)
             written = self._writer.write({name: store.table(name) for name in ARCHIVE_TABLES})
             if self.compact_days:
                 self._writer.compact()
@@ -102,6 +113,15 @@ class LiveArchiver:
             self.error = exc
             warnings.warn(f"{self.path}: archiving stopped working: {exc}", AIOSWarning, stacklevel=2)
             return 0
+
+    def _translator_for(self, first: Any) -> FrameTranslator | None:
+        if self._translator is None:
+            name = self._dialect() if self._dialect is not None else AUTO
+            dialect = DIALECTS.get(name) if name != AUTO else foreign_dialect(first)
+            if dialect is not None and not dialect.native:
+                self._translator = FrameTranslator(dialect)
+                self._writer.manifest["dialect"] = dialect.name  # saved with the rows below
+        return self._translator
 
     def stop(self) -> LiveArchiver:
         """Stop listening, write what waits, compact finished days, release the archive."""
