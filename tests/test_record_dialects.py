@@ -174,3 +174,20 @@ def test_an_archive_of_a_foreign_recording_derives_its_latest_state(tmp_path: Pa
         assert len(derived[name]) > 0, name
         pd.testing.assert_frame_equal(derived[name], loaded[name], check_categorical=False, obj=name)
     assert set(archive.latest("jobs")["job_id"]) == set(loaded["jobs"]["job_id"])
+
+
+def test_a_backtest_of_a_foreign_recording_sees_its_latest_state(tmp_path: Path) -> None:
+    # a rule over jobs is fed the history in time order; the frames are the server's own, and
+    # were fed as the published protocol's (the rule saw no job)
+    from aios_notebook.rules import Insight, backtest, rule
+
+    @rule(every="50ms", window="1m", full_window=False)
+    def email_done(jobs: pd.DataFrame) -> Insight | None:
+        done = jobs[(jobs["type"] == "email") & (jobs["status"] == "completed")]
+        return Insight("email done", f"{len(done)} done", key="email") if len(done) else None
+
+    path, live = _record(tmp_path)
+    assert (live.jobs["status"] == "completed").any()
+    for source in (path, EventStore.load(path)):
+        firings = backtest([email_done], source, publish=False)
+        assert list(firings["key"]) == ["email"], source

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..exceptions import ConfigurationError
-from ..protocol.dialects import DIALECTS, Dialect
+from ..protocol.dialects import DIALECTS, Dialect, dialect_of_events
 from ..store import bulk
 from ..store.archive import (
     ARCHIVE_TABLES,
@@ -297,9 +297,13 @@ class Archive:
             named = DIALECTS.get(self.manifest.get("dialect") or "")  # conversion writes a foreign one
             found = named if named is not None and not named.native else None
             for relative, _ in self._entries("raw", None, None)[:1]:
-                first = pq.ParquetFile(self.path / relative).iter_batches(batch_size=_GREETING_WITHIN, columns=["text"])
-                for text in next(first, pa.record_batch([pa.array([], pa.string())], ["text"])).column(0).to_pylist():
-                    found = found or foreign_dialect(text)
+                batches = pq.ParquetFile(self.path / relative).iter_batches(_BATCH_ROWS, columns=["event", "text"])
+                first = next(batches, None)
+                if first is not None and found is None:  # a greeting among the first frames, else
+                    # the server's own event names (raw keeps them; a recording may begin after it)
+                    texts = first.column("text").slice(0, _GREETING_WITHIN).to_pylist()
+                    found = next((d for d in map(foreign_dialect, texts) if d is not None), None) or \
+                        dialect_of_events(pc.unique(first.column("event").drop_null()).to_pylist())
             self._dialect = (found,)
         return self._dialect[0]
 

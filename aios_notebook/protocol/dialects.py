@@ -40,6 +40,7 @@ __all__ = [
     "Routes",
     "Translated",
     "detect_dialect",
+    "dialect_of_events",
     "fraction_percent",
     "get_dialect",
     "register_dialect",
@@ -585,5 +586,15 @@ def detect_dialect(frame: str | bytes) -> Dialect | None:
         return None
     for dialect in reversed(list(DIALECTS.values())):
         if dialect.greets(obj):
+            return dialect
+    return None
+
+
+def dialect_of_events(names: Iterable[str]) -> Dialect | None:
+    """The foreign dialect whose own event names these are (frames kept without their greeting,
+    as a recording that began after it); None when the published protocol's, or no dialect's."""
+    wanted = set(names) - set(SERVER_EVENTS)  # a name the published protocol has tells nothing
+    for dialect in reversed(list(DIALECTS.values())):
+        if not dialect.native and wanted & set(dialect.events):
             return dialect
     return None

@@ -17,8 +17,11 @@ import pandas as pd
 
 from ..exceptions import ConfigurationError
 from ..protocol.codec import Decoded, Message, encode
+from ..protocol.dialects import Dialect, Translated, dialect_of_events
 from ..recording import RecordingReader
+from ..server.replay_dialect import recording_dialect
 from ..store import EventStore, bulk
+from ..store.load import FrameTranslator, foreign_dialect
 from ..store.schema import EVENT_ROUTES
 from ..storelike import StoreLike
 from .api import Rule
@@ -31,6 +34,7 @@ __all__ = ["run_backtest"]
 
 _TIMESTAMP = re.compile(r'"timestamp"\s*:\s*(?:"([^"]*)"|(-?\d+(?:\.\d+)?))')
 _EVENT = re.compile(r'"event"\s*:\s*"([^"]*)"')
+_GREETING_WITHIN = 16  # the first frames among which a foreign server's greeting is
 
 
 def _is_store(source: Any) -> TypeGuard[StoreLike]:
@@ -71,7 +75,7 @@ def _times(given: list[Any], frames: list[Any]) -> np.ndarray:
             else:
                 texts[i] = t if isinstance(t, str) else str(pd.Timestamp(t))
             continue
-        if isinstance(frame, bytes):
+        if not isinstance(frame, str):  # binary, or a foreign frame without a time of its own
             continue
         match = _TIMESTAMP.search(frame)
         if match is not None:
@@ -99,13 +103,17 @@ def _times(given: list[Any], frames: list[Any]) -> np.ndarray:
 
 
 def _frames(source: Any) -> tuple[list[Any], list[Any]]:
-    """(the time given with each item or None, frames) of a source, in the source's order."""
+    """(the time given with each item or None, frames) of a source, in the source's order; an AIOS
+    server's own dialect's frames with their translation, as the client's store took them."""
     if _is_store(source):
-        frames = source.table("raw")["text"].tolist()
-        return [None] * len(frames), frames
+        raw = source.table("raw")
+        frames = raw["text"].tolist()
+        # raw keeps a foreign frame under the server's own event name (its greeting may be gone)
+        return _translated([None] * len(frames), frames, dialect_of_events(raw["event"].dropna().unique()))
     if isinstance(source, (str, Path)):
         frames = [frame for batch in RecordingReader(source).batches() for frame in batch.frames]
-        return [None] * len(frames), frames
+        dialect = recording_dialect(source)
+        return _translated([None] * len(frames), frames, None if dialect.native else dialect)
     if isinstance(source, (bytes, Mapping)) or not isinstance(source, Iterable):
         raise ConfigurationError(
             f"backtest source must be a recording path, an EventStore or an iterable of events, "
@@ -116,14 +124,34 @@ def _frames(source: Any) -> tuple[list[Any], list[Any]]:
         t, frame = _frame_of(item)
         given.append(t)
         frames.append(frame)
-    return given, frames
+    return _translated(given, frames, None)
+
+
+def _translated(given: list[Any], frames: list[Any], dialect: Dialect | None) -> tuple[list[Any], list[Any]]:
+    """Frames of a foreign dialect (``dialect``, else the greeting among the first frames says)
+    through the client's session: each with its translation and its event time, duplicates out.
+    The published protocol's frames are returned as they are."""
+    if dialect is None:
+        dialect = next((d for d in map(foreign_dialect, frames[:_GREETING_WITHIN]) if d is not None), None)
+    if dialect is None:
+        return given, frames
+    translator = FrameTranslator(dialect)
+    times, items = [], []
+    for t, frame in zip(given, frames, strict=True):
+        item, _ = translator.receive(frame, 0)
+        if item is None:
+            continue
+        when = item.when if isinstance(item, Translated) else None
+        times.append(t if t is not None else when)
+        items.append(item)
+    return times, items
 
 
 def _in_time_order(given: list[Any], frames: list[Any], wanted: frozenset[str] | None) -> tuple[np.ndarray, list[Any]]:
     """(event times, frames) of the frames whose event is ``wanted`` (all if None), sorted by
     time (stable: ties keep their order)."""
     if wanted is not None:
-        keep = [i for i, frame in enumerate(frames) if _event_name(frame) in wanted]
+        keep = [i for i, frame in enumerate(frames) if _event_names(frame) & wanted]
         given, frames = [given[i] for i in keep], [frames[i] for i in keep]
     times = _times(given, frames)
     if len(times) > 1 and not bool((times[1:] >= times[:-1]).all()):
@@ -140,9 +168,12 @@ def _feeds(tables: set[str]) -> frozenset[str] | None:
     return frozenset(e for e, routes in EVENT_ROUTES.items() if any(r.table in tables for r in routes))
 
 
-def _event_name(frame: Any) -> str | None:
+def _event_names(frame: Any) -> set[str]:
+    """The published events a frame holds (a foreign dialect's: those it maps to)."""
+    if isinstance(frame, Translated):
+        return {message.event for message in frame.messages}
     match = None if isinstance(frame, bytes) else _EVENT.search(frame)
-    return match.group(1) if match else None
+    return {match.group(1)} if match else set()
 
 
 def _as_of_store(rules: list[Rule]) -> EventStore:
