@@ -164,7 +164,7 @@ def test_an_archive_of_a_foreign_recording_derives_its_latest_state(tmp_path: Pa
     # its dialect comes from its header, into the archive's manifest.
     from aios_notebook.history import Archive, convert
 
-    path, _ = _record(tmp_path)
+    path, live = _record(tmp_path)
     loaded = _typed(EventStore.load(path))
     convert(path, tmp_path / "archive", progress=False)
     archive = Archive(tmp_path / "archive")
@@ -174,6 +174,12 @@ def test_an_archive_of_a_foreign_recording_derives_its_latest_state(tmp_path: Pa
         assert len(derived[name]) > 0, name
         pd.testing.assert_frame_equal(derived[name], loaded[name], check_categorical=False, obj=name)
     assert set(archive.latest("jobs")["job_id"]) == set(loaded["jobs"]["job_id"])
+    # a live store written as it is: no manifest names the dialect, raw's event names do
+    live_archive = tmp_path / "live"
+    live.to_archive(live_archive)
+    written = Archive(live_archive)
+    assert written.manifest["dialect"] == "aios-v2" and written.dialect is not None
+    assert set(written.latest("jobs")["job_id"]) == set(live.jobs["job_id"]) != set()
 
 
 def test_a_backtest_of_a_foreign_recording_sees_its_latest_state(tmp_path: Path) -> None:
