@@ -291,16 +291,16 @@ class Archive:
 
     @property
     def dialect(self) -> Dialect | None:
-        """The foreign dialect the archived frames were received in (the greeting among the first
-        frames says), or None for the published protocol's."""
+        """The foreign dialect the archived frames were received in (an AIOS server's own), or
+        None for the published protocol's: the manifest's (conversion writes it), else a greeting
+        among the first frames, else the server's own event names, which raw keeps."""
         if self._dialect is None:
-            named = DIALECTS.get(self.manifest.get("dialect") or "")  # conversion writes a foreign one
+            named = DIALECTS.get(self.manifest.get("dialect") or "")
             found = named if named is not None and not named.native else None
-            for relative, _ in self._entries("raw", None, None)[:1]:
-                batches = pq.ParquetFile(self.path / relative).iter_batches(_BATCH_ROWS, columns=["event", "text"])
-                first = next(batches, None)
-                if first is not None and found is None:  # a greeting among the first frames, else
-                    # the server's own event names (raw keeps them; a recording may begin after it)
+            for relative, _ in self._entries("raw", None, None)[:1] if found is None else []:
+                first = next(pq.ParquetFile(self.path / relative).iter_batches(_BATCH_ROWS, columns=["event", "text"]),
+                             None)
+                if first is not None:  # a recording may begin after the greeting: then the names say
                     texts = first.column("text").slice(0, _GREETING_WITHIN).to_pylist()
                     found = next((d for d in map(foreign_dialect, texts) if d is not None), None) or \
                         dialect_of_events(pc.unique(first.column("event").drop_null()).to_pylist())
@@ -325,7 +325,8 @@ class Archive:
         replay to it was long (see :mod:`.checkpoints`)."""
         entries = self._entries("raw", None, end)
         events = _feeding({name})
-        keys = dict(Checkpoints.keys(name, entries)) if self.checkpoints else {}
+        dialect = self.dialect
+        keys = dict(Checkpoints.keys(name, entries, dialect.name if dialect else "")) if self.checkpoints else {}
         found = Checkpoints(self.path).find(name, keys, _restore) if keys else None
         since, scratch = found if found else ("", _scratch())
         todo = [item for item in entries if item[1]["date"] >= since]

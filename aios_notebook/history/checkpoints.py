@@ -11,9 +11,9 @@ feeds only the files from ``D`` on. Batches never span files, so the frames fed,
 and their batches are those of the whole replay.
 
 A checkpoint holds the digest of the raw files it was derived from (path, rows, time span,
-in feeding order), of the table's columns and of the package's version; a file added to an
-earlier day, a compaction, a new schema or release changes it, and the checkpoint is ignored
-(and replaced once derived again).
+in feeding order), of the dialect they are read in, of the table's columns and of the package's
+version; a file added to an earlier day, a compaction, a new schema or release changes it, and
+the checkpoint is ignored (and replaced once derived again).
 A read-only archive just derives: writing one is an optimisation, never a requirement.
 """
 
@@ -64,12 +64,13 @@ class Checkpoints:
         self.root = root / FOLDER
 
     @staticmethod
-    def keys(name: str, entries: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[tuple[str, str]]:
+    def keys(name: str, entries: Iterable[tuple[str, dict[str, Any]]], dialect: str = "") -> Iterator[tuple[str, str]]:
         """``(day, key)`` for every day of ``entries`` (raw files in feeding order, dated ones
-        first) but the first: the key of the state just before that day's files."""
+        first) but the first: the key of the state just before that day's files, read in
+        ``dialect`` (the frames' foreign dialect, if any)."""
         # the package's version too: a release may change how the store derives the table
         digest = hashlib.sha256(json.dumps(
-            [_FORMAT, _version(), name, [(c.name, c.kind) for c in TABLES[name].columns]]).encode())
+            [_FORMAT, _version(), name, dialect, [(c.name, c.kind) for c in TABLES[name].columns]]).encode())
         last: str | None = None
         for relative, entry in entries:
             day = entry["date"]
