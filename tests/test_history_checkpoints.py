@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -107,15 +109,21 @@ def test_an_archive_it_cannot_write_to_is_read_all_the_same(path):
     assert (path / FOLDER).read_text() == "not a folder"
 
 
-def test_short_replays_write_none_and_old_days_are_let_go(path):
+def test_short_replays_write_none_and_old_days_and_killed_writes_are_let_go(path):
     Archive(path).latest("jobs")  # 3 days of the sample: far below the default replay
     assert not (path / FOLDER).exists()
     folder = path / FOLDER / "jobs"
     for day in ("2026-01-01", "2026-01-02", "2026-01-03"):  # older checkpoints than any written
         (folder / day).mkdir(parents=True)
         (folder / day / "key.json").write_text(json.dumps("stale"))
+    abandoned, writing = folder / ".2026-01-04.99.tmp", folder / ".2026-01-05.98.tmp"
+    for left in (abandoned, writing):
+        left.mkdir()
+    os.utime(abandoned, (time.time() - 7200, time.time() - 7200))  # a writer killed two hours ago
     _archive(path).latest("jobs")
-    assert KEEP == 3 and sorted(p.name for p in folder.iterdir()) == ["2026-01-02", "2026-01-03", "2026-01-07"]
+    assert KEEP == 3 and sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
+        "2026-01-02", "2026-01-03", "2026-01-07"]
+    assert writing.exists() and not abandoned.exists()
 
 
 def test_archives_without_checkpoints_write_none(path):

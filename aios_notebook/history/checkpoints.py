@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ FOLDER = "_checkpoints"
 KEEP = 3
 _FORMAT = 1
 _KEY = "key.json"  # beside the tables: the digest they were derived from
+_ABANDONED = 3600.0  # seconds after which a temporary folder is a killed writer's
 
 
 def _version() -> str:
@@ -109,6 +111,9 @@ class Checkpoints:
             os.replace(temporary, target)
             for old in sorted(p for p in folder.iterdir() if not p.name.startswith("."))[:-KEEP]:
                 shutil.rmtree(old, ignore_errors=True)
+            for left in folder.glob(".*.tmp"):  # a writer killed midway: writing takes seconds
+                if time.time() - left.stat().st_mtime > _ABANDONED:
+                    shutil.rmtree(left, ignore_errors=True)
         except OSError as exc:  # a read-only archive, a full disk: derived again next time
             log.info("no checkpoint written for %s before %s: %s", name, day, exc)
             shutil.rmtree(temporary, ignore_errors=True)
