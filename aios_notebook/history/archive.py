@@ -298,12 +298,14 @@ class Archive:
             named = DIALECTS.get(self.manifest.get("dialect") or "")
             found = named if named is not None and not named.native else None
             for relative, _ in self._entries("raw", None, None)[:1] if found is None else []:
-                first = next(pq.ParquetFile(self.path / relative).iter_batches(_BATCH_ROWS, columns=["event", "text"]),
-                             None)
-                if first is not None:  # a recording may begin after the greeting: then the names say
-                    texts = first.column("text").slice(0, _GREETING_WITHIN).to_pylist()
-                    found = next((d for d in map(foreign_dialect, texts) if d is not None), None) or \
-                        dialect_of_events(pc.unique(first.column("event").drop_null()).to_pylist())
+                file = pq.ParquetFile(self.path / relative)
+                if not file.metadata.num_row_groups:
+                    continue
+                first = next(file.iter_batches(_GREETING_WITHIN, columns=["text"]))
+                found = next((d for d in map(foreign_dialect, first.column(0).to_pylist()) if d is not None), None)
+                if found is None:  # a recording may begin after the greeting: then the names say
+                    names = file.read_row_group(0, columns=["event"]).column(0)
+                    found = dialect_of_events(pc.unique(names.drop_null()).to_pylist())
             self._dialect = (found,)
         return self._dialect[0]
 
