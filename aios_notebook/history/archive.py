@@ -32,7 +32,7 @@ from ..store.archive import (
     read_manifest,
     read_part,
 )
-from ..store.load import FrameTranslator, foreign_dialect
+from ..store.load import GREETING_WITHIN, FrameTranslator, foreign_dialect
 from ..store.parquet import arrow_frame
 from ..store.schema import EVENT_ROUTES, LATEST_TABLES, TABLES
 from ..store.store import EventStore, store_from_frames
@@ -46,7 +46,6 @@ __all__ = ["Archive", "as_ns"]
 
 _NAT = np.iinfo(np.int64).min
 _BATCH_ROWS = 65_536
-_GREETING_WITHIN = 16  # the first frames of the archive among which a foreign server's greeting is
 # the columns place_ns reads, per table
 _PLACE_COLUMNS = {
     "raw": ("text", "received_at"),
@@ -301,8 +300,7 @@ class Archive:
                 file = pq.ParquetFile(self.path / relative)
                 if not file.metadata.num_row_groups:
                     continue
-                first = next(file.iter_batches(_GREETING_WITHIN, columns=["text"]))
-                found = next((d for d in map(foreign_dialect, first.column(0).to_pylist()) if d is not None), None)
+                found = foreign_dialect(next(file.iter_batches(GREETING_WITHIN, columns=["text"])).column(0).to_pylist())
                 if found is None:  # a recording may begin after the greeting: then the names say
                     names = file.read_row_group(0, columns=["event"]).column(0)
                     found = dialect_of_events(pc.unique(names.drop_null()).to_pylist())

@@ -34,7 +34,6 @@ __all__ = ["run_backtest"]
 
 _TIMESTAMP = re.compile(r'"timestamp"\s*:\s*(?:"([^"]*)"|(-?\d+(?:\.\d+)?))')
 _EVENT = re.compile(r'"event"\s*:\s*"([^"]*)"')
-_GREETING_WITHIN = 16  # the first frames among which a foreign server's greeting is
 
 
 def _is_store(source: Any) -> TypeGuard[StoreLike]:
@@ -132,7 +131,7 @@ def _translated(given: list[Any], frames: list[Any], dialect: Dialect | None) ->
     through the client's session: each with its translation and its event time, duplicates out.
     The published protocol's frames are returned as they are."""
     if dialect is None:
-        dialect = next((d for d in map(foreign_dialect, frames[:_GREETING_WITHIN]) if d is not None), None)
+        dialect = foreign_dialect(frames)
     if dialect is None:
         return given, frames
     translator = FrameTranslator(dialect)

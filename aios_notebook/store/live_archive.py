@@ -101,7 +101,7 @@ class LiveArchiver:
             store = EventStore(retention={name: None for name in ARCHIVE_TABLES}, background=False)
             frames: list[Any] = [f for f, _ in batch]
             moments = np.fromiter((t for _, t in batch), np.int64, count)
-            translator = self._translator_for(frames[0])
+            translator = self._translator_for(frames)
             if translator is not None:
                 frames, moments = translator.batch(frames, moments)
             bulk.ingest_frames(store, frames, moments)
@@ -114,10 +114,10 @@ class LiveArchiver:
             warnings.warn(f"{self.path}: archiving stopped working: {exc}", AIOSWarning, stacklevel=2)
             return 0
 
-    def _translator_for(self, first: Any) -> FrameTranslator | None:
+    def _translator_for(self, frames: list[Any]) -> FrameTranslator | None:
         if self._translator is None:
             name = self._dialect() if self._dialect is not None else AUTO
-            dialect = DIALECTS.get(name) if name != AUTO else foreign_dialect(first)
+            dialect = DIALECTS.get(name) if name != AUTO else foreign_dialect(frames)
             if dialect is not None and not dialect.native:
                 self._translator = FrameTranslator(dialect)
                 self._writer.manifest["dialect"] = dialect.name  # saved with the rows below

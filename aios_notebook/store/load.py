@@ -22,6 +22,7 @@ cannot reveal.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import threading
@@ -46,7 +47,7 @@ if TYPE_CHECKING:  # store.py imports this module: the name only, for the checke
 
 _Store = TypeVar("_Store", bound="EventStore")
 
-__all__ = ["FrameTranslator", "foreign_dialect", "load_into", "load_store"]
+__all__ = ["GREETING_WITHIN", "FrameTranslator", "foreign_dialect", "load_into", "load_store"]
 
 _SESSION_EVENTS = ("connected", "resync_complete")
 _CHUNK = 65_536  # frames per store batch on the exact path
@@ -371,10 +372,18 @@ class FrameTranslator:
         return items, np.array(kept, np.int64)
 
 
-def foreign_dialect(frame: str | bytes | None) -> Dialect | None:
-    """The foreign dialect whose greeting ``frame`` is (None: the published protocol's, or no greeting)."""
-    dialect = detect_dialect(frame) if isinstance(frame, str) else None
-    return dialect if dialect is not None and not dialect.native else None
+#: the first frames of a stream among which its greeting is looked for
+GREETING_WITHIN = 16
+
+
+def foreign_dialect(frames: Iterable[str | bytes | None]) -> Dialect | None:
+    """The foreign dialect whose greeting is among the first :data:`GREETING_WITHIN` frames
+    (None: the published protocol's greeting, or none)."""
+    for frame in itertools.islice(frames, GREETING_WITHIN):
+        dialect = detect_dialect(frame) if isinstance(frame, str) else None
+        if dialect is not None:
+            return None if dialect.native else dialect
+    return None
 
 
 def _load_exact(store: EventStore, reader: RecordingReader) -> None:
